@@ -1,0 +1,88 @@
+"""Command line of the converter: ``python -m convert SRC -o OUT.onnx``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devine_onnx.errors import DevineError, MissingDependencyError
+
+CONVERT_HELP = """Convert the official DEVINE weights to a size-agnostic ONNX model.
+
+SRC is the official model folder (date_21_12_2021_name_simu_classic_all_low_epochs_0_model_UNet/,
+a Keras-2 SavedModel) or its weights.h5. σ is read from the dict_norm.csv next to SRC.
+
+Example:
+
+    python -m convert date_21_12_2021_..._model_UNet/ -o models/devine.onnx --fp16
+"""
+
+
+def _require_tensorflow() -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("tensorflow", "tf2onnx", "onnx", "h5py") if find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"the converter needs {', '.join(missing)}: install them with "
+            "pip install 'devine-onnx[convert]' (or pip install -e '.[convert]' in a checkout)"
+        )
+
+
+def convert_command(
+    src: Annotated[Path, typer.Argument(help="Official model folder or weights.h5.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")],
+    std: Annotated[
+        float | None, typer.Option(help="σ in metres (default: train_std of dict_norm.csv).")
+    ] = None,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also write OUTPUT stem + .fp16.onnx for GPUs.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option(help="Compare ONNX Runtime with TensorFlow after export.")
+    ] = True,
+    synthetic: Annotated[
+        bool,
+        typer.Option("--synthetic", help="Mark the model as untrained (demonstration models)."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Convert the official DEVINE weights to a size-agnostic ONNX model."""
+    _require_tensorflow()
+    from .export import PARITY_TOLERANCE, convert_model
+
+    report = convert_model(src, output, std=std, fp16=fp16, check=check, synthetic=synthetic)
+    if quiet:
+        return
+    typer.echo(
+        f"wrote {report.output} (σ = {report.sigma} m, source sha256 {report.source_sha256[:12]}…)"
+    )
+    for (h, w), diff in report.parity.items():
+        typer.echo(f"  parity ONNX Runtime vs TensorFlow on {h}x{w}: max |diff| = {diff:.2e} m/s")
+    if report.parity:
+        typer.echo(f"  parity check passed (tolerance {PARITY_TOLERANCE})")
+    if report.fp16_output is not None:
+        worst = max(report.fp16_error.values())
+        typer.echo(f"wrote {report.fp16_output} (fp16 vs fp32: max |diff| = {worst:.2e} m/s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m convert``: one-line errors, exit 1; ``--debug`` for tracebacks."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+        os.environ["DEVINE_ONNX_DEBUG"] = "1"
+    app = typer.Typer(add_completion=False, help=CONVERT_HELP)
+    app.command(help=CONVERT_HELP)(convert_command)
+    try:
+        app(argv, prog_name="python -m convert")
+    except DevineError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
