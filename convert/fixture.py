@@ -14,8 +14,12 @@ from pathlib import Path
 from .synthetic import OFFICIAL_TRAIN_STD, synthetic_weights
 
 
-def build_trained_architecture(weights: dict | None = None):
-    """The 79x69 Keras-2 model of the official folder, optionally with ``weights`` set."""
+def build_trained_architecture(weights: dict | None = None, input_shape=(79, 69)):
+    """The 79x69 Keras-2 model of the official folder, optionally with ``weights`` set.
+
+    ``input_shape`` may be any (H, W) with H ≡ 7 and W ≡ 5 (mod 8): the same pads and crop
+    then fit (METHOD §1), which lets the trained graph be compared on large inputs.
+    """
     from ._tf import import_tensorflow
 
     import_tensorflow()  # muted start-up logs
@@ -25,7 +29,10 @@ def build_trained_architecture(weights: dict | None = None):
     def conv(x, name, filters, kernel=3, activation="relu", padding="same"):
         return L.Conv2D(filters, kernel, activation=activation, padding=padding, name=name)(x)
 
-    inp = keras.Input(shape=(79, 69, 1), name="input_1")
+    h, w = input_shape
+    if h % 8 != 7 or w % 8 != 5:
+        raise ValueError(f"the trained graph needs H ≡ 7 and W ≡ 5 (mod 8), got {input_shape}")
+    inp = keras.Input(shape=(h, w, 1), name="input_1")
     x = L.ZeroPadding2D(((0, 1), (0, 1)), name="zero_padding2d")(inp)
     c1 = conv(conv(x, "conv1_0", 32), "conv1", 32)
     p1 = L.MaxPooling2D(2, name="pool1")(c1)

@@ -1,0 +1,28 @@
+"""Shared fixtures. TensorFlow is only ever imported through pytest.importorskip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = ROOT.parent / "shared" / "upstream_model"
+DEMO_MODEL = ROOT / "models" / "devine-demo-synthetic.onnx"
+
+
+@pytest.fixture(scope="session")
+def demo_model_file() -> Path:
+    """The shipped demonstration model (weights = convert.synthetic.synthetic_weights(2023))."""
+    if not DEMO_MODEL.is_file():
+        pytest.skip("models/devine-demo-synthetic.onnx is missing")
+    return DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def official_folder(tmp_path_factory) -> Path:
+    """A model folder in the official layout (SavedModel + weights.h5 + dict_norm.csv)."""
+    pytest.importorskip("tf_keras")
+    from convert.fixture import write_official_folder
+
+    return write_official_folder(tmp_path_factory.mktemp("official") / "model_UNet", seed=7)
