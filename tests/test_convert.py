@@ -49,7 +49,7 @@ def keras_size_agnostic(weights_of):
 @pytest.fixture(scope="module")
 def trained_keras(official_folder):
     """The trained-architecture model as saved in the fixture folder, read back by Keras."""
-    keras = pytest.importorskip("tf_keras")
+    pytest.importorskip("tf_keras")
     from convert.fixture import build_trained_architecture
 
     model = build_trained_architecture()
