@@ -1,0 +1,702 @@
+"""The ``devine-onnx`` command line.
+
+Each command only parses its arguments and calls the Python API (``devine_onnx.corrections``,
+``devine_onnx.downscale``, ``devine_onnx.demo``, ``devine_onnx.plot``, ``devine_onnx.info``,
+``convert.cli``). Errors the user can fix (:class:`~devine_onnx.errors.DevineError`) print one
+line ``error: ...`` on stderr and exit with status 1, without a traceback unless ``--debug``;
+usage errors exit with status 2; Ctrl-C prints ``interrupted`` and exits with status 130.
+Python warnings (NWP points outside the hull, CPU fallback...) and WARNING records of the
+``devine_onnx`` logger print as one line ``warning: ...`` on stderr; its INFO records (DEM
+trimming and resume notes, timings) as ``note: ...``, hidden by ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from ._version import __version__
+from .errors import DevineError, MissingDependencyError
+
+#: Environment variable naming the default model (same as ``devine_onnx.model.MODEL_ENV``;
+#: repeated here so that ``--help`` does not import ONNX Runtime).
+MODEL_ENV = "DEVINE_ONNX_MODEL"
+#: Modules the ``convert`` command needs (the ``convert`` extra).
+CONVERT_MODULES = ("tensorflow", "tf2onnx", "onnx", "h5py")
+CONVERT_INSTALL = 'pip install "devine-onnx[convert]"'
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_NOISY = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, RuntimeWarning)
+_NUMPY_NOTICES = ("encountered", "empty slice", "Degrees of freedom")
+
+
+# ---------------------------------------------------------------------------- plumbing
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _err(text: str) -> None:
+    typer.echo(_one_line(text), err=True)
+
+
+def _hidden(message: str, category: type[Warning], filename: str) -> bool:
+    """Library noise hidden without ``--debug``.
+
+    Shown: warning classes defined in devine_onnx, plain RuntimeWarnings raised by
+    devine_onnx code (except numpy's floating-point notices, which carry the caller's file
+    name), and any other category that is not deprecation/future/runtime noise.
+    """
+    if getattr(category, "__module__", "").startswith("devine_onnx"):
+        return False
+    if category is RuntimeWarning and filename.startswith(_PACKAGE_DIR):
+        return any(p in message for p in _NUMPY_NOTICES)
+    return issubclass(category, _NOISY)
+
+
+@contextmanager
+def _warnings_to_stderr(debug: bool) -> Iterator[None]:
+    """Print each warning as one ``warning: ...`` line on stderr.
+
+    Library deprecation/future/runtime warnings (numpy's "all-NaN slice"...) are hidden unless
+    ``--debug``; every warning class defined by devine_onnx is shown.
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not debug and _hidden(str(message), category, str(filename)):
+            return
+        _err(f"warning: {message}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
+class _LineHandler(logging.Handler):
+    """Log records of the ``devine_onnx`` logger as one line on stderr.
+
+    INFO records (DEM trimming notes, resume notes...) print as ``note: ...``; WARNING and
+    above as ``warning: ...``. Long commands raise the level to WARNING with ``--quiet``.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "warning" if record.levelno >= logging.WARNING else "note"
+            _err(f"{prefix}: {record.getMessage()}")
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+_HANDLER = _LineHandler(level=logging.INFO)
+
+
+def _quiet_notes(quiet: bool) -> None:
+    """With ``--quiet`` only warnings are printed, not notes."""
+    _HANDLER.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+@contextmanager
+def _log_to_stderr(debug: bool) -> Iterator[None]:
+    logger = logging.getLogger("devine_onnx")
+    old_level, old_propagate = logger.level, logger.propagate
+    _HANDLER.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.addHandler(_HANDLER)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(_HANDLER)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+def _passthrough() -> tuple[type[BaseException], ...]:
+    """Exceptions that typer/click handle themselves (usage errors: exit 2; Exit; Abort)."""
+    types: list[type[BaseException]] = [typer.Exit, typer.Abort, typer.BadParameter]
+    if hasattr(typer, "TyperException"):  # typer >= 0.2x vendors click
+        types.append(typer.TyperException)
+    try:  # older typer uses click itself
+        import click
+
+        types += [click.ClickException, click.exceptions.Exit, click.Abort]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+_PASSTHROUGH = _passthrough()
+
+
+class _Group(TyperGroup):
+    """Typer group that turns errors into one-line messages and exit statuses."""
+
+    def invoke(self, ctx):
+        debug = bool(ctx.params.get("debug")) or os.environ.get("DEVINE_ONNX_DEBUG") == "1"
+        with _warnings_to_stderr(debug), _log_to_stderr(debug):
+            try:
+                return super().invoke(ctx)
+            except _PASSTHROUGH:
+                raise
+            except DevineError as exc:
+                if debug:
+                    raise
+                _err(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                if debug:
+                    raise
+                _err("interrupted")
+                raise typer.Exit(130) from None
+            except MemoryError:
+                if debug:
+                    raise
+                _err(
+                    "error: out of memory; use smaller --chunk-time / tiles, or a machine with "
+                    "more memory (rerun with --debug for the traceback)"
+                )
+                raise typer.Exit(1) from None
+            except OSError as exc:
+                if debug:
+                    raise
+                where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                _err(f"error: {where}{exc.strerror or exc}")
+                raise typer.Exit(1) from None
+            except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with --debug
+                if debug:
+                    raise
+                _err(
+                    f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the "
+                    "traceback and report it)"
+                )
+                raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="devine-onnx",
+    cls=_Group,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help=(
+        "DEVINE wind downscaling over complex terrain with ONNX Runtime.\n\n"
+        "Workflow: [bold]convert[/bold] the official weights once, compute the "
+        "[bold]corrections[/bold] table of a DEM once, build the [bold]regrid[/bold] weights "
+        "once, then [bold]downscale[/bold] any NWP wind series; [bold]plot[/bold] the results. "
+        "[bold]demo[/bold] runs the whole chain on synthetic data."
+    ),
+    epilog=(
+        "Example: devine-onnx demo --out demo/   (then open demo/demo_wind.png)\n\n"
+        "Errors print one line and exit 1; add --debug for the traceback."
+    ),
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"devine-onnx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """DEVINE wind downscaling over complex terrain with ONNX Runtime."""
+
+
+# ---------------------------------------------------------------------------- option types
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Interp(str, Enum):
+    nearest = "nearest"
+    linear = "linear"
+
+
+def parse_angles(text: str | None) -> list[int] | None:
+    """``"0,90,180"`` -> ``[0, 90, 180]``: whole degrees in 0..359, no duplicates.
+
+    Raises :class:`typer.BadParameter` (usage error, exit status 2) when malformed.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p for p in parts):
+        raise typer.BadParameter(
+            f"{text!r}: expected comma-separated whole degrees such as 0,90,180,270"
+        )
+    values: list[int] = []
+    for p in parts:
+        try:
+            v = int(p)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{p!r} is not a whole number of degrees; expected e.g. 0,90,180,270"
+            ) from None
+        if not 0 <= v <= 359:
+            raise typer.BadParameter(f"{v} is outside 0..359 (FROM directions in degrees)")
+        if v in values:
+            raise typer.BadParameter(f"{v} is given twice")
+        values.append(v)
+    return sorted(values)
+
+
+def _angles_callback(value: str | None) -> list[int] | None:
+    return parse_angles(value)
+
+
+def parse_target(text: str | None):
+    """``"xmin,ymin,xmax,ymax"`` -> tuple of 4 floats; anything else is a file path."""
+    if text is None:
+        return None
+    if "," in text:
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            box = tuple(float(p) for p in parts)
+        except ValueError:
+            box = ()
+        if len(box) != 4:
+            raise typer.BadParameter(
+                f"{text!r}: expected xmin,ymin,xmax,ymax (4 numbers in the DEM's CRS) or a file"
+            )
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise typer.BadParameter(f"{text!r}: expected xmin < xmax and ymin < ymax")
+        return box
+    return Path(text)
+
+
+def _done(quiet: bool, text: str) -> None:
+    if not quiet:
+        typer.echo(text)
+
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on success.")
+]
+
+
+# ---------------------------------------------------------------------------- convert
+def _convert_extra_missing() -> list[str]:
+    return [m for m in CONVERT_MODULES if importlib.util.find_spec(m) is None]
+
+
+def _require_convert_extra() -> None:
+    missing = _convert_extra_missing()
+    if missing:
+        raise MissingDependencyError(
+            f"devine-onnx convert needs {', '.join(missing)}: {CONVERT_INSTALL} "
+            '(or pip install -e ".[convert]" in a checkout)'
+        )
+
+
+CONVERT_EPILOG = (
+    "[bold]Example[/bold]:\n\n"
+    "  devine-onnx convert date_21_12_2021_name_simu_classic_all_low_epochs_0_model_UNet/ "
+    "-o models/devine.onnx --fp16\n\n"
+    "Needs the convert extra: " + CONVERT_INSTALL.replace("[", "\\[") + ". See models/README.md."
+)
+CONVERT_HELP = (
+    "Convert the official DEVINE weights to a size-agnostic ONNX model.\n\n"
+    "SRC is the official model folder (a Keras-2 SavedModel) or its weights.h5; σ is read from "
+    "the dict_norm.csv next to it. The export is checked against TensorFlow."
+)
+
+try:
+    from convert.cli import convert_command as _convert_command
+except ImportError:  # pragma: no cover - the converter package is part of the distribution
+    _convert_command = None
+
+if _convert_command is not None:
+
+    @functools.wraps(_convert_command)
+    def _convert(*args, **kwargs):
+        _require_convert_extra()
+        return _convert_command(*args, **kwargs)
+
+    app.command("convert", help=CONVERT_HELP, epilog=CONVERT_EPILOG)(_convert)
+else:  # pragma: no cover
+
+    @app.command("convert", help=CONVERT_HELP, epilog=CONVERT_EPILOG)
+    def _convert_unavailable(src: Path, output: Annotated[Path, typer.Option("-o")]) -> None:
+        raise MissingDependencyError(f"the converter is not installed: {CONVERT_INSTALL}")
+
+
+# ---------------------------------------------------------------------------- corrections
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx corrections belledonne_lambert93.tif -m models/devine.onnx "
+        "-o belledonne_table.nc --angle-step 1\n\n"
+        "  devine-onnx corrections dem.tif -o table.nc --angles 0,90,180,270 --device cpu\n\n"
+        f"The model defaults to ${MODEL_ENV}. An interrupted run resumes where it stopped "
+        "(--no-resume starts again)."
+    )
+)
+def corrections(
+    dem: Annotated[Path, typer.Argument(help="DEM in a projected metric CRS (GeoTIFF or NetCDF).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Correction table to write (.nc or .zarr).")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "-m",
+            "--model",
+            envvar=MODEL_ENV,
+            help="DEVINE ONNX model written by 'devine-onnx convert'.",
+        ),
+    ] = None,
+    angles: Annotated[
+        str | None,
+        typer.Option(
+            "--angles",
+            callback=_angles_callback,
+            help="Comma-separated FROM directions in whole degrees, e.g. 0,90,180,270.",
+        ),
+    ] = None,
+    angle_step: Annotated[
+        int | None,
+        typer.Option(
+            "--angle-step", min=1, max=180, help="Every N degrees from 0 (default: all 360)."
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where the UNet runs (auto: CUDA when usable).")
+    ] = Device.auto,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(
+            "--dtype",
+            help="float16: round the table values to float16 precision like the original "
+            "(stored as float32 either way).",
+        ),
+    ] = Dtype.float32,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Directions per UNet call.")] = 1,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Keep only this area of the table: xmin,ymin,xmax,ymax in the DEM's CRS, or a "
+            "raster/NetCDF file whose extent to cover.",
+        ),
+    ] = None,
+    fill_nodata: Annotated[
+        bool, typer.Option("--fill-nodata", help="Fill DEM holes from the nearest valid pixel.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue an interrupted table.")
+    ] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compute the DEVINE correction table of a DEM for each wind direction.
+
+    For each FROM direction the DEM is rotated, normalised and run through the UNet; the table stores acceleration (speed ratio) and alpha (deviation, radians) on the DEM's grid.
+    """
+    from .corrections import compute_corrections
+
+    _quiet_notes(quiet)
+    from .model import resolve_model_path
+
+    if angles is not None and angle_step is not None:
+        raise typer.BadParameter(
+            "give either --angles or --angle-step, not both", param_hint="'--angles'"
+        )
+    model_path = resolve_model_path(model)
+    if angles is not None:
+        chosen = angles
+    elif angle_step is not None:
+        chosen = list(range(0, 360, angle_step))
+    else:
+        chosen = list(range(360))
+    table = compute_corrections(
+        dem,
+        model=model_path,
+        angles=chosen,
+        output=output,
+        device=device.value,
+        dtype=dtype.value,
+        batch=batch,
+        target=parse_target(target),
+        fill_nodata=fill_nodata,
+        resume=resume,
+        quiet=quiet,
+    )
+    sizes = dict(getattr(table, "sizes", {}))
+    shape = f" on a {sizes.get('y', '?')} x {sizes.get('x', '?')} grid" if sizes else ""
+    n = len(chosen)
+    _done(quiet, f"wrote {output}: {n} direction{'' if n == 1 else 's'}{shape}")
+    if str(getattr(table, "attrs", {}).get("synthetic_weights", "false")).lower() == "true":
+        _err(
+            f"warning: {model_path} has synthetic (untrained) weights: this table is NOT "
+            "physical; convert the official weights with 'devine-onnx convert'"
+        )
+
+
+# ---------------------------------------------------------------------------- regrid
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx regrid arome_2026-01.nc --table belledonne_table.nc -o arome_weights.nc"
+        "\n\nThe weights fit every NWP file on the same grid: pass them to downscale --weights."
+    )
+)
+def regrid(
+    nwp: Annotated[Path, typer.Argument(help="NWP file (NetCDF/GRIB/Zarr) giving the grid.")],
+    table: Annotated[
+        Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Regridding weights file to write (.nc).")
+    ],
+    nwp_crs: Annotated[
+        str | None,
+        typer.Option(
+            "--nwp-crs",
+            help="CRS of the NWP coordinates (default: from the file, "
+            "else EPSG:4326 for latitude/longitude).",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build the Delaunay interpolation weights from an NWP grid to a table's grid."""
+    from .downscale import build_weights
+
+    _quiet_notes(quiet)
+
+    weights = build_weights(nwp, table, nwp_crs=nwp_crs, output=output)
+    n_out = getattr(weights, "n_outside", 0)
+    n_t = getattr(weights, "n_target", 0)
+    extra = f" ({n_out} outside the NWP grid)" if n_out else ""
+    _done(quiet, f"wrote {output}: {n_t} table pixels{extra}")
+
+
+# ---------------------------------------------------------------------------- downscale
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx downscale arome_2026-01.nc --table belledonne_table.nc "
+        "--weights arome_weights.nc -o wind_2026-01.nc\n\n"
+        "  devine-onnx downscale era5.zarr --table table.nc --u-var u10 --v-var v10 "
+        "-o wind.zarr --chunk-time 48"
+    )
+)
+def downscale(
+    nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
+    table: Annotated[
+        Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr).")
+    ],
+    u_var: Annotated[
+        str | None, typer.Option("--u-var", help="Name of the eastward wind variable.")
+    ] = None,
+    v_var: Annotated[
+        str | None, typer.Option("--v-var", help="Name of the northward wind variable.")
+    ] = None,
+    nwp_crs: Annotated[
+        str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", "-w", help="Weights from 'regrid'.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Folder where weights are cached between runs (default: next to OUTPUT).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not cache the regridding weights.")
+    ] = False,
+    chunk_time: Annotated[
+        int, typer.Option("--chunk-time", min=1, help="Time steps processed at once.")
+    ] = 24,
+    coarsen: Annotated[
+        int | None,
+        typer.Option("--coarsen", min=1, help="Average N x N table pixels in the output."),
+    ] = None,
+    grid_relative: Annotated[
+        bool,
+        typer.Option(
+            "--grid-relative",
+            help="The NWP components are relative to the table's grid north (no convergence "
+            "rotation); write x_wind / y_wind.",
+        ),
+    ] = False,
+    angular_interpolation: Annotated[
+        Interp,
+        typer.Option("--angular-interpolation", help="Table lookup between directions."),
+    ] = Interp.nearest,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply a correction table to an NWP wind series; write CF NetCDF or Zarr."""
+    from .downscale import downscale as run_downscale
+
+    _quiet_notes(quiet)
+
+    result = run_downscale(
+        nwp,
+        table,
+        output=output,
+        u_var=u_var,
+        v_var=v_var,
+        nwp_crs=nwp_crs,
+        weights=weights,
+        cache_dir=False if no_cache else cache_dir,
+        chunk_time=chunk_time,
+        coarsen=coarsen,
+        grid_relative=grid_relative,
+        angular_interpolation=angular_interpolation.value,
+        quiet=quiet,
+    )
+    sizes = dict(getattr(result, "sizes", {}))
+    shape = (
+        f": {sizes.get('time', '?')} time steps on a {sizes.get('y', '?')} x "
+        f"{sizes.get('x', '?')} grid"
+        if sizes
+        else ""
+    )
+    _done(quiet, f"wrote {output}{shape}")
+
+
+# ---------------------------------------------------------------------------- demo
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx demo --out demo/\n\n"
+        "Writes demo_dem.tif, demo_nwp.nc, demo_table.nc, demo_weights.nc, demo_wind.nc, "
+        "demo_wind.png and demo_table.png. Without --model (or $DEVINE_ONNX_MODEL) it uses the "
+        "shipped model with synthetic weights: the results only show the pipeline."
+    )
+)
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo files.")] = Path("."),
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "-m",
+            "--model",
+            help=f"ONNX model (default ${MODEL_ENV}, else the demo model with synthetic weights).",
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where the UNet runs (auto: CUDA when usable).")
+    ] = Device.auto,
+    angle_step: Annotated[int, typer.Option("--angle-step", min=1, max=180, hidden=True)] = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole chain on a synthetic DEM and wind series (a few minutes on a laptop)."""
+    from .demo import run_demo
+
+    _quiet_notes(quiet)
+
+    result = run_demo(out, model=model, quiet=quiet, angle_step=angle_step, device=device.value)
+    if not quiet:
+        typer.echo(result.summary())
+
+
+# ---------------------------------------------------------------------------- plot
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx plot wind_2026-01.nc --time 2026-01-15T12:00 --table table.nc "
+        "-o wind_map.png\n\n"
+        "  devine-onnx plot table.nc --angle 270 -o table_270.png\n\n"
+        "A correction table (acceleration, alpha) or a downscaled output (wind_speed) is "
+        "recognised from its variables."
+    )
+)
+def plot(
+    file: Annotated[Path, typer.Argument(help="Downscaled output or correction table.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png).")],
+    time: Annotated[
+        str | None,
+        typer.Option("--time", help="Time step of a downscaled output (ISO 8601; default first)."),
+    ] = None,
+    angle: Annotated[
+        float | None,
+        typer.Option("--angle", help="Direction of a table, degrees FROM (default 270)."),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", "-t", help="Table whose elevation gives the hillshade."),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Draw a map of a downscaled output or explore a correction table."""
+    from .plot import plot_file
+
+    kind, path = plot_file(file, output, time=time, angle=angle, table=table)
+    _done(quiet, f"wrote {path} ({'table explorer' if kind == 'table' else 'wind map'})")
+
+
+# ---------------------------------------------------------------------------- info
+@app.command(epilog="[bold]Example[/bold]:\n\n  devine-onnx info\n\n  devine-onnx info --json")
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Versions, ONNX Runtime providers, GPU/CUDA status, default model, TensorFlow."""
+    from .info import format_info
+    from .info import info as collect
+
+    data = collect()
+    typer.echo(json.dumps(data, indent=2) if as_json else format_info(data))
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``devine-onnx`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere before "--" (it is a global option).
+    head = args[: args.index("--")] if "--" in args else args
+    if "--debug" in head:
+        args.remove("--debug")
+        args.insert(0, "--debug")
+    try:
+        app(args=args, prog_name="devine-onnx")
+    except KeyboardInterrupt:
+        if "--debug" in head:
+            raise
+        _err("interrupted")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

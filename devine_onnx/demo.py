@@ -1,0 +1,250 @@
+"""``devine-onnx demo``: the whole chain on synthetic inputs, in a few minutes on a laptop.
+
+Writes a synthetic DEM (Lambert-93, 30 m, near 6.15°E 45.2°N) and an AROME-like wind series,
+computes the correction table for all 360 directions, builds the regridding weights,
+downscales the series and draws two PNGs. Without a model it uses the shipped demonstration
+model, whose weights are synthetic: the notice printed before and after says that the results
+then only demonstrate the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._atomic import atomic_output
+from .errors import OptionError, OutputError
+
+__all__ = ["DemoResult", "run_demo"]
+
+DEM_NAME = "demo_dem.tif"
+NWP_NAME = "demo_nwp.nc"
+TABLE_NAME = "demo_table.nc"
+WEIGHTS_NAME = "demo_weights.nc"
+WIND_NAME = "demo_wind.nc"
+WIND_PNG = "demo_wind.png"
+TABLE_PNG = "demo_table.png"
+
+
+@dataclass
+class DemoResult:
+    """Paths written by :func:`run_demo` and what the run used."""
+
+    out_dir: Path
+    dem: Path
+    nwp: Path
+    table: Path
+    weights: Path
+    wind: Path
+    wind_png: Path
+    table_png: Path
+    model: Path
+    synthetic: bool
+    angles: int
+    seconds: float
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[Path]:
+        return [
+            self.dem,
+            self.nwp,
+            self.table,
+            self.weights,
+            self.wind,
+            self.wind_png,
+            self.table_png,
+        ]
+
+    def summary(self) -> str:
+        lines = [
+            f"demo done in {self.seconds:.0f} s ({self.angles} directions, model {self.model})"
+        ]
+        lines += [f"  {p}" for p in self.files]
+        return "\n".join(lines)
+
+
+def _models_readme() -> str:
+    """Where the user can read how to get and convert the official weights."""
+    try:
+        from .model import demo_model_path
+
+        readme = demo_model_path().parent / "README.md"
+        if readme.is_file():
+            return str(readme)
+    except Exception:  # noqa: BLE001 - only used in a message
+        pass
+    return "models/README.md"
+
+
+def synthetic_notice(model: Path, when: str) -> str:
+    """The not-physical notice printed before (``when="before"``) and after the demo."""
+    readme = _models_readme()
+    if when == "before":
+        head = (
+            f"NOTICE: {model.name} has SYNTHETIC (untrained) weights. The demo will only "
+            "demonstrate the pipeline: its winds are NOT physical."
+        )
+    else:
+        head = (
+            f"NOTICE: these results were computed with {model.name}, whose weights are "
+            "SYNTHETIC (untrained): they only demonstrate the pipeline and are NOT physical."
+        )
+    return (
+        f"{head} For real downscaling, convert the official DEVINE weights with "
+        f"'devine-onnx convert' and pass --model or set DEVINE_ONNX_MODEL (see {readme})."
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _resolve_model(model) -> Path:
+    from .model import MODEL_ENV, demo_model_path
+
+    if model is not None:
+        return Path(model)
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    return demo_model_path()
+
+
+def _prepare_folder(out_dir) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{out}: cannot create the demo folder ({exc.strerror or exc}); choose another --out"
+        ) from None
+    if not os.access(out, os.W_OK):
+        raise OutputError(f"{out}: the demo folder is not writable; choose another --out")
+    return out
+
+
+def run_demo(
+    out_dir: str | os.PathLike = ".",
+    model: str | os.PathLike | None = None,
+    quiet: bool = False,
+    *,
+    angle_step: int = 1,
+    device: str = "auto",
+) -> DemoResult:
+    """Run the full DEVINE chain on synthetic data and write its files to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir
+        Folder for the outputs (created if needed): ``demo_dem.tif``, ``demo_nwp.nc``,
+        ``demo_table.nc``, ``demo_weights.nc``, ``demo_wind.nc`` (CF NetCDF),
+        ``demo_wind.png`` and ``demo_table.png``.
+    model
+        ONNX model; default ``$DEVINE_ONNX_MODEL``, else the shipped demonstration model
+        (synthetic weights).
+    quiet
+        No progress bars or step messages. The not-physical notice after the run is printed
+        even then when the model is synthetic.
+    angle_step
+        Compute the table every ``angle_step`` degrees only (tests; the demo uses all 360).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns
+    -------
+    DemoResult
+        The paths written, the model used, whether it is synthetic and the wall time.
+    """
+    from .corrections import compute_corrections
+    from .downscale import build_weights, downscale
+    from .model import DevineModel
+    from .plot import plot_table, plot_wind
+    from .sample_data import sample_dem, sample_nwp
+
+    if (
+        isinstance(angle_step, bool)
+        or not isinstance(angle_step, int)
+        or not 1 <= angle_step <= 180
+    ):
+        raise OptionError(f"angle_step={angle_step!r}: expected an integer in 1..180")
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = _prepare_folder(out_dir)
+    model_path = _resolve_model(model)
+    net = DevineModel(model_path, device=device)
+    synthetic = bool(net.synthetic)
+    if synthetic and not quiet:
+        _say(synthetic_notice(model_path, "before"))
+
+    paths = {
+        name: out / fname
+        for name, fname in (
+            ("dem", DEM_NAME),
+            ("nwp", NWP_NAME),
+            ("table", TABLE_NAME),
+            ("weights", WEIGHTS_NAME),
+            ("wind", WIND_NAME),
+            ("wind_png", WIND_PNG),
+            ("table_png", TABLE_PNG),
+        )
+    }
+
+    def step(name: str, text: str):
+        if not quiet:
+            _say(text)
+        timings[name] = time.perf_counter()
+
+    def done(name: str) -> None:
+        timings[name] = time.perf_counter() - timings[name]
+
+    step("inputs", f"[1/5] writing the synthetic DEM and wind series to {out}")
+    dem = sample_dem()
+    with atomic_output(paths["dem"]) as tmp:
+        dem.rio.to_raster(tmp, driver="GTiff", compress="deflate")
+    nwp = sample_nwp()
+    with atomic_output(paths["nwp"]) as tmp:
+        nwp.to_netcdf(tmp, engine="netcdf4")
+    done("inputs")
+
+    angles = list(range(0, 360, angle_step))
+    step("corrections", f"[2/5] correction table, {len(angles)} directions ({net.device})")
+    compute_corrections(paths["dem"], model=net, angles=angles, output=paths["table"], quiet=quiet)
+    done("corrections")
+
+    step("regrid", "[3/5] regridding weights NWP -> table grid")
+    weights = build_weights(paths["nwp"], paths["table"], output=paths["weights"])
+    done("regrid")
+
+    step("downscale", "[4/5] downscaling the wind series")
+    downscale(
+        paths["nwp"],
+        paths["table"],
+        output=paths["wind"],
+        weights=weights,
+        quiet=quiet,
+    )
+    done("downscale")
+
+    step("plots", "[5/5] drawing the maps")
+    plot_wind(paths["wind"], output=paths["wind_png"], table=paths["table"])
+    plot_table(paths["table"], angle=270, output=paths["table_png"])
+    done("plots")
+
+    result = DemoResult(
+        out_dir=out,
+        model=model_path,
+        synthetic=synthetic,
+        angles=len(angles),
+        seconds=time.perf_counter() - t0,
+        timings=timings,
+        **paths,
+    )
+    if synthetic:
+        _say(synthetic_notice(model_path, "after"))
+    return result
