@@ -1,7 +1,16 @@
 """devine-onnx: DEVINE wind downscaling over complex terrain with ONNX Runtime.
 
-The public API is imported lazily so that ``import devine_onnx`` stays fast and never pulls in
-heavy optional pieces.
+The public API (imported lazily, so that ``import devine_onnx`` stays fast):
+
+- :func:`compute_corrections`: the per-direction correction table of a DEM.
+- :func:`build_weights`, :class:`RegridWeights`: Delaunay interpolation weights NWP -> table.
+- :func:`downscale`: apply a table to an NWP wind series (CF NetCDF/Zarr, streaming or lazy).
+- :class:`DevineModel`: the converted UNet on ONNX Runtime (CPU or CUDA).
+- :func:`load_dem`, :func:`open_nwp`, :func:`open_table`: validated readers.
+- :func:`run_demo`, :func:`plot_wind`, :func:`plot_table`, :func:`info`.
+
+Conventions: wind directions are FROM directions in degrees clockwise from north, speeds in
+m/s; NaN marks "no data".
 """
 
 from __future__ import annotations
@@ -13,6 +22,17 @@ from .errors import DevineError
 
 _LAZY = {
     "DevineModel": "devine_onnx.model",
+    "compute_corrections": "devine_onnx.corrections",
+    "load_dem": "devine_onnx.dem",
+    "RegridWeights": "devine_onnx.regrid",
+    "build_weights": "devine_onnx.downscale",
+    "downscale": "devine_onnx.downscale",
+    "open_table": "devine_onnx.downscale",
+    "open_nwp": "devine_onnx.nwp",
+    "run_demo": "devine_onnx.demo",
+    "plot_wind": "devine_onnx.plot",
+    "plot_table": "devine_onnx.plot",
+    "info": "devine_onnx.info",
 }
 
 
@@ -20,6 +40,10 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'devine_onnx' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["DevineError", "__version__", *_LAZY]
