@@ -13,7 +13,9 @@ index ``k * (ny * nx) + pixel``; no loop over angles.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,6 +25,16 @@ from .errors import OptionError, TableError
 __all__ = ["METHODS", "TableLookup", "apply_table", "downscale_uv"]
 
 METHODS = ("nearest", "linear")
+
+
+def _n_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+#: Threads used by :meth:`TableLookup.downscale_uv` (the machine's cores, at most 4).
+LOOKUP_THREADS = max(1, min(4, _n_cores()))
 
 
 class TableLookup:
@@ -199,10 +211,36 @@ class TableLookup:
                 speed_out[rows, cols] = np.where(has_data[inv], 0, np.nan)
         return speed_out.reshape(lead + self.shape), dir_out.reshape(lead + self.shape)
 
-    def downscale_uv(self, u, v, gamma=None):
-        """Downscale wind components; see :func:`downscale_uv`."""
-        u = np.asarray(u)
-        v = np.asarray(v)
+    def downscale_uv(self, u, v, gamma=None, threads: int | None = None):
+        """Downscale wind components; see :func:`downscale_uv`.
+
+        ``threads`` > 1 splits the leading (time) axis between threads: numpy releases the
+        GIL in these element-wise passes, so the cores share the work. Default:
+        :data:`LOOKUP_THREADS`.
+        """
+        u, v = np.broadcast_arrays(np.asarray(u), np.asarray(v))
+        threads = LOOKUP_THREADS if threads is None else int(threads)
+        lead = u.shape[:-2]
+        n = int(np.prod(lead)) if lead else 1
+        if threads <= 1 or n < 2:
+            return self._downscale_uv(u, v, gamma)
+        u2 = u.reshape((n,) + u.shape[-2:])
+        v2 = v.reshape((n,) + v.shape[-2:])
+        cuts = np.linspace(0, n, min(threads, n) + 1).astype(int)
+        spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+        with ThreadPoolExecutor(len(spans)) as pool:
+            parts = list(
+                pool.map(
+                    lambda ab: self._downscale_uv(u2[ab[0] : ab[1]], v2[ab[0] : ab[1]], gamma),
+                    spans,
+                )
+            )
+        return tuple(
+            np.concatenate([p[i] for p in parts]).reshape(lead + parts[0][i].shape[1:])
+            for i in range(4)
+        )
+
+    def _downscale_uv(self, u, v, gamma=None):
         if gamma is not None:
             u, v = earth_to_grid(u, v, gamma)
         speed, from_dir = uv_to_speed_dir(u, v)

@@ -262,3 +262,23 @@ def test_bad_inputs():
         TableLookup(acc, alpha, method="cubic")
     with pytest.raises(TableError, match="grid shape"):
         TableLookup(acc, alpha)(np.ones((2, NY + 1, NX)), np.ones((2, NY + 1, NX)))
+
+
+def test_threaded_equals_serial():
+    """Splitting the time axis between threads gives exactly the serial result."""
+    from devine_onnx.lookup import TableLookup
+
+    rng = np.random.default_rng(3)
+    acc = (1 + 0.3 * rng.random((360, 7, 9))).astype(np.float32)
+    alpha = (0.2 * rng.standard_normal((360, 7, 9))).astype(np.float32)
+    acc[:, 0, 0] = np.nan
+    u = rng.normal(0, 5, (11, 7, 9)).astype(np.float32)
+    v = rng.normal(0, 5, (11, 7, 9)).astype(np.float32)
+    u[2, 3, 3] = v[2, 3, 3] = 0.0  # calm
+    u[4, 1, 1] = np.nan
+    gamma = rng.normal(0, 2, (7, 9))
+    table = TableLookup(acc, alpha)
+    serial = table.downscale_uv(u, v, gamma, threads=1)
+    for threads in (2, 3, 16):
+        for a, b in zip(table.downscale_uv(u, v, gamma, threads=threads), serial, strict=True):
+            np.testing.assert_array_equal(a, b)

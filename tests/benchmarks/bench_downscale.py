@@ -1,0 +1,368 @@
+"""Downscaling benchmarks (issue 4): devine-onnx vs the seed's algorithm, and peak RSS.
+
+Run from the repository root:
+
+- ``python -m tests.benchmarks.bench_downscale compare [SIZE] [N_TIMES]``: the same data for
+  both (a SIZE x SIZE table with 360 angles, default 200, and N_TIMES hourly steps, default
+  240, from ``sample_nwp`` on a grid covering the table), timing (a) the weights,
+  (b) the lookup alone on the same in-memory interpolated ``u``/``v`` (seed: 360-pass
+  ``xr.where``; devine-onnx: one gather per block with ``TableLookup.downscale_uv``) and
+  (c) the whole command (seed: weights + interpolation + lookup + NetCDF; devine-onnx:
+  ``downscale(nwp.nc, table.nc, output=out.nc)`` including the weights, no cache). The seed
+  is the re-implementation in :mod:`tests.benchmarks.seed_baseline`.
+- ``python -m tests.benchmarks.bench_downscale rss [SIZE] [N_TIMES ...]``: peak RSS and wall
+  time of ``downscale(nwp.nc, table.nc, output=out.nc)`` with default chunking for a
+  SIZE x SIZE table (default 500) and each series length (default 2190 and 8760 hourly
+  steps).
+
+Every measurement runs in its own subprocess, so that its peak RSS belongs to that run
+alone. The peak is read from ``VmHWM`` in ``/proc/self/status`` (Linux), not from
+``getrusage(RUSAGE_SELF).ru_maxrss``: Linux keeps ``ru_maxrss`` across ``execve``, so a
+child would report at least the peak of the process that forked it. For the same reason the
+input files are written to a temporary folder by a subprocess of their own. Prints markdown
+tables for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._common import best_of, machine
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE_CRS = "EPSG:2154"
+_RESULT = "RESULT "
+
+
+# --------------------------------------------------------------------------- inputs
+def synthetic_table(shape: tuple[int, int], n_angles: int = 360, seed: int = 0):
+    """A correction table on ``sample_dem(shape)``'s grid (values are made up).
+
+    ``acceleration = 1 + 0.2 sin(f + angle)`` and ``alpha = 0.05 cos(f + angle)`` (radians)
+    with ``f`` a smooth random field; float32, built one angle at a time.
+    """
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    from devine_onnx.sample_data import sample_dem
+
+    dem = sample_dem(shape)
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
+    field = np.zeros(shape)
+    for _ in range(6):
+        fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 2 * np.pi)
+        field += np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+    acc = np.empty((n_angles, ny, nx), dtype=np.float32)
+    alpha = np.empty((n_angles, ny, nx), dtype=np.float32)
+    angles = np.arange(n_angles) * (360.0 / n_angles)
+    for k, a in enumerate(np.radians(angles)):
+        acc[k] = 1.0 + 0.2 * np.sin(field + a)
+        alpha[k] = 0.05 * np.cos(field + a)
+    ds = xr.Dataset(
+        {
+            "acceleration": (("angle", "y", "x"), acc, {"units": "1"}),
+            "alpha": (("angle", "y", "x"), alpha, {"units": "radian"}),
+        },
+        coords={"angle": angles, "y": dem.y.values, "x": dem.x.values},
+        attrs={"comment": "synthetic benchmark table"},
+    )
+    return ds.rio.write_crs(TABLE_CRS)
+
+
+def write_inputs(folder: Path, size: int, n_times: int) -> tuple[Path, Path]:
+    """Write ``table.nc`` (size x size, 360 angles) and ``nwp.nc`` (n_times steps)."""
+    from devine_onnx.sample_data import sample_nwp
+
+    table_path = folder / f"table{size}.nc"
+    if not table_path.exists():
+        synthetic_table((size, size)).to_netcdf(table_path)
+    nwp_path = folder / f"nwp{n_times}.nc"
+    if not nwp_path.exists():
+        sample_nwp(n_times=n_times).to_netcdf(nwp_path)
+    return table_path, nwp_path
+
+
+def _load_avg() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _header() -> None:
+    blas = {
+        k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ
+    }
+    print(f"Machine: {machine()}", flush=True)
+    print(f"At start: {_load_avg()}; BLAS threads: {blas or 'library default'}\n", flush=True)
+
+
+# --------------------------------------------------------------------------- children
+def _rss_now_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_mib() -> float:
+    """Peak RSS of this process image (VmHWM, reset by exec), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # ru_maxrss survives exec on Linux (it may include the parent's peak); KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _interpolated(nwp_path: Path, table):
+    """The NWP Dataset and its u, v interpolated to the table grid ((time, y, x) float32)."""
+    import xarray as xr
+
+    from devine_onnx.regrid import RegridWeights
+
+    nwp = xr.open_dataset(nwp_path).load()
+    x, y = table["x"].values, table["y"].values
+    w = RegridWeights.from_grids(
+        nwp["longitude"].values, nwp["latitude"].values, "EPSG:4326", x, y, TABLE_CRS
+    )
+    u = w.apply(nwp["u10"].values.astype(np.float32))
+    v = w.apply(nwp["v10"].values.astype(np.float32))
+    return nwp, u, v
+
+
+def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) -> None:
+    import warnings
+
+    import xarray as xr
+
+    warnings.simplefilter("ignore")
+    # Import everything the measured code imports, so that import time is not measured.
+    import devine_onnx.downscale  # noqa: F401
+    from devine_onnx.conventions import meridian_convergence
+    from devine_onnx.lookup import TableLookup
+    from devine_onnx.regrid import RegridWeights
+
+    from . import seed_baseline as seed
+
+    def run(fn, n=repeat):
+        if n <= 1:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+        return best_of(fn, repeat=n, warmup=0)
+
+    result: dict = {}
+    if task.endswith("weights"):
+        with xr.open_dataset(table_path) as t, xr.open_dataset(nwp_path) as n:
+            x, y = t["x"].values, t["y"].values
+            lon, lat = n["longitude"].values, n["latitude"].values
+        before = _rss_now_mib()
+        if task == "seed_weights":
+            elapsed = run(lambda: seed.seed_weights(lon, lat, x, y, TABLE_CRS))
+        else:
+            elapsed = run(lambda: RegridWeights.from_grids(lon, lat, "EPSG:4326", x, y, TABLE_CRS))
+    elif task.endswith("lookup"):
+        table = xr.open_dataset(table_path).load()
+        nwp, u, v = _interpolated(nwp_path, table)
+        x, y = table["x"].values, table["y"].values
+        if task == "seed_lookup":
+            coords = {"time": nwp["time"].values, "y": y, "x": x}
+            ua = xr.DataArray(u, dims=("time", "y", "x"), coords=coords)
+            va = xr.DataArray(v, dims=("time", "y", "x"), coords=coords)
+            before = _rss_now_mib()
+            elapsed = run(lambda: seed.seed_lookup(ua, va, table))
+        else:
+            from devine_onnx.downscale import MAX_BLOCK_ELEMENTS
+
+            acc = np.ascontiguousarray(table["acceleration"].values, dtype=np.float32)
+            alpha = np.ascontiguousarray(table["alpha"].values, dtype=np.float32)
+            angles = table["angle"].values
+            gamma = meridian_convergence(x[None, :], y[:, None], TABLE_CRS).astype(np.float32)
+            nt = u.shape[0]
+            step = max(1, MAX_BLOCK_ELEMENTS // (y.size * x.size))
+            outs = [np.empty_like(u) for _ in range(4)]
+
+            def ours():
+                lut = TableLookup(acc, alpha, angles)
+                for a in range(0, nt, step):
+                    res = lut.downscale_uv(u[a : a + step], v[a : a + step], gamma)
+                    for o, r in zip(outs, res, strict=True):
+                        o[a : a + step] = r
+
+            before = _rss_now_mib()
+            elapsed = run(ours)
+    elif task.endswith("full"):
+        before = _rss_now_mib()
+
+        def full():
+            if out.exists():
+                out.unlink()
+            if task == "seed_full":
+                seed.seed_downscale(nwp_path, table_path, out)
+            else:
+                from devine_onnx.downscale import downscale
+
+                downscale(nwp_path, table_path, output=out, quiet=True, cache_dir=False).close()
+
+        elapsed = run(full)
+        result["output_bytes"] = out.stat().st_size
+    else:
+        raise SystemExit(f"unknown task {task}")
+    result.update(seconds=elapsed, peak_mib=_peak_mib(), before_mib=before)
+    print(_RESULT + json.dumps(result), flush=True)
+
+
+def _write_inputs_in_subprocess(folder: Path, size: int, n_times: int) -> tuple[Path, Path]:
+    """:func:`write_inputs` in a subprocess, so that this process stays small."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.benchmarks.bench_downscale",
+        "_inputs",
+        str(folder),
+        str(size),
+        str(n_times),
+    ]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return folder / f"table{size}.nc", folder / f"nwp{n_times}.nc"
+
+
+def _spawn(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.benchmarks.bench_downscale",
+        "_child",
+        task,
+        str(table_path),
+        str(nwp_path),
+        str(out),
+        str(repeat),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"{task} failed:\n{proc.stdout}\n{proc.stderr}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT)][-1]
+    res = json.loads(line[len(_RESULT) :])
+    print(
+        f"  {task}: {res['seconds']:.3f} s, peak RSS {res['peak_mib']:.0f} MiB ({_load_avg()})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return res
+
+
+# --------------------------------------------------------------------------- modes
+def compare(size: int = 200, n_times: int = 240) -> None:
+    _header()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table_path, nwp_path = _write_inputs_in_subprocess(folder, size, n_times)
+        out = folder / "out.nc"
+        r = {}
+        for task, repeat in (
+            ("seed_weights", 1),
+            ("ours_weights", 3),
+            ("seed_lookup", 1),
+            ("ours_lookup", 3),
+            ("seed_full", 1),
+            ("ours_full", 2),
+        ):
+            r[task] = _spawn(task, table_path, nwp_path, out, repeat)
+    end_load = _load_avg()
+    npix = size * size
+    pixel_steps = npix * n_times
+    print(
+        f"{size}x{size} table (360 angles), {n_times} hourly steps ({pixel_steps / 1e6:.1f} M "
+        "pixel-steps), sample_nwp 12x10 grid; seed: one run, devine-onnx: best of 2-3, each "
+        f"measurement in its own process. At end: {end_load}.\n"
+    )
+    print(
+        "| step | seed (s) | devine-onnx (s) | speed-up | seed peak RSS (MiB) | "
+        "devine-onnx peak RSS (MiB) | devine-onnx throughput |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rows = (
+        ("weights", f"weights ({npix:,} pixels)", f"{npix / 1e6:.2f} M pixels"),
+        ("lookup", "lookup alone (in-memory u, v)", None),
+        ("full", "whole command (weights + interpolation + lookup + NetCDF)", None),
+    )
+    for key, label, _ in rows:
+        s, o = r[f"seed_{key}"], r[f"ours_{key}"]
+        rate = (npix if key == "weights" else pixel_steps) / o["seconds"]
+        unit = "pixels/s" if key == "weights" else "pixel-steps/s"
+        print(
+            f"| {label} | {s['seconds']:.2f} | {o['seconds']:.3f} | "
+            f"{s['seconds'] / o['seconds']:.0f}x | {s['peak_mib']:.0f} | {o['peak_mib']:.0f} | "
+            f"{rate / 1e6:.1f} M {unit} |"
+        )
+    print(
+        f"\nRSS before the measured step (imports, inputs): lookup seed "
+        f"{r['seed_lookup']['before_mib']:.0f} MiB, devine-onnx "
+        f"{r['ours_lookup']['before_mib']:.0f} MiB; whole command seed "
+        f"{r['seed_full']['before_mib']:.0f} MiB, devine-onnx "
+        f"{r['ours_full']['before_mib']:.0f} MiB. Output: seed "
+        f"{r['seed_full']['output_bytes'] / 2**20:.0f} MiB (uncompressed), devine-onnx "
+        f"{r['ours_full']['output_bytes'] / 2**20:.0f} MiB (zlib 1)."
+    )
+
+
+def rss(size: int = 500, *n_times: int) -> None:
+    n_times = n_times or (2190, 8760)
+    _header()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for n in n_times:
+            table_path, nwp_path = _write_inputs_in_subprocess(folder, size, n)
+            out = folder / "out.nc"
+            res = _spawn("ours_full", table_path, nwp_path, out, 1)
+            res["load"] = _load_avg()
+            rows.append((n, res))
+            out.unlink(missing_ok=True)
+            nwp_path.unlink()
+    print(
+        f"`downscale(nwp.nc, table.nc, output=out.nc)`, {size}x{size} table (360 angles, "
+        "float32: "
+        f"{2 * 360 * size * size * 4 / 2**20:.0f} MiB in memory), default chunk_time=24, "
+        "weights built (no cache); one run each in its own process.\n"
+    )
+    print(
+        "| time steps | pixel-steps | peak RSS (MiB) | wall time (s) | pixel-steps/s | "
+        "output (GiB) | load average (1, 5, 15 min) at end |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for n, res in rows:
+        ps = n * size * size
+        print(
+            f"| {n} | {ps / 1e9:.2f} G | {res['peak_mib']:.0f} | {res['seconds']:.0f} | "
+            f"{ps / res['seconds'] / 1e6:.1f} M | {res['output_bytes'] / 2**30:.2f} | "
+            f"{res['load'].removeprefix('load average ')} |"
+        )
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:] or ["compare"]
+    if args[0] == "compare":
+        compare(*map(int, args[1:]))
+    elif args[0] == "rss":
+        rss(*map(int, args[1:]))
+    elif args[0] == "_inputs":
+        write_inputs(Path(args[1]), int(args[2]), int(args[3]))
+    elif args[0] == "_child":
+        _child(args[1], Path(args[2]), Path(args[3]), Path(args[4]), int(args[5]))
+    else:
+        sys.exit(__doc__)
