@@ -564,6 +564,15 @@ def downscale(
         Interp,
         typer.Option("--angular-interpolation", help="Table lookup between directions."),
     ] = Interp.nearest,
+    complevel: Annotated[
+        int,
+        typer.Option(
+            "--complevel",
+            min=0,
+            max=9,
+            help="zlib level of .nc outputs (0: uncompressed, ~3x larger, much faster).",
+        ),
+    ] = 1,
     quiet: QuietOpt = False,
 ) -> None:
     """Apply a correction table to an NWP wind series; write CF NetCDF or Zarr."""
@@ -584,6 +593,7 @@ def downscale(
         coarsen=coarsen,
         grid_relative=grid_relative,
         angular_interpolation=angular_interpolation.value,
+        complevel=complevel,
         quiet=quiet,
     )
     sizes = dict(getattr(result, "sizes", {}))

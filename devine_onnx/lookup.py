@@ -241,6 +241,75 @@ class TableLookup:
         )
 
     def _downscale_uv(self, u, v, gamma=None):
+        if self.method == "nearest" and self._uniform and u.ndim >= 2:
+            return self._downscale_uv_nearest(u, v, gamma)
+        return self._downscale_uv_generic(u, v, gamma)
+
+    def _downscale_uv_nearest(self, u, v, gamma=None):
+        """Fused fast path of :meth:`_downscale_uv_generic` for the nearest lookup.
+
+        Same result up to float32 rounding, in about half the passes over the data: the
+        speed is frame-independent, the grid direction is only needed for the table index,
+        and turning the wind by alpha is the same rotation in the grid and the earth frame,
+        so the two frame rotations of the generic path cancel out.
+        """
+        if u.shape[-2:] != self.shape:
+            return self._downscale_uv_generic(u, v, gamma)
+        lead = u.shape[:-2]
+        # float32 in, float32 out (the common case); float64 stays float64.
+        f32 = np.result_type(np.asarray(u).dtype, np.asarray(v).dtype, np.float32).type
+        u = np.asarray(u, dtype=f32).reshape(-1, self.npix)
+        v = np.asarray(v, dtype=f32).reshape(-1, self.npix)
+        speed = np.sqrt(u * u + v * v)
+        d_true = np.arctan2(u, v)  # radians; FROM direction = 180° + this
+        d_true *= f32(180.0 / np.pi)
+        d_true += f32(180.0)
+        # Table index from the grid-relative direction, k = floor(D_grid / step + 0.5) mod n.
+        x = d_true if gamma is None else d_true - np.asarray(gamma, dtype=f32).reshape(-1)
+        x = x * f32(1.0 / self._step) + f32(0.5) if self._step != 1 else x + f32(0.5)
+        valid = np.isfinite(x)
+        x[~valid] = 0
+        k = np.floor(x, out=x).astype(np.int32)
+        k %= self.n_angles
+        flat_dtype = np.int32 if self.n_angles * self.npix < 2**31 else np.int64
+        flat = k.astype(flat_dtype, copy=False)
+        flat *= self.npix
+        flat += np.arange(self.npix, dtype=flat_dtype)
+        acc = np.take(self._acc, flat).astype(f32, copy=False)
+        alp = np.take(self._alpha, flat).astype(f32, copy=False)
+        del flat, k
+        speed_out = acc * speed
+        dir_out = wrap360(d_true - alp * f32(180.0 / np.pi))
+        ca, sa = np.cos(alp), np.sin(alp)
+        # alpha > 0 turns the wind vector counter-clockwise (to the left), in any frame.
+        u_out = acc * (u * ca - v * sa)
+        v_out = acc * (u * sa + v * ca)
+        bad = ~valid | np.isnan(speed_out) | np.isnan(dir_out)
+        calm = speed == 0
+        if bad.any() or calm.any():
+            # Calm wind: no direction, speed 0 where the pixel has data (see __call__).
+            bad &= ~calm
+            for out in (speed_out, dir_out, u_out, v_out):
+                out[bad] = np.nan
+            if calm.any():
+                rows, cols = np.nonzero(calm)
+                ucols, inv = np.unique(cols, return_inverse=True)
+                table = self._acc.reshape(self.n_angles, self.npix)
+                has_data = np.isfinite(table[:, ucols]).any(axis=0)[inv]
+                fill = np.where(has_data, 0, np.nan).astype(f32)
+                speed_out[rows, cols] = fill
+                u_out[rows, cols] = fill
+                v_out[rows, cols] = fill
+                dir_out[rows, cols] = np.nan
+        shape = lead + self.shape
+        return (
+            speed_out.reshape(shape),
+            dir_out.reshape(shape),
+            u_out.reshape(shape),
+            v_out.reshape(shape),
+        )
+
+    def _downscale_uv_generic(self, u, v, gamma=None):
         if gamma is not None:
             u, v = earth_to_grid(u, v, gamma)
         speed, from_dir = uv_to_speed_dir(u, v)

@@ -458,3 +458,24 @@ def test_distributed_cluster_matches_memory(tmp_path, table):
     for name in eager.data_vars:
         np.testing.assert_array_equal(got_files[name].values, eager[name].values)
     xr.testing.assert_identical(got_coarse.drop_attrs(), eager_coarse.drop_attrs())
+
+
+def test_complevel_zero_writes_same_values_uncompressed(tmp_path, table):
+    import netCDF4
+
+    nwp = sample_nwp(n_times=4)
+    paths = {}
+    for level in (0, 1):
+        paths[level] = tmp_path / f"wind{level}.nc"
+        run(nwp, table, output=paths[level], complevel=level).close()
+    for level, path in paths.items():
+        with netCDF4.Dataset(path) as nc:
+            assert nc["wind_speed"].filters()["zlib"] is (level > 0)
+    a, b = xr.open_dataset(paths[0]), xr.open_dataset(paths[1])
+    xr.testing.assert_identical(
+        a[["wind_speed", "wind_from_direction"]], b[["wind_speed", "wind_from_direction"]]
+    )
+    a.close()
+    b.close()
+    with pytest.raises(OptionError, match="complevel"):
+        run(nwp, table, output=tmp_path / "x.nc", complevel=12)

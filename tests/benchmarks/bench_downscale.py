@@ -204,7 +204,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
 
             before = _rss_now_mib()
             elapsed = run(ours)
-    elif task.endswith("full"):
+    elif task.endswith(("full", "full_raw")):
         before = _rss_now_mib()
 
         def full():
@@ -215,7 +215,10 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             else:
                 from devine_onnx.downscale import downscale
 
-                downscale(nwp_path, table_path, output=out, quiet=True, cache_dir=False).close()
+                level = 0 if task == "ours_full_raw" else 1
+                downscale(
+                    nwp_path, table_path, output=out, quiet=True, cache_dir=False, complevel=level
+                ).close()
 
         elapsed = run(full)
         result["output_bytes"] = out.stat().st_size
@@ -280,6 +283,7 @@ def compare(size: int = 200, n_times: int = 240) -> None:
             ("ours_lookup", 3),
             ("seed_full", 1),
             ("ours_full", 2),
+            ("ours_full_raw", 2),
         ):
             r[task] = _spawn(task, table_path, nwp_path, out, repeat)
     end_load = _load_avg()
@@ -300,8 +304,11 @@ def compare(size: int = 200, n_times: int = 240) -> None:
         ("lookup", "lookup alone (in-memory u, v)", None),
         ("full", "whole command (weights + interpolation + lookup + NetCDF)", None),
     )
+    rows += (
+        ("full_raw", "whole command, uncompressed NetCDF like the seed (--complevel 0)", None),
+    )
     for key, label, _ in rows:
-        s, o = r[f"seed_{key}"], r[f"ours_{key}"]
+        s, o = r[f"seed_{key.replace('_raw', '')}"], r[f"ours_{key}"]
         rate = (npix if key == "weights" else pixel_steps) / o["seconds"]
         unit = "pixels/s" if key == "weights" else "pixel-steps/s"
         print(
