@@ -33,6 +33,9 @@ def _n_cores() -> int:
     return os.cpu_count() or 1
 
 
+#: Pixels processed at once by the fused lookup: its temporaries then stay in the CPU cache.
+CACHE_BLOCK = 65536
+
 #: Threads used by :meth:`TableLookup.downscale_uv` (the machine's cores, at most 4).
 LOOKUP_THREADS = max(1, min(4, _n_cores()))
 
@@ -111,6 +114,8 @@ class TableLookup:
         self._alpha = alp.reshape(-1)
         step = 360.0 / n
         self._uniform = bool(np.array_equal(ang, np.arange(n, dtype=np.float64) * step))
+        # Flat offset of table row (k mod n) for k + n in [0, 3n): see _nearest_block.
+        self._row_offsets = (np.arange(3 * n, dtype=np.intp) % n) * self.npix
         self._step = step
 
     # ---------------------------------------------------------------- neighbours
@@ -251,39 +256,62 @@ class TableLookup:
         Same result up to float32 rounding, in about half the passes over the data: the
         speed is frame-independent, the grid direction is only needed for the table index,
         and turning the wind by alpha is the same rotation in the grid and the earth frame,
-        so the two frame rotations of the generic path cancel out.
+        so the two frame rotations of the generic path cancel out. The work is done in
+        blocks of :data:`CACHE_BLOCK` pixels so that the ~25 temporaries stay in the CPU
+        cache (2.5x faster than whole chunks).
         """
         if u.shape[-2:] != self.shape:
             return self._downscale_uv_generic(u, v, gamma)
         lead = u.shape[:-2]
         # float32 in, float32 out (the common case); float64 stays float64.
-        f32 = np.result_type(np.asarray(u).dtype, np.asarray(v).dtype, np.float32).type
-        u = np.asarray(u, dtype=f32).reshape(-1, self.npix)
-        v = np.asarray(v, dtype=f32).reshape(-1, self.npix)
+        f = np.result_type(np.asarray(u).dtype, np.asarray(v).dtype, np.float32).type
+        u = np.asarray(u, dtype=f).reshape(-1, self.npix)
+        v = np.asarray(v, dtype=f).reshape(-1, self.npix)
+        g = None if gamma is None else np.broadcast_to(np.asarray(gamma, dtype=f), self.shape)
+        g = None if g is None else g.reshape(-1)
+        outs = tuple(np.empty(u.shape, dtype=f) for _ in range(4))
+        for t in range(u.shape[0]):
+            for p0 in range(0, self.npix, CACHE_BLOCK):
+                p1 = min(p0 + CACHE_BLOCK, self.npix)
+                res = self._nearest_block(
+                    u[t, p0:p1], v[t, p0:p1], None if g is None else g[p0:p1], p0, f
+                )
+                for o, r in zip(outs, res, strict=True):
+                    o[t, p0:p1] = r
+        shape = lead + self.shape
+        return tuple(o.reshape(shape) for o in outs)
+
+    def _nearest_block(self, u, v, g, p0, f):
+        """:meth:`_downscale_uv_nearest` on pixels ``p0 .. p0 + len(u)`` of one time step."""
         speed = np.sqrt(u * u + v * v)
         d_true = np.arctan2(u, v)  # radians; FROM direction = 180° + this
-        d_true *= f32(180.0 / np.pi)
-        d_true += f32(180.0)
+        d_true *= f(180.0 / np.pi)
+        d_true += f(180.0)
         # Table index from the grid-relative direction, k = floor(D_grid / step + 0.5) mod n.
-        x = d_true if gamma is None else d_true - np.asarray(gamma, dtype=f32).reshape(-1)
-        x = x * f32(1.0 / self._step) + f32(0.5) if self._step != 1 else x + f32(0.5)
+        x = d_true if g is None else d_true - g
+        x = x * f(1.0 / self._step) + f(0.5) if self._step != 1 else x + f(0.5)
         valid = np.isfinite(x)
         x[~valid] = 0
-        k = np.floor(x, out=x).astype(np.int32)
-        k %= self.n_angles
-        flat_dtype = np.int32 if self.n_angles * self.npix < 2**31 else np.int64
-        flat = k.astype(flat_dtype, copy=False)
-        flat *= self.npix
-        flat += np.arange(self.npix, dtype=flat_dtype)
-        acc = np.take(self._acc, flat).astype(f32, copy=False)
-        alp = np.take(self._alpha, flat).astype(f32, copy=False)
-        del flat, k
+        # floor(x) + n is in [0, 3n) for any |gamma| < 360: a tiny table (in L1 cache) maps
+        # it to the row offset k·npix, cheaper than an integer modulo and a multiplication.
+        k = np.floor(x, out=x).astype(np.intp)
+        k += self.n_angles
+        k = np.take(self._row_offsets, k, mode="clip")
+        k += np.arange(p0, p0 + u.size, dtype=np.intp)
+        acc = np.take(self._acc, k).astype(f, copy=False)
+        alp = np.take(self._alpha, k).astype(f, copy=False)
         speed_out = acc * speed
-        dir_out = wrap360(d_true - alp * f32(180.0 / np.pi))
+        dir_out = alp * f(-180.0 / np.pi)
+        dir_out += d_true
+        dir_out = wrap360(dir_out)
         ca, sa = np.cos(alp), np.sin(alp)
         # alpha > 0 turns the wind vector counter-clockwise (to the left), in any frame.
-        u_out = acc * (u * ca - v * sa)
-        v_out = acc * (u * sa + v * ca)
+        u_out = u * ca
+        u_out -= v * sa
+        u_out *= acc
+        v_out = u * sa
+        v_out += v * ca
+        v_out *= acc
         bad = ~valid | np.isnan(speed_out) | np.isnan(dir_out)
         calm = speed == 0
         if bad.any() or calm.any():
@@ -292,22 +320,15 @@ class TableLookup:
             for out in (speed_out, dir_out, u_out, v_out):
                 out[bad] = np.nan
             if calm.any():
-                rows, cols = np.nonzero(calm)
-                ucols, inv = np.unique(cols, return_inverse=True)
+                cols = np.flatnonzero(calm)
                 table = self._acc.reshape(self.n_angles, self.npix)
-                has_data = np.isfinite(table[:, ucols]).any(axis=0)[inv]
-                fill = np.where(has_data, 0, np.nan).astype(f32)
-                speed_out[rows, cols] = fill
-                u_out[rows, cols] = fill
-                v_out[rows, cols] = fill
-                dir_out[rows, cols] = np.nan
-        shape = lead + self.shape
-        return (
-            speed_out.reshape(shape),
-            dir_out.reshape(shape),
-            u_out.reshape(shape),
-            v_out.reshape(shape),
-        )
+                has_data = np.isfinite(table[:, p0 + cols]).any(axis=0)
+                fill = np.where(has_data, 0, np.nan).astype(f)
+                speed_out[cols] = fill
+                u_out[cols] = fill
+                v_out[cols] = fill
+                dir_out[cols] = np.nan
+        return speed_out, dir_out, u_out, v_out
 
     def _downscale_uv_generic(self, u, v, gamma=None):
         if gamma is not None:
