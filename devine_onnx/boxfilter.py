@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._slices import slice_bounds
+
 __all__ = ["WINDOW", "normalise", "sliding_mean"]
 
 #: Box window of the original normalisation: (rows, columns), the training patch size.
 WINDOW = (79, 69)
-
-
-def _span(region: slice | None, n: int) -> tuple[int, int]:
-    if region is None:
-        return 0, n
-    start, stop, step = region.indices(n)
-    if step != 1:
-        raise ValueError("only contiguous regions (slice step 1) are supported")
-    return start, max(start, stop)
 
 
 def _window_sums(
@@ -109,8 +102,8 @@ def sliding_mean(
     if kr < 1 or kc < 1:
         raise ValueError(f"window sizes must be positive, got {window}")
     h, w = z.shape
-    r0, r1 = _span(rows, h)
-    c0, c1 = _span(cols, w)
+    r0, r1 = slice_bounds(rows, h)
+    c0, c1 = slice_bounds(cols, w)
     pc = (kc - 1) // 2
     # Only the columns that the requested output columns read are summed along rows.
     ca, cb = max(c0 - pc, 0), min(c1 - pc + kc - 1, w)
@@ -149,8 +142,8 @@ def normalise(
     """
     out = sliding_mean(z_rotated, window, rows=rows, cols=cols)
     z = np.asarray(z_rotated)
-    r0, r1 = _span(rows, z.shape[0])
-    c0, c1 = _span(cols, z.shape[1])
+    r0, r1 = slice_bounds(rows, z.shape[0])
+    c0, c1 = slice_bounds(cols, z.shape[1])
     np.subtract(z[r0:r1, c0:c1], out, out=out)
     out /= float(sigma)
     return out.astype(np.float32)

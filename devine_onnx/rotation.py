@@ -34,6 +34,8 @@ import math
 
 import numpy as np
 
+from ._slices import slice_bounds
+
 __all__ = [
     "DEG_TO_RAD",
     "DEG_TO_RAD_F32",
@@ -176,15 +178,6 @@ def rotation_offsets(shape: tuple[int, int], theta, center=None) -> tuple[np.flo
     return c, s, x_off, y_off
 
 
-def _region(region: slice | None, n: int) -> tuple[int, int]:
-    if region is None:
-        return 0, n
-    start, stop, step = region.indices(n)
-    if step != 1:
-        raise ValueError("only contiguous output regions (slice step 1) are supported")
-    return start, max(start, stop)
-
-
 def _source_xy(i0, i1, j0, j1, c, s, x_off, y_off, bufs=None):
     """Float32 source coordinates (x, y) of output rows i0..i1-1, columns j0..j1-1."""
     rows = np.arange(i0, i1, dtype=np.float32)
@@ -254,8 +247,8 @@ def rotation_source_indices(
     h_out, w_out = (int(n) for n in out_shape)
     h, w = (int(n) for n in src_shape)
     c, s, x_off, y_off = rotation_offsets((h, w), theta, center)
-    i0, i1 = _region(rows, h_out)
-    j0, j1 = _region(cols, w_out)
+    i0, i1 = slice_bounds(rows, h_out)
+    j0, j1 = slice_bounds(cols, w_out)
     x, y = _source_xy(i0, i1, j0, j1, c, s, x_off, y_off)
     # In bounds after rounding half away from zero <=> -0.5 < v < n - 0.5 (exact float32
     # comparisons: -0.5 rounds to -1, n - 0.5 rounds to n).
@@ -278,8 +271,8 @@ def _flat_source_blocks(out_shape, src_shape, theta, center, rows, cols):
     h_out, w_out = (int(n) for n in out_shape)
     h, w = (int(n) for n in src_shape)
     c, s, x_off, y_off = rotation_offsets((h, w), theta, center)
-    i0, i1 = _region(rows, h_out)
-    j0, j1 = _region(cols, w_out)
+    i0, i1 = slice_bounds(rows, h_out)
+    j0, j1 = slice_bounds(cols, w_out)
     nw = j1 - j0
     if i1 <= i0 or nw <= 0:
         return
@@ -367,8 +360,8 @@ def rotate_nearest(
         raise ValueError(f"expected an array of shape (..., H, W), got shape {image.shape}")
     h, w = image.shape[-2:]
     lead = image.shape[:-2]
-    i0, i1 = _region(rows, h)
-    j0, j1 = _region(cols, w)
+    i0, i1 = slice_bounds(rows, h)
+    j0, j1 = slice_bounds(cols, w)
     out = np.empty((*lead, i1 - i0, j1 - j0), image.dtype)
     n_img = math.prod(lead)
     # Source values followed by one fill slot, so that out-of-bounds pixels are a plain gather.
