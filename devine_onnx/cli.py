@@ -308,6 +308,9 @@ def _done(quiet: bool, text: str) -> None:
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on success.")
 ]
+TableOpt = Annotated[
+    Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
+]
 
 
 # ---------------------------------------------------------------------------- convert
@@ -477,9 +480,7 @@ def corrections(
 )
 def regrid(
     nwp: Annotated[Path, typer.Argument(help="NWP file (NetCDF/GRIB/Zarr) giving the grid.")],
-    table: Annotated[
-        Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
-    ],
+    table: TableOpt,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Regridding weights file to write (.nc).")
     ],
@@ -517,9 +518,7 @@ def regrid(
 )
 def downscale(
     nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
-    table: Annotated[
-        Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
-    ],
+    table: TableOpt,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr).")
     ],
