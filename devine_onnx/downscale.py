@@ -427,12 +427,15 @@ def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
         b = min(n, a + step)
         ur = w.apply(np.asarray(u[a:b], dtype=np.float32))
         vr = w.apply(np.asarray(v[a:b], dtype=np.float32))
-        speed, dirs, uo, vo = table.downscale_uv(ur, vr, params.gamma)
+        if not params.coarsen:
+            # Straight into the outputs: no result arrays to allocate and copy.
+            table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs))
+            continue
+        _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
         del ur, vr
-        if params.coarsen:
-            uo = _block_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
-            vo = _block_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
-            speed, dirs = uv_to_speed_dir(uo, vo)
+        uo = _block_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
+        vo = _block_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
+        speed, dirs = uv_to_speed_dir(uo, vo)
         for o, r in zip(outs, (speed, dirs, uo, vo), strict=True):
             o[a:b] = r
     return tuple(o.reshape(lead + out_shape) for o in outs)

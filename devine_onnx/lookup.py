@@ -116,6 +116,7 @@ class TableLookup:
         self._uniform = bool(np.array_equal(ang, np.arange(n, dtype=np.float64) * step))
         # Flat offset of table row (k mod n) for k + n in [0, 3n): see _nearest_block.
         self._row_offsets = (np.arange(3 * n, dtype=np.intp) % n) * self.npix
+        self._pixels = np.arange(self.npix, dtype=np.intp)
         self._step = step
 
     # ---------------------------------------------------------------- neighbours
@@ -216,39 +217,81 @@ class TableLookup:
                 speed_out[rows, cols] = np.where(has_data[inv], 0, np.nan)
         return speed_out.reshape(lead + self.shape), dir_out.reshape(lead + self.shape)
 
-    def downscale_uv(self, u, v, gamma=None, threads: int | None = None):
+    def downscale_uv(self, u, v, gamma=None, threads: int | None = None, out=None):
         """Downscale wind components; see :func:`downscale_uv`.
 
-        ``threads`` > 1 splits the leading (time) axis between threads: numpy releases the
-        GIL in these element-wise passes, so the cores share the work. Default:
-        :data:`LOOKUP_THREADS`.
+        Parameters
+        ----------
+        u, v, gamma
+            See :func:`downscale_uv`.
+        threads : int, optional
+            Threads sharing the work (numpy releases the GIL in these element-wise passes).
+            Default: :data:`LOOKUP_THREADS`.
+        out : tuple of 4 numpy.ndarray, optional
+            C-contiguous arrays of the output shape and dtype (float32 for float32 input,
+            else float64) that receive ``(speed, from_dir, u_out, v_out)``; avoids
+            allocating (and copying) the results when the caller already has the buffers.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(speed, from_dir, u_out, v_out)``: ``out`` itself when given.
         """
         u, v = np.broadcast_arrays(np.asarray(u), np.asarray(v))
-        threads = LOOKUP_THREADS if threads is None else int(threads)
-        lead = u.shape[:-2]
-        n = int(np.prod(lead)) if lead else 1
-        if threads <= 1 or n < 2:
-            return self._downscale_uv(u, v, gamma)
-        u2 = u.reshape((n,) + u.shape[-2:])
-        v2 = v.reshape((n,) + v.shape[-2:])
-        cuts = np.linspace(0, n, min(threads, n) + 1).astype(int)
-        spans = list(zip(cuts[:-1], cuts[1:], strict=True))
-        with ThreadPoolExecutor(len(spans)) as pool:
-            parts = list(
-                pool.map(
-                    lambda ab: self._downscale_uv(u2[ab[0] : ab[1]], v2[ab[0] : ab[1]], gamma),
-                    spans,
+        f = np.result_type(u.dtype, v.dtype, np.float32).type
+        shape = u.shape
+        if out is None:
+            out = tuple(np.empty(shape, dtype=f) for _ in range(4))
+        else:
+            out = tuple(out)
+            if len(out) != 4 or any(
+                o.shape != shape or o.dtype != f or not o.flags.c_contiguous for o in out
+            ):
+                raise OptionError(
+                    f"out: expected 4 C-contiguous {np.dtype(f).name} arrays of shape {shape}"
                 )
+        threads = LOOKUP_THREADS if threads is None else max(1, int(threads))
+        if not (self.method == "nearest" and self._uniform and u.ndim >= 2):
+            for o, r in zip(out, self._downscale_uv_generic(u, v, gamma), strict=True):
+                o[...] = r
+            return out
+        if shape[-2:] != self.shape:
+            raise TableError(
+                f"correction table of grid shape {self.shape} applied to wind of shape "
+                f"{shape}; the wind must be interpolated to the table grid (..., y, x)"
             )
-        return tuple(
-            np.concatenate([p[i] for p in parts]).reshape(lead + parts[0][i].shape[1:])
-            for i in range(4)
-        )
+        u2 = np.asarray(u, dtype=f).reshape(-1, self.npix)
+        v2 = np.asarray(v, dtype=f).reshape(-1, self.npix)
+        g = None
+        if gamma is not None:
+            g = np.broadcast_to(np.asarray(gamma, dtype=f), self.shape).reshape(-1)
+        out2 = tuple(o.reshape(-1, self.npix) for o in out)
+        # Work items: cache-sized pixel blocks of each time step.
+        items = [
+            (t, p0, min(p0 + CACHE_BLOCK, self.npix))
+            for t in range(u2.shape[0])
+            for p0 in range(0, self.npix, CACHE_BLOCK)
+        ]
 
-    def _downscale_uv(self, u, v, gamma=None):
-        if self.method == "nearest" and self._uniform and u.ndim >= 2:
-            return self._downscale_uv_nearest(u, v, gamma)
-        return self._downscale_uv_generic(u, v, gamma)
+        def work(span):
+            for t, p0, p1 in items[span[0] : span[1]]:
+                self._nearest_block(
+                    u2[t, p0:p1],
+                    v2[t, p0:p1],
+                    None if g is None else g[p0:p1],
+                    p0,
+                    tuple(o[t, p0:p1] for o in out2),
+                )
+
+        n_threads = min(threads, len(items))
+        cuts = np.linspace(0, len(items), n_threads + 1).astype(int)
+        spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+        if n_threads <= 1:
+            work(spans[0])
+        else:
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(work, spans))  # list() re-raises a worker's exception
+        return out
 
     def _downscale_uv_nearest(self, u, v, gamma=None):
         """Fused fast path of :meth:`_downscale_uv_generic` for the nearest lookup.
@@ -257,68 +300,57 @@ class TableLookup:
         speed is frame-independent, the grid direction is only needed for the table index,
         and turning the wind by alpha is the same rotation in the grid and the earth frame,
         so the two frame rotations of the generic path cancel out. The work is done in
-        blocks of :data:`CACHE_BLOCK` pixels so that the ~25 temporaries stay in the CPU
-        cache (2.5x faster than whole chunks).
+        blocks of :data:`CACHE_BLOCK` pixels so that the temporaries stay in the CPU cache
+        (2.5x faster than whole chunks), and the results go straight into the outputs.
         """
-        if u.shape[-2:] != self.shape:
-            return self._downscale_uv_generic(u, v, gamma)
-        lead = u.shape[:-2]
-        # float32 in, float32 out (the common case); float64 stays float64.
-        f = np.result_type(np.asarray(u).dtype, np.asarray(v).dtype, np.float32).type
-        u = np.asarray(u, dtype=f).reshape(-1, self.npix)
-        v = np.asarray(v, dtype=f).reshape(-1, self.npix)
-        g = None if gamma is None else np.broadcast_to(np.asarray(gamma, dtype=f), self.shape)
-        g = None if g is None else g.reshape(-1)
-        outs = tuple(np.empty(u.shape, dtype=f) for _ in range(4))
-        for t in range(u.shape[0]):
-            for p0 in range(0, self.npix, CACHE_BLOCK):
-                p1 = min(p0 + CACHE_BLOCK, self.npix)
-                res = self._nearest_block(
-                    u[t, p0:p1], v[t, p0:p1], None if g is None else g[p0:p1], p0, f
-                )
-                for o, r in zip(outs, res, strict=True):
-                    o[t, p0:p1] = r
-        shape = lead + self.shape
-        return tuple(o.reshape(shape) for o in outs)
+        return self.downscale_uv(u, v, gamma, threads=1)
 
-    def _nearest_block(self, u, v, g, p0, f):
-        """:meth:`_downscale_uv_nearest` on pixels ``p0 .. p0 + len(u)`` of one time step."""
+    def _nearest_block(self, u, v, g, p0, out):
+        """Fused nearest lookup of pixels ``p0 .. p0 + len(u)`` of one time step into ``out``."""
+        f = out[0].dtype.type
+        speed_out, dir_out, u_out, v_out = out
         speed = np.sqrt(u * u + v * v)
         d_true = np.arctan2(u, v)  # radians; FROM direction = 180° + this
         d_true *= f(180.0 / np.pi)
         d_true += f(180.0)
         # Table index from the grid-relative direction, k = floor(D_grid / step + 0.5) mod n.
-        x = d_true if g is None else d_true - g
-        x = x * f(1.0 / self._step) + f(0.5) if self._step != 1 else x + f(0.5)
+        x = d_true - g if g is not None else d_true.copy()
+        if self._step != 1:
+            x *= f(1.0 / self._step)
+        x += f(0.5)
         valid = np.isfinite(x)
-        x[~valid] = 0
+        np.copyto(x, 0, where=~valid)
         # floor(x) + n is in [0, 3n) for any |gamma| < 360: a tiny table (in L1 cache) maps
         # it to the row offset k·npix, cheaper than an integer modulo and a multiplication.
         k = np.floor(x, out=x).astype(np.intp)
         k += self.n_angles
         k = np.take(self._row_offsets, k, mode="clip")
-        k += np.arange(p0, p0 + u.size, dtype=np.intp)
+        k += self._pixels[p0 : p0 + u.size]
         acc = np.take(self._acc, k).astype(f, copy=False)
         alp = np.take(self._alpha, k).astype(f, copy=False)
-        speed_out = acc * speed
-        dir_out = alp * f(-180.0 / np.pi)
+        np.multiply(acc, speed, out=speed_out)
+        np.multiply(alp, f(-180.0 / np.pi), out=dir_out)
         dir_out += d_true
-        dir_out = wrap360(dir_out)
+        _wrap360_inplace(dir_out, x)
         ca, sa = np.cos(alp), np.sin(alp)
         # alpha > 0 turns the wind vector counter-clockwise (to the left), in any frame.
-        u_out = u * ca
-        u_out -= v * sa
+        np.multiply(u, ca, out=u_out)
+        np.multiply(v, sa, out=x)
+        u_out -= x
         u_out *= acc
-        v_out = u * sa
-        v_out += v * ca
+        np.multiply(u, sa, out=v_out)
+        np.multiply(v, ca, out=x)
+        v_out += x
         v_out *= acc
-        bad = ~valid | np.isnan(speed_out) | np.isnan(dir_out)
+        bad = ~valid
+        bad |= np.isnan(speed_out)
+        bad |= np.isnan(dir_out)
         calm = speed == 0
         if bad.any() or calm.any():
             # Calm wind: no direction, speed 0 where the pixel has data (see __call__).
             bad &= ~calm
-            for out in (speed_out, dir_out, u_out, v_out):
-                out[bad] = np.nan
+            for o in out:
+                o[bad] = np.nan
             if calm.any():
                 cols = np.flatnonzero(calm)
                 table = self._acc.reshape(self.n_angles, self.npix)
@@ -328,7 +360,6 @@ class TableLookup:
                 u_out[cols] = fill
                 v_out[cols] = fill
                 dir_out[cols] = np.nan
-        return speed_out, dir_out, u_out, v_out
 
     def _downscale_uv_generic(self, u, v, gamma=None):
         if gamma is not None:
@@ -340,6 +371,16 @@ class TableLookup:
             u_out, v_out = grid_to_earth(u_out, v_out, gamma)
             dir_out = wrap360(dir_out + np.asarray(gamma, dtype=dir_out.dtype))
         return speed_out, dir_out, u_out, v_out
+
+
+def _wrap360_inplace(a: np.ndarray, tmp: np.ndarray) -> None:
+    """:func:`~devine_onnx.conventions.wrap360` in place, with ``tmp`` as scratch space."""
+    np.multiply(a, a.dtype.type(1 / 360), out=tmp)
+    np.floor(tmp, out=tmp)
+    tmp *= 360
+    a -= tmp
+    # Rounding can only give exactly 360 or a tiny negative: both mean 0.
+    np.copyto(a, 0, where=(a >= 360) | (a < 0))
 
 
 def _short(a: np.ndarray) -> str:

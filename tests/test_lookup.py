@@ -264,9 +264,13 @@ def test_bad_inputs():
         TableLookup(acc, alpha)(np.ones((2, NY + 1, NX)), np.ones((2, NY + 1, NX)))
 
 
-def test_threaded_equals_serial():
-    """Splitting the time axis between threads gives exactly the serial result."""
+@pytest.mark.parametrize("block", [5, 63, 65536])
+def test_threaded_equals_serial(block, monkeypatch):
+    """Splitting the pixel blocks between threads gives exactly the serial result."""
+    import devine_onnx.lookup as lookup
     from devine_onnx.lookup import TableLookup
+
+    monkeypatch.setattr(lookup, "CACHE_BLOCK", block)
 
     rng = np.random.default_rng(3)
     acc = (1 + 0.3 * rng.random((360, 7, 9))).astype(np.float32)
@@ -284,10 +288,14 @@ def test_threaded_equals_serial():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("block", [7, 65536])
 @pytest.mark.parametrize("with_gamma", [True, False])
-def test_fused_nearest_path_equals_generic_chain(with_gamma):
-    """The fused fast path gives the generic rotate/lookup/rotate-back chain's numbers."""
+def test_fused_nearest_path_equals_generic_chain(with_gamma, block, monkeypatch):
+    """The fused fast path (in blocks of any size) gives the generic chain's numbers."""
+    import devine_onnx.lookup as lookup
     from devine_onnx.lookup import TableLookup
+
+    monkeypatch.setattr(lookup, "CACHE_BLOCK", block)
 
     rng = np.random.default_rng(5)
     acc = (1 + 0.3 * rng.random((360, 9, 8))).astype(np.float32)
@@ -313,3 +321,41 @@ def test_fused_nearest_path_equals_generic_chain(with_gamma):
             assert diff.max() < 1e-3, name
         else:
             assert diff.max() < 1e-4, name
+
+
+def test_out_buffers_receive_the_result():
+    """``out=`` fills the caller's arrays (same numbers as without) and returns them."""
+    rng = np.random.default_rng(11)
+    acc = (1 + 0.3 * rng.random((360, 6, 5))).astype(np.float32)
+    alpha = (0.2 * rng.standard_normal((360, 6, 5))).astype(np.float32)
+    u = rng.normal(0, 5, (4, 6, 5)).astype(np.float32)
+    v = rng.normal(0, 5, (4, 6, 5)).astype(np.float32)
+    table = TableLookup(acc, alpha)
+    expected = table.downscale_uv(u, v, 1.5)
+    out = tuple(np.full((4, 6, 5), -7.0, dtype=np.float32) for _ in range(4))
+    got = table.downscale_uv(u, v, 1.5, out=out)
+    assert all(g is o for g, o in zip(got, out, strict=True))
+    for a, b in zip(out, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The generic path (linear interpolation) honours out= as well.
+    lin = TableLookup(acc, alpha, method="linear")
+    out_lin = tuple(np.empty((4, 6, 5), dtype=np.float32) for _ in range(4))
+    lin.downscale_uv(u, v, 1.5, out=out_lin)
+    for a, b in zip(out_lin, lin.downscale_uv(u, v, 1.5), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: tuple(np.empty((4, 6, 5), np.float32) for _ in range(3)),  # three arrays
+        lambda: tuple(np.empty((4, 6, 5), np.float64) for _ in range(4)),  # wrong dtype
+        lambda: tuple(np.empty((4, 6, 6), np.float32) for _ in range(4)),  # wrong shape
+        lambda: tuple(np.empty((4, 6, 10), np.float32)[..., ::2] for _ in range(4)),  # strided
+    ],
+)
+def test_bad_out_buffers_are_refused(bad):
+    acc = np.ones((360, 6, 5), dtype=np.float32)
+    u = np.ones((4, 6, 5), dtype=np.float32)
+    with pytest.raises(OptionError, match="C-contiguous float32 arrays of shape"):
+        TableLookup(acc, 0 * acc).downscale_uv(u, u, out=bad())

@@ -6,7 +6,8 @@ Run from the repository root:
   both (a SIZE x SIZE table with 360 angles, default 200, and N_TIMES hourly steps, default
   240, from ``sample_nwp`` on a grid covering the table), timing (a) the weights,
   (b) the lookup alone on the same in-memory interpolated ``u``/``v`` (seed: 360-pass
-  ``xr.where``; devine-onnx: one gather per block with ``TableLookup.downscale_uv``) and
+  ``xr.where``; devine-onnx: one gather per block with ``TableLookup.downscale_uv`` into
+  preallocated outputs) and
   (c) the whole command (seed: weights + interpolation + lookup + NetCDF; devine-onnx:
   ``downscale(nwp.nc, table.nc, output=out.nc)`` including the weights, no cache). The seed
   is the re-implementation in :mod:`tests.benchmarks.seed_baseline`.
@@ -198,9 +199,8 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             def ours():
                 lut = TableLookup(acc, alpha, angles)
                 for a in range(0, nt, step):
-                    res = lut.downscale_uv(u[a : a + step], v[a : a + step], gamma)
-                    for o, r in zip(outs, res, strict=True):
-                        o[a : a + step] = r
+                    out = tuple(o[a : a + step] for o in outs)
+                    lut.downscale_uv(u[a : a + step], v[a : a + step], gamma, out=out)
 
             before = _rss_now_mib()
             elapsed = run(ours)
