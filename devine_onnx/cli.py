@@ -569,7 +569,7 @@ def downscale(
             "--complevel",
             min=0,
             max=9,
-            help="zlib level of .nc outputs (0: uncompressed, ~3x larger, much faster).",
+            help="Deflate level of .nc outputs: 1-3 fast (ISA-L), 4-9 slower zlib, 0 none.",
         ),
     ] = 1,
     quiet: QuietOpt = False,

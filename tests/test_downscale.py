@@ -464,20 +464,25 @@ def test_distributed_cluster_matches_memory(tmp_path, table):
 
 
 def test_complevel_zero_writes_same_values_uncompressed(tmp_path, table):
+    """Every level writes the in-memory numbers; 1-9 with HDF5's shuffle + deflate filters."""
     import netCDF4
 
-    nwp = sample_nwp(n_times=4)
-    paths = {}
-    for level in (0, 1):
-        paths[level] = tmp_path / f"wind{level}.nc"
-        run(nwp, table, output=paths[level], complevel=level).close()
-    for level, path in paths.items():
+    nwp = sample_nwp(n_times=30)  # 30 steps: whole chunks and a partial last one
+    memory = run(nwp, table, chunk_time=8)
+    for level in (0, 1, 6):
+        path = tmp_path / f"wind{level}.nc"
+        run(nwp, table, output=path, complevel=level, chunk_time=8).close()
         with netCDF4.Dataset(path) as nc:
-            assert nc["wind_speed"].filters()["zlib"] is (level > 0)
-    a, b = xr.open_dataset(paths[0]), xr.open_dataset(paths[1])
-    names = ["wind_speed", "wind_from_direction"]
-    xr.testing.assert_identical(a[names].drop_attrs(), b[names].drop_attrs())
-    a.close()
-    b.close()
+            assert len(nc.dimensions["time"]) == 30
+            for name in memory.data_vars:
+                filters = nc[name].filters()
+                assert filters["zlib"] is (level > 0)
+                assert filters["shuffle"] is (level > 0)
+                if level:
+                    assert filters["complevel"] == level
+        with xr.open_dataset(path) as got:
+            for name in memory.data_vars:
+                np.testing.assert_array_equal(got[name].values, memory[name].values)
+            np.testing.assert_array_equal(got["time"].values, memory["time"].values)
     with pytest.raises(OptionError, match="complevel"):
         run(nwp, table, output=tmp_path / "x.nc", complevel=12)
