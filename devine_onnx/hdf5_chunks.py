@@ -146,14 +146,18 @@ class ChunkAppender:
         def encode(job):
             return deflate(shuffle(job[3]), job[2])
 
-        if self.threads > 1 and len(jobs) > 1:
-            with ThreadPoolExecutor(min(self.threads, len(jobs))) as pool:
-                payloads = list(pool.map(encode, jobs))
-        else:
-            payloads = [encode(j) for j in jobs]
-        for (dset, c, _, part), payload in zip(jobs, payloads, strict=True):
-            offset = (c,) + (0,) * (part.ndim - 1)
-            dset.id.write_direct_chunk(offset, payload, filter_mask=0)
+        def write(job, payload):
+            dset, c, _, part = job
+            dset.id.write_direct_chunk((c,) + (0,) * (part.ndim - 1), payload, filter_mask=0)
+
+        if self.threads <= 1 or len(jobs) == 1:
+            for job in jobs:
+                write(job, encode(job))
+            return
+        with ThreadPoolExecutor(min(self.threads, len(jobs))) as pool:
+            # Written in order as they come: only a few compressed chunks are alive at once.
+            for job, payload in zip(jobs, pool.map(encode, jobs), strict=True):
+                write(job, payload)
 
 
 def _fill(dset):

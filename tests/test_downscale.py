@@ -486,3 +486,67 @@ def test_complevel_zero_writes_same_values_uncompressed(tmp_path, table):
             np.testing.assert_array_equal(got["time"].values, memory["time"].values)
     with pytest.raises(OptionError, match="complevel"):
         run(nwp, table, output=tmp_path / "x.nc", complevel=12)
+
+
+# --------------------------------------------------------------------------- GRIB
+def _write_grib2(path, nwp: xr.Dataset) -> None:
+    """``nwp`` (time, latitude, longitude) as GRIB2 10 m winds: one analysis, hourly steps."""
+    eccodes = pytest.importorskip("eccodes")
+    lat, lon = nwp["latitude"].values, nwp["longitude"].values
+    assert lat[0] > lat[-1]  # written north to south, as GRIB scans by default
+    times = pd.DatetimeIndex(nwp["time"].values)
+    with open(path, "wb") as fh:
+        for i, t in enumerate(times):
+            hours = int((t - times[0]) / pd.Timedelta("1h"))
+            for short, var in (("10u", "u10"), ("10v", "v10")):
+                h = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
+                keys = {
+                    "shortName": short,
+                    "dataDate": int(times[0].strftime("%Y%m%d")),
+                    "dataTime": int(times[0].strftime("%H%M")),
+                    "stepUnits": 1,
+                    "forecastTime": hours,
+                    "Ni": lon.size,
+                    "Nj": lat.size,
+                    "latitudeOfFirstGridPointInDegrees": float(lat[0]),
+                    "latitudeOfLastGridPointInDegrees": float(lat[-1]),
+                    "longitudeOfFirstGridPointInDegrees": float(lon[0]),
+                    "longitudeOfLastGridPointInDegrees": float(lon[-1]),
+                    "iDirectionIncrementInDegrees": float(abs(lon[1] - lon[0])),
+                    "jDirectionIncrementInDegrees": float(abs(lat[0] - lat[1])),
+                    "jScansPositively": 0,
+                    "bitsPerValue": 24,
+                }
+                eccodes.codes_set_key_vals(h, keys)
+                eccodes.codes_set_values(h, nwp[var].values[i].astype(float).ravel())
+                eccodes.codes_write(h, fh)
+                eccodes.codes_release(h)
+
+
+def test_grib_input_gives_the_netcdf_result(tmp_path, table):
+    """A GRIB2 forecast (analysis time + steps, via cfgrib) = the same winds from NetCDF."""
+    pytest.importorskip("cfgrib")
+    nwp = sample_nwp(n_times=6)
+    # Fields linear in lon/lat: GRIB's coordinates differ from ours by ~1e-15 degrees, enough
+    # to flip diagonals of the regular grid's (cocircular) Delaunay triangulation; linear
+    # fields are interpolated the same by any triangulation.
+    lon, lat = np.meshgrid(nwp["longitude"].values, nwp["latitude"].values)
+    for i in range(nwp.sizes["time"]):
+        turn = np.deg2rad(60.0 * i)
+        nwp["u10"][i] = 4 * np.cos(turn) + 20 * (lon - 6.15) - 10 * (lat - 45.2)
+        nwp["v10"][i] = 4 * np.sin(turn) - 15 * (lon - 6.15) + 25 * (lat - 45.2)
+    grib = tmp_path / "arome.grib2"
+    _write_grib2(grib, nwp)
+    nc = tmp_path / "arome.nc"
+    nwp.to_netcdf(nc)
+    got = run(grib, table, output=tmp_path / "from_grib.nc")
+    ref = run(nc, table, output=tmp_path / "from_nc.nc")
+    # Steps are flattened to valid times.
+    np.testing.assert_array_equal(got["time"].values, nwp["time"].values)
+    # GRIB packing (24 bits) may move a direction across a table bin edge: k differs by
+    # one, i.e. acceleration by 0.1 % in this table; anything else is a reading error.
+    np.testing.assert_allclose(got["wind_speed"], ref["wind_speed"], rtol=2e-3)
+    d = np.mod(got["wind_from_direction"] - ref["wind_from_direction"] + 180, 360) - 180
+    assert float(np.abs(d).max()) < 0.01  # degrees (float32 round-off)
+    got.close()
+    ref.close()

@@ -302,7 +302,7 @@ def compare(size: int = 200, n_times: int = 240) -> None:
     rows = (
         ("weights", f"weights ({npix:,} pixels)", f"{npix / 1e6:.2f} M pixels"),
         ("lookup", "lookup alone (in-memory u, v)", None),
-        ("full", "whole command (weights + interpolation + lookup + NetCDF)", None),
+        ("full", "whole command, default compressed NetCDF", None),
     )
     rows += (
         ("full_raw", "whole command, uncompressed NetCDF like the seed (--complevel 0)", None),
@@ -323,7 +323,7 @@ def compare(size: int = 200, n_times: int = 240) -> None:
         f"{r['seed_full']['before_mib']:.0f} MiB, devine-onnx "
         f"{r['ours_full']['before_mib']:.0f} MiB. Output: seed "
         f"{r['seed_full']['output_bytes'] / 2**20:.0f} MiB (uncompressed), devine-onnx "
-        f"{r['ours_full']['output_bytes'] / 2**20:.0f} MiB (zlib 1)."
+        f"{r['ours_full']['output_bytes'] / 2**20:.0f} MiB (default: shuffle + deflate level 1)."
     )
 
 
