@@ -325,6 +325,15 @@ class RegridWeights:
         NWPError
             If fewer than 3 usable source points, a degenerate (collinear) source grid, or no
             target inside the hull of the source points.
+
+        Notes
+        -----
+        The four corners of a cell of a (nearly) regular grid are (nearly) cocircular, so
+        either diagonal is a Delaunay edge and Qhull's choice depends on the last bits of
+        the coordinates: two copies of one forecast whose coordinates differ by round-off
+        (e.g. GRIB and NetCDF) can give different weights inside a cell, and fields that
+        vary within a cell are then interpolated differently (linear fields never are). As
+        in the original method and :class:`scipy.interpolate.LinearNDInterpolator`.
         """
         source_shape = _shape(source_shape)
         target_shape = _shape(target_shape)
