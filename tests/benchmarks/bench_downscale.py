@@ -194,9 +194,10 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             gamma = meridian_convergence(x[None, :], y[:, None], TABLE_CRS).astype(np.float32)
             nt = u.shape[0]
             step = max(1, MAX_BLOCK_ELEMENTS // (y.size * x.size))
-            outs = [np.empty_like(u) for _ in range(4)]
 
             def ours():
+                # Fresh outputs each run, like the seed's: their first touch is measured too.
+                outs = [np.empty_like(u) for _ in range(4)]
                 lut = TableLookup(acc, alpha, angles)
                 for a in range(0, nt, step):
                     out = tuple(o[a : a + step] for o in outs)
