@@ -283,6 +283,8 @@ class TableLookup:
                     tuple(o[t, p0:p1] for o in out2),
                 )
 
+        if not items:  # no time steps
+            return out
         n_threads = min(threads, len(items))
         cuts = np.linspace(0, len(items), n_threads + 1).astype(int)
         spans = list(zip(cuts[:-1], cuts[1:], strict=True))

@@ -359,3 +359,10 @@ def test_bad_out_buffers_are_refused(bad):
     u = np.ones((4, 6, 5), dtype=np.float32)
     with pytest.raises(OptionError, match="C-contiguous float32 arrays of shape"):
         TableLookup(acc, 0 * acc).downscale_uv(u, u, out=bad())
+
+
+def test_empty_time_axis():
+    acc = np.ones((360, 3, 4), dtype=np.float32)
+    u = np.ones((0, 3, 4), dtype=np.float32)
+    res = TableLookup(acc, 0 * acc).downscale_uv(u, u, 2.0)
+    assert all(r.shape == (0, 3, 4) and r.dtype == np.float32 for r in res)
