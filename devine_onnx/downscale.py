@@ -653,6 +653,18 @@ def _hdf5_lock():
         return threading.Lock()
 
 
+@contextmanager
+def _writing(output):
+    """Turn a failed write (disk full, permissions, I/O error) into an OutputError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(
+            f"{output}: writing failed ({exc.strerror or exc}); check the free disk space and "
+            "the permissions of its folder, then run again"
+        ) from exc
+
+
 class _NetCDFWriter:
     """Chunk-by-chunk NetCDF-4 writer (unlimited time; shuffle + deflate unless level 0).
 
@@ -663,7 +675,7 @@ class _NetCDFWriter:
     several times faster than by the HDF5 library's own single-threaded zlib.
     """
 
-    def __init__(self, path: Path, layout: _Layout, complevel: int = 1):
+    def __init__(self, path: Path, layout: _Layout, complevel: int = 1, label=None):
         import h5py
 
         from .hdf5_chunks import ChunkAppender
@@ -671,9 +683,12 @@ class _NetCDFWriter:
         self.lock = _hdf5_lock()
         self.complevel = int(complevel)
         self.layout = layout
-        with self.lock:
-            self._create(path, layout)
-        self.h5 = h5py.File(path, "r+")
+        self.label = label or path
+        self.h5 = None
+        with _writing(self.label):
+            with self.lock:
+                self._create(path, layout)
+            self.h5 = h5py.File(path, "r+")
         self.appender = ChunkAppender(self.h5, layout.names, threads=_lookup.LOOKUP_THREADS)
 
     def _create(self, path: Path, layout: _Layout):
@@ -721,24 +736,31 @@ class _NetCDFWriter:
 
     def write(self, a, b, outs):
         layout = self.layout
-        self.appender.append(a, b, outs, time_name="time", times=layout.time_num[a:b])
-        self.h5.flush()
+        with _writing(self.label):
+            self.appender.append(a, b, outs, time_name="time", times=layout.time_num[a:b])
+            self.h5.flush()
 
     def close(self):
         if self.h5 is not None:
-            self.h5.close()
+            with _writing(self.label):
+                self.h5.close()
             self.h5 = None
 
 
 class _ZarrWriter:
     """Zarr writer: the first chunk creates the store, the others append along time."""
 
-    def __init__(self, path: Path, layout: _Layout):
+    def __init__(self, path: Path, layout: _Layout, label=None):
         self.path = path
         self.layout = layout
+        self.label = label or path
         self.started = False
 
     def write(self, a, b, outs):
+        with _writing(self.label):
+            self._write(a, b, outs)
+
+    def _write(self, a, b, outs):
         layout = self.layout
         ds = layout.dataset(outs, layout.times[a:b])
         if not self.started:
@@ -930,7 +952,9 @@ def downscale(
         return writer.result()
     with atomic_output(output) as tmp:
         writer = (
-            _NetCDFWriter(tmp, layout, complevel) if kind == "netcdf" else _ZarrWriter(tmp, layout)
+            _NetCDFWriter(tmp, layout, complevel, label=output)
+            if kind == "netcdf"
+            else _ZarrWriter(tmp, layout, label=output)
         )
         try:
             _stream(nwp, acc, alpha, params, writer, chunk_time, quiet)

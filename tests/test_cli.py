@@ -729,3 +729,34 @@ def test_downscale_caches_weights_by_default(tmp_path, nwp_nc, table_nc):
     )
     assert result.exit_code == 0, result.output
     assert list(cache.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_downscale_write_failure_is_one_line(tmp_path, nwp_nc, table_nc, suffix, monkeypatch):
+    """A disk that fills up mid-series: one line naming the output, nothing left behind."""
+    import errno
+
+    from devine_onnx import downscale as dsmod
+    from devine_onnx.hdf5_chunks import ChunkAppender
+
+    calls = []
+
+    def full_disk(real):
+        def write(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*args, **kwargs)
+
+        return write
+
+    if suffix == ".nc":
+        monkeypatch.setattr(ChunkAppender, "append", full_disk(ChunkAppender.append))
+    else:
+        monkeypatch.setattr(dsmod._ZarrWriter, "_write", full_disk(dsmod._ZarrWriter._write))
+    out = tmp_path / f"wind{suffix}"
+    result = invoke(
+        ["downscale", nwp_nc, "--table", table_nc, "-o", out, "--chunk-time", "3", "-q"]
+    )
+    assert len(calls) == 2
+    assert_refused(result, str(out), "No space left on device", "free disk space", outputs=[out])
