@@ -15,6 +15,10 @@ Run from the repository root:
   time of ``downscale(nwp.nc, table.nc, output=out.nc)`` with default chunking for a
   SIZE x SIZE table (default 500) and each series length (default 2190 and 8760 hourly
   steps).
+- ``python -m tests.benchmarks.bench_downscale codecs [SIZE] [N_TIMES]``: compression of the
+  uncompressed output of the ``compare`` case, chunk by chunk on one thread (zlib and ISA-L
+  deflate levels, as :mod:`devine_onnx.hdf5_chunks` does), and whole files written through
+  netCDF4 with other HDF5 codecs (zstd, blosc, lossy BitRound quantisation).
 
 Every measurement runs in its own subprocess, so that its peak RSS belongs to that run
 alone. The peak is read from ``VmHWM`` in ``/proc/self/status`` (Linux), not from
@@ -362,12 +366,107 @@ def rss(size: int = 500, *n_times: int) -> None:
         )
 
 
+def codecs(size: int = 200, n_times: int = 240) -> None:
+    import zlib
+
+    import netCDF4
+
+    from devine_onnx.downscale import downscale
+    from devine_onnx.hdf5_chunks import shuffle
+
+    _header()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table_path, nwp_path = _write_inputs_in_subprocess(folder, size, n_times)
+        raw = folder / "raw.nc"
+        downscale(nwp_path, table_path, output=raw, quiet=True, cache_dir=False, complevel=0)
+        with netCDF4.Dataset(raw) as nc:
+            names = [n for n in nc.variables if nc[n].ndim == 3]
+            data = {n: nc[n][:].filled(np.nan).astype(np.float32) for n in names}
+            tc = nc[names[0]].chunking()[0]
+        chunks = [
+            shuffle(np.ascontiguousarray(a[t : t + tc]))
+            for a in data.values()
+            for t in range(0, n_times, tc)
+        ]
+        total = sum(map(len, chunks))
+        print(
+            f"{size}x{size} table, {n_times} steps: {len(names)} variables, {len(chunks)} chunks of "
+            f"{tc} steps, {total / 2**20:.1f} MiB (float32, shuffled). One thread, best of 2.\n"
+        )
+        print("| codec (per chunk, as written by devine-onnx) | seconds | MiB | MB/s |")
+        print("|---|---|---|---|")
+        coders = [(f"zlib {lvl}", lambda b, lvl=lvl: zlib.compress(b, lvl)) for lvl in (1, 6)]
+        try:
+            from isal import isal_zlib
+
+            coders += [
+                (f"ISA-L {lvl}", lambda b, lvl=lvl: isal_zlib.compress(b, lvl)) for lvl in (1, 2, 3)
+            ]
+        except ImportError:
+            print("(isal not installed: no ISA-L rows)")
+        for label, fn in coders:
+            sizes = []
+            seconds = best_of(
+                lambda fn=fn, sizes=sizes: sizes.append(sum(len(fn(c)) for c in chunks)),
+                repeat=2,
+                warmup=0,
+            )
+            print(
+                f"| {label} | {seconds:.3f} | {sizes[-1] / 2**20:.1f} | {total / seconds / 1e6:.0f} |"
+            )
+        print(
+            "\n| whole file through netCDF4 (HDF5 filters) | seconds | MiB | readable without plugins |"
+        )
+        print("|---|---|---|---|")
+        ny, nx = data[names[0]].shape[1:]
+        options = [
+            ("none", {}, "yes"),
+            ("zlib 1 + shuffle", {"compression": "zlib", "complevel": 1, "shuffle": True}, "yes"),
+            ("zstd 1 + shuffle", {"compression": "zstd", "complevel": 1, "shuffle": True}, "no"),
+            ("blosc lz4", {"compression": "blosc_lz4", "complevel": 1, "blosc_shuffle": 1}, "no"),
+            (
+                "BitRound 12 bits + zlib 1 (lossy)",
+                {
+                    "compression": "zlib",
+                    "complevel": 1,
+                    "shuffle": True,
+                    "significant_digits": 12,
+                    "quantize_mode": "BitRound",
+                },
+                "yes",
+            ),
+        ]
+        for label, kw, plain in options:
+            path = folder / "codec.nc"
+            t0 = time.perf_counter()
+            try:
+                with netCDF4.Dataset(path, "w") as nc:
+                    nc.createDimension("time", None)
+                    nc.createDimension("y", ny)
+                    nc.createDimension("x", nx)
+                    for n in names:
+                        var = nc.createVariable(
+                            n, "f4", ("time", "y", "x"), chunksizes=(tc, ny, nx), **kw
+                        )
+                        for t in range(0, n_times, tc):
+                            var[t : t + tc] = data[n][t : t + tc]
+            except (RuntimeError, ValueError) as exc:  # codec not built into this netCDF4
+                print(f"| {label} | unavailable: {exc} | | |")
+                continue
+            seconds = time.perf_counter() - t0
+            print(f"| {label} | {seconds:.3f} | {path.stat().st_size / 2**20:.1f} | {plain} |")
+            path.unlink()
+
+
 if __name__ == "__main__":
     args = sys.argv[1:] or ["compare"]
     if args[0] == "compare":
         compare(*map(int, args[1:]))
     elif args[0] == "rss":
         rss(*map(int, args[1:]))
+    elif args[0] == "codecs":
+        codecs(*map(int, args[1:]))
     elif args[0] == "_inputs":
         write_inputs(Path(args[1]), int(args[2]), int(args[3]))
     elif args[0] == "_child":
