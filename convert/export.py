@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from devine_onnx._atomic import atomic_output
 from devine_onnx._version import __version__
+from devine_onnx.io.atomic import atomic_output
 
 from .layers import CHANNELS, MULTIPLE
 from .readers import ConversionError, read_std, read_weights, sha256_of

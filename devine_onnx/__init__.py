@@ -21,18 +21,18 @@ from ._version import __version__
 from .errors import DevineError
 
 _LAZY = {
-    "DevineModel": "devine_onnx.model",
-    "compute_corrections": "devine_onnx.corrections",
-    "load_dem": "devine_onnx.dem",
-    "RegridWeights": "devine_onnx.regrid",
-    "build_weights": "devine_onnx.downscale",
-    "downscale": "devine_onnx.downscale",
-    "open_table": "devine_onnx.downscale",
-    "open_nwp": "devine_onnx.nwp",
+    "DevineModel": "devine_onnx.session",
+    "compute_corrections": "devine_onnx.tables.corrections",
+    "load_dem": "devine_onnx.tables.dem",
+    "RegridWeights": "devine_onnx.downscaling.regrid",
+    "build_weights": "devine_onnx.downscaling.downscale",
+    "downscale": "devine_onnx.downscaling.downscale",
+    "open_table": "devine_onnx.downscaling.downscale",
+    "open_nwp": "devine_onnx.downscaling.nwp",
     "run_demo": "devine_onnx.demo",
     "plot_wind": "devine_onnx.plot",
     "plot_table": "devine_onnx.plot",
-    "info": "devine_onnx.info",
+    "info": "devine_onnx.diagnostics",
 }
 
 

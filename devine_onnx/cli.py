@@ -1,7 +1,7 @@
 """The ``devine-onnx`` command line.
 
-Each command only parses its arguments and calls the Python API (``devine_onnx.corrections``,
-``devine_onnx.downscale``, ``devine_onnx.demo``, ``devine_onnx.plot``, ``devine_onnx.info``,
+Each command only parses its arguments and calls the Python API (``devine_onnx.tables.corrections``,
+``devine_onnx.downscaling.downscale``, ``devine_onnx.demo``, ``devine_onnx.plot``, ``devine_onnx.diagnostics``,
 ``convert.cli``). Errors the user can fix (:class:`~devine_onnx.errors.DevineError`) print one
 line ``error: ...`` on stderr and exit with status 1, without a traceback unless ``--debug``;
 usage errors exit with status 2; Ctrl-C prints ``interrupted`` and exits with status 130.
@@ -31,7 +31,7 @@ from typer.core import TyperGroup
 from ._version import __version__
 from .errors import DevineError, MissingDependencyError
 
-#: Environment variable naming the default model (same as ``devine_onnx.model.MODEL_ENV``;
+#: Environment variable naming the default model (same as ``devine_onnx.session.MODEL_ENV``;
 #: repeated here so that ``--help`` does not import ONNX Runtime).
 MODEL_ENV = "DEVINE_ONNX_MODEL"
 #: Modules the ``convert`` command needs (the ``convert`` extra).
@@ -340,7 +340,7 @@ CONVERT_HELP = (
 )
 
 try:
-    from convert.cli import convert_command as _convert_command
+    from devine_onnx_convert.cli import convert_command as _convert_command
 except ImportError:  # pragma: no cover - the converter package is part of the distribution
     _convert_command = None
 
@@ -430,10 +430,10 @@ def corrections(
 
     For each FROM direction the DEM is rotated, normalised and run through the UNet; the table stores acceleration (speed ratio) and alpha (deviation, radians) on the DEM's grid.
     """
-    from .corrections import compute_corrections
+    from .tables.corrections import compute_corrections
 
     _quiet_notes(quiet)
-    from .model import resolve_model_path
+    from .session import resolve_model_path
 
     if angles is not None and angle_step is not None:
         raise typer.BadParameter(
@@ -495,7 +495,7 @@ def regrid(
     quiet: QuietOpt = False,
 ) -> None:
     """Build the Delaunay interpolation weights from an NWP grid to a table's grid."""
-    from .downscale import build_weights
+    from .downscaling.downscale import build_weights
 
     _quiet_notes(quiet)
 
@@ -575,7 +575,7 @@ def downscale(
     quiet: QuietOpt = False,
 ) -> None:
     """Apply a correction table to an NWP wind series; write CF NetCDF or Zarr."""
-    from .downscale import downscale as run_downscale
+    from .downscaling.downscale import downscale as run_downscale
 
     _quiet_notes(quiet)
 
@@ -682,8 +682,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Versions, ONNX Runtime providers, GPU/CUDA status, default model, TensorFlow."""
-    from .info import format_info
-    from .info import info as collect
+    from .diagnostics import format_info
+    from .diagnostics import info as collect
 
     data = collect()
     typer.echo(json.dumps(data, indent=2) if as_json else format_info(data))

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._atomic import atomic_output
 from .errors import OptionError, OutputError
+from .io.atomic import atomic_output
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -70,7 +70,7 @@ class DemoResult:
 def _models_readme() -> str:
     """Where the user can read how to get and convert the official weights."""
     try:
-        from .model import demo_model_path
+        from .session import demo_model_path
 
         readme = demo_model_path().parent / "README.md"
         if readme.is_file():
@@ -104,7 +104,7 @@ def _say(text: str) -> None:
 
 
 def _resolve_model(model) -> Path:
-    from .model import MODEL_ENV, demo_model_path
+    from .session import MODEL_ENV, demo_model_path
 
     if model is not None:
         return Path(model)
@@ -161,11 +161,11 @@ def run_demo(
     DemoResult
         The paths written, the model used, whether it is synthetic and the wall time.
     """
-    from .corrections import compute_corrections
-    from .downscale import build_weights, downscale
-    from .model import DevineModel
+    from .downscaling.downscale import build_weights, downscale
     from .plot import plot_table, plot_wind
     from .sample_data import sample_dem, sample_nwp
+    from .session import DevineModel
+    from .tables.corrections import compute_corrections
 
     if (
         isinstance(angle_step, bool)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_output, check_writable
 from .errors import InputFileError, OptionError, OutputError, TableError
+from .io.atomic import atomic_output, check_writable
 
 __all__ = ["plot_file", "plot_table", "plot_wind"]
 
@@ -295,7 +295,7 @@ def _grid_components(ds, sel, crs, label: str):
     if "eastward_wind" in ds.data_vars and "northward_wind" in ds.data_vars:
         u, v = _north_up(sel(ds["eastward_wind"])), _north_up(sel(ds["northward_wind"]))
     elif "wind_from_direction" in ds.data_vars:
-        from .conventions import speed_dir_to_uv
+        from .downscaling.conventions import speed_dir_to_uv
 
         spd = _north_up(sel(ds["wind_speed"]))
         d = _north_up(sel(ds["wind_from_direction"]))
@@ -304,7 +304,7 @@ def _grid_components(ds, sel, crs, label: str):
     else:
         return None
     if crs is not None and not crs.is_geographic:
-        from .conventions import earth_to_grid, meridian_convergence
+        from .downscaling.conventions import earth_to_grid, meridian_convergence
 
         x = u[u.dims[-1]].values
         y = u[u.dims[-2]].values
@@ -375,7 +375,7 @@ def plot_wind(
     Parameters
     ----------
     path_or_ds
-        Output of :func:`devine_onnx.downscale.downscale` (NetCDF or Zarr path, or Dataset)
+        Output of :func:`devine_onnx.downscaling.downscale.downscale` (NetCDF or Zarr path, or Dataset)
         with ``wind_speed`` and ``eastward_wind``/``northward_wind`` (or ``x_wind``/
         ``y_wind``, or ``wind_from_direction``).
     time
@@ -534,7 +534,7 @@ def plot_table(
     Parameters
     ----------
     path_or_ds
-        Table written by :func:`devine_onnx.corrections.compute_corrections` (path or Dataset).
+        Table written by :func:`devine_onnx.tables.corrections.compute_corrections` (path or Dataset).
     angle
         Meteorological FROM direction in degrees clockwise from grid north; must be one of the
         table's angles.

@@ -23,6 +23,6 @@ def demo_model_file() -> Path:
 def official_folder(tmp_path_factory) -> Path:
     """A model folder in the official layout (SavedModel + weights.h5 + dict_norm.csv)."""
     pytest.importorskip("tf_keras")
-    from convert.fixture import write_official_folder
+    from devine_onnx_convert.fixture import write_official_folder
 
     return write_official_folder(tmp_path_factory.mktemp("official") / "model_UNet", seed=7)

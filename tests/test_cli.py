@@ -18,8 +18,8 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from devine_onnx._atomic import partial_path
 from devine_onnx.cli import app, parse_angles, parse_target
+from devine_onnx.io.atomic import partial_path
 from devine_onnx.sample_data import sample_dem, sample_nwp
 
 COMMANDS = ["convert", "corrections", "regrid", "downscale", "demo", "plot", "info"]
@@ -579,20 +579,20 @@ def test_convert_missing_source(tmp_path):
 
 # ---------------------------------------------------------------------------- error plumbing
 def test_keyboard_interrupt(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.corrections
+    import devine_onnx.tables.corrections
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(devine_onnx.corrections, "compute_corrections", interrupted)
+    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", interrupted)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted"
 
 
 def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.corrections
-    from devine_onnx.regrid import OutsideHullWarning
+    import devine_onnx.tables.corrections
+    from devine_onnx.downscaling.regrid import OutsideHullWarning
 
     def warns(*args, **kwargs):
         warnings.warn("first line\nsecond line", OutsideHullWarning, stacklevel=2)
@@ -601,7 +601,7 @@ def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
         warnings.warn("old API", FutureWarning, stacklevel=2)
         return xr.Dataset()
 
-    monkeypatch.setattr(devine_onnx.corrections, "compute_corrections", warns)
+    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", warns)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 0, result.output
     assert "warning: first line second line" in result.stderr.splitlines()
@@ -620,12 +620,12 @@ def test_debug_shows_the_exception(tmp_path, demo_model_file):
 
 
 def test_unexpected_exception_is_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.corrections
+    import devine_onnx.tables.corrections
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(devine_onnx.corrections, "compute_corrections", bug)
+    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", bug)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
@@ -736,8 +736,8 @@ def test_downscale_write_failure_is_one_line(tmp_path, nwp_nc, table_nc, suffix,
     """A disk that fills up mid-series: one line naming the output, nothing left behind."""
     import errno
 
-    from devine_onnx import downscale as dsmod
-    from devine_onnx.hdf5_chunks import ChunkAppender
+    from devine_onnx.downscaling import downscale as dsmod
+    from devine_onnx.io.hdf5_chunks import ChunkAppender
 
     calls = []
 

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from convert.layers import LAYER_NAMES, LAYERS, n_parameters
-from convert.readers import ConversionError, metadata_conv_names
+from devine_onnx_convert.layers import LAYER_NAMES, LAYERS, n_parameters
+from devine_onnx_convert.readers import ConversionError, metadata_conv_names
 
 from .conftest import UPSTREAM
 
@@ -50,7 +50,7 @@ def keras_size_agnostic(weights_of):
 def trained_keras(official_folder):
     """The trained-architecture model as saved in the fixture folder, read back by Keras."""
     pytest.importorskip("tf_keras")
-    from convert.fixture import build_trained_architecture
+    from devine_onnx_convert.fixture import build_trained_architecture
 
     model = build_trained_architecture()
     model.load_weights(str(official_folder / "weights.h5"))
@@ -84,7 +84,7 @@ def random_input(shape, seed):
 
 @pytest.mark.parametrize("source", ["savedmodel", "h5"])
 def test_conversion_matches_independent_keras(official_folder, reference, tmp_path, source):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     src = official_folder if source == "savedmodel" else official_folder / "weights.h5"
     out = tmp_path / "devine.onnx"
@@ -102,7 +102,7 @@ def test_conversion_matches_independent_keras(official_folder, reference, tmp_pa
 def test_metadata_and_dynamic_signature(official_folder, tmp_path):
     import onnx
 
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     out = tmp_path / "m.onnx"
     convert_model(official_folder / "weights.h5", out)
@@ -126,7 +126,7 @@ def test_metadata_and_dynamic_signature(official_folder, tmp_path):
 def test_std_option_overrides_dict_norm(official_folder, tmp_path):
     import onnx
 
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     out = tmp_path / "m.onnx"
     convert_model(official_folder / "weights.h5", out, std=100.5, check=False)
@@ -135,7 +135,7 @@ def test_std_option_overrides_dict_norm(official_folder, tmp_path):
 
 
 def test_full_model_h5_layout(trained_keras, official_folder, tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     full = tmp_path / "full.h5"
     trained_keras.save(str(full), save_format="h5")
@@ -149,7 +149,7 @@ def test_full_model_h5_layout(trained_keras, official_folder, tmp_path):
 
 
 def test_fp16_variant(official_folder, tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     out = tmp_path / "devine.onnx"
     report = convert_model(official_folder / "weights.h5", out, fp16=True)
@@ -206,7 +206,7 @@ def _h5_copy(official_folder, tmp_path, edit):
 
 
 def test_empty_folder_refused(tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -216,7 +216,7 @@ def test_empty_folder_refused(tmp_path):
 
 
 def test_h5_missing_layer_refused(official_folder, tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     def drop(f):
         del f["conv3_up"]
@@ -228,7 +228,7 @@ def test_h5_missing_layer_refused(official_folder, tmp_path):
 
 
 def test_h5_wrong_kernel_shape_refused(official_folder, tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     def reshape(f):
         group = f["conv2"]["conv2"]
@@ -245,7 +245,7 @@ def test_h5_wrong_kernel_shape_refused(official_folder, tmp_path):
 
 
 def test_missing_dict_norm_refused(official_folder, tmp_path):
-    from convert import convert_model
+    from devine_onnx_convert import convert_model
 
     shutil.copy(official_folder / "weights.h5", tmp_path / "weights.h5")
     with pytest.raises(ConversionError, match="dict_norm.csv not found.*--std"):
@@ -256,7 +256,14 @@ def test_missing_dict_norm_refused(official_folder, tmp_path):
 def test_cli_bad_input_one_line_no_traceback(tmp_path):
     pytest.importorskip("tensorflow")
     proc = subprocess.run(
-        [sys.executable, "-m", "convert", str(tmp_path / "nope"), "-o", str(tmp_path / "o.onnx")],
+        [
+            sys.executable,
+            "-m",
+            "devine_onnx_convert",
+            str(tmp_path / "nope"),
+            "-o",
+            str(tmp_path / "o.onnx"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -271,7 +278,7 @@ def test_cli_converts(official_folder, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "cli.onnx"
     proc = subprocess.run(
-        [sys.executable, "-m", "convert", str(official_folder), "-o", str(out)],
+        [sys.executable, "-m", "devine_onnx_convert", str(official_folder), "-o", str(out)],
         capture_output=True,
         text=True,
     )
@@ -284,7 +291,7 @@ def test_cli_converts(official_folder, tmp_path):
 
 def test_size_agnostic_equals_trained_graph_away_from_bottom_right(trained_keras, tmp_path):
     """On a large input with the trained pads, the models agree except near the right/bottom."""
-    from convert.fixture import build_trained_architecture
+    from devine_onnx_convert.fixture import build_trained_architecture
 
     weights = {n: trained_keras.get_layer(n).get_weights() for n in LAYER_NAMES}
     big = build_trained_architecture({n: tuple(w) for n, w in weights.items()}, (151, 141))

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from devine_onnx._atomic import partial_path
 from devine_onnx.errors import InputFileError, OptionError, OutputError, TableError
+from devine_onnx.io.atomic import partial_path
 from devine_onnx.plot import DPI, TABLE_FIGSIZE, WIND_FIGSIZE, plot_file, plot_table, plot_wind
 from devine_onnx.sample_data import LAMBERT93, sample_dem
 
@@ -202,7 +202,7 @@ def test_other_formats(tmp_path, files):
 
 def test_arrows_are_grid_relative(wind_ds):
     """A northward (true north) wind points slightly west of grid north east of 3°E."""
-    from devine_onnx.conventions import meridian_convergence
+    from devine_onnx.downscaling.conventions import meridian_convergence
     from devine_onnx.plot import _crs, _grid_components
 
     ds = wind_ds.copy()

@@ -32,10 +32,10 @@ DEMO_MODEL = ROOT / "models" / "devine-demo-synthetic.onnx"
 
 
 def split(size: int = 1001) -> None:
-    from devine_onnx.geometry import CropGeometry
-    from devine_onnx.model import DevineModel
-    from devine_onnx.postprocess import finish_output, prepare_input
+    from devine_onnx.engines.devine.geometry import CropGeometry
+    from devine_onnx.engines.devine.postprocess import finish_output, prepare_input
     from devine_onnx.sample_data import sample_dem
+    from devine_onnx.session import DevineModel
 
     dem = sample_dem((size, size)).values
     geom = CropGeometry(*dem.shape)
@@ -55,8 +55,8 @@ def split(size: int = 1001) -> None:
     print(f"| UNet, ONNX Runtime CPU | {t_unet:.3f} | 100 % |")
     try:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from convert.synthetic import synthetic_weights
-        from convert.unet import build_unet_function
+        from devine_onnx_convert.synthetic import synthetic_weights
+        from devine_onnx_convert.unet import build_unet_function
     except ImportError:
         print("\n(TensorFlow not installed: no comparison)")
         return
@@ -72,8 +72,8 @@ def split(size: int = 1001) -> None:
 
 
 def _rss_child(size: int, n: int, out: str) -> None:
-    from devine_onnx.corrections import compute_corrections
     from devine_onnx.sample_data import sample_dem
+    from devine_onnx.tables.corrections import compute_corrections
 
     dem = sample_dem((size, size))
     t0 = time.perf_counter()

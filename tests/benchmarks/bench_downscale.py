@@ -17,7 +17,7 @@ Run from the repository root:
   steps).
 - ``python -m tests.benchmarks.bench_downscale codecs [SIZE] [N_TIMES]``: compression of the
   uncompressed output of the ``compare`` case, chunk by chunk on one thread (zlib and ISA-L
-  deflate levels, as :mod:`devine_onnx.hdf5_chunks` does), and whole files written through
+  deflate levels, as :mod:`devine_onnx.io.hdf5_chunks` does), and whole files written through
   netCDF4 with other HDF5 codecs (zstd, blosc, lossy BitRound quantisation).
 
 Every measurement runs in its own subprocess, so that its peak RSS belongs to that run
@@ -136,7 +136,7 @@ def _interpolated(nwp_path: Path, table):
     """The NWP Dataset and its u, v interpolated to the table grid ((time, y, x) float32)."""
     import xarray as xr
 
-    from devine_onnx.regrid import RegridWeights
+    from devine_onnx.downscaling.regrid import RegridWeights
 
     nwp = xr.open_dataset(nwp_path).load()
     x, y = table["x"].values, table["y"].values
@@ -155,10 +155,10 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
 
     warnings.simplefilter("ignore")
     # Import everything the measured code imports, so that import time is not measured.
-    import devine_onnx.downscale  # noqa: F401
-    from devine_onnx.conventions import meridian_convergence
-    from devine_onnx.lookup import TableLookup
-    from devine_onnx.regrid import RegridWeights
+    import devine_onnx.downscaling.downscale  # noqa: F401
+    from devine_onnx.downscaling.conventions import meridian_convergence
+    from devine_onnx.downscaling.lookup import TableLookup
+    from devine_onnx.downscaling.regrid import RegridWeights
 
     from . import seed_baseline as seed
 
@@ -190,7 +190,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             before = _rss_now_mib()
             elapsed = run(lambda: seed.seed_lookup(ua, va, table))
         else:
-            from devine_onnx.downscale import MAX_BLOCK_ELEMENTS
+            from devine_onnx.downscaling.downscale import MAX_BLOCK_ELEMENTS
 
             acc = np.ascontiguousarray(table["acceleration"].values, dtype=np.float32)
             alpha = np.ascontiguousarray(table["alpha"].values, dtype=np.float32)
@@ -218,7 +218,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             if task == "seed_full":
                 seed.seed_downscale(nwp_path, table_path, out)
             else:
-                from devine_onnx.downscale import downscale
+                from devine_onnx.downscaling.downscale import downscale
 
                 level = 0 if task == "ours_full_raw" else 1
                 downscale(
@@ -371,8 +371,8 @@ def codecs(size: int = 200, n_times: int = 240) -> None:
 
     import netCDF4
 
-    from devine_onnx.downscale import downscale
-    from devine_onnx.hdf5_chunks import shuffle
+    from devine_onnx.downscaling.downscale import downscale
+    from devine_onnx.io.hdf5_chunks import shuffle
 
     _header()
     with tempfile.TemporaryDirectory() as tmp:

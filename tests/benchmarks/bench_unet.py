@@ -17,11 +17,11 @@ from ._common import best_of, machine
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from convert.export import convert_model
-    from convert.fixture import write_official_folder
-    from convert.synthetic import synthetic_weights
-    from convert.unet import build_unet_function
-    from devine_onnx.model import DevineModel
+    from devine_onnx.session import DevineModel
+    from devine_onnx_convert.export import convert_model
+    from devine_onnx_convert.fixture import write_official_folder
+    from devine_onnx_convert.synthetic import synthetic_weights
+    from devine_onnx_convert.unet import build_unet_function
 
     weights = synthetic_weights(5)
     tf_fn = build_unet_function(weights)

@@ -1,0 +1,1 @@
+"""Step 2: table + NWP forecast -> downscaled wind (NWP reading, Delaunay weights, lookup)."""

@@ -1,0 +1,1055 @@
+"""Downscale NWP wind with a correction table (METHOD §4-§5), streaming over time.
+
+Pipeline for each chunk of ``chunk_time`` time steps:
+
+1. read the NWP ``u``/``v`` of the chunk (dask → numpy);
+2. interpolate them to the table grid with fixed Delaunay weights
+   (:class:`~devine_onnx.downscaling.regrid.RegridWeights`, built once and cached);
+3. rotate the earth-relative wind into grid components by the meridian convergence ``gamma``
+   of each table pixel, look up the table by FROM direction, rotate back
+   (:func:`~devine_onnx.downscaling.lookup.downscale_uv`);
+4. optionally block-average ``u``/``v`` over ``coarsen x coarsen`` pixels;
+5. write the chunk (NetCDF or Zarr) and forget it.
+
+Memory does not grow with the number of time steps: one chunk of wind lives at a time, the
+lookup works on sub-chunks of at most :data:`MAX_BLOCK_ELEMENTS` pixel-steps, and the table
+(``acceleration`` and ``alpha``, ``(n_angles, ny, nx)``) is held once in memory as float32
+(2 x 360 MB for a 500 x 500 table with 360 angles; measured peak RSS of a whole run ≈ 1.2 GB,
+the same for 240 and 8760 hourly steps). float16 would halve the table, but the lookup would
+then compute ``degrees(alpha)`` in float16 (errors up to 0.03°), so it is not used. The table
+is not tiled in space: for much larger tables the two arrays (8 bytes per pixel and angle)
+must fit in memory. A background thread compresses and writes chunk ``k`` while chunk
+``k + 1`` is computed (at most two output chunks alive).
+
+With ``output=None`` and a dask-backed NWP input (any file path, or a Dataset with dask
+arrays), :func:`downscale` returns a lazy Dataset instead: the same per-chunk function is
+applied blockwise with ``xarray.apply_ufunc(..., dask="parallelized")``; nothing is computed
+before ``.compute()`` / ``.to_netcdf()``, and it runs on a ``dask.distributed`` cluster (the
+function, the weights and the table pickle).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from pyproj import CRS
+
+from devine_onnx._version import __version__
+from devine_onnx.errors import InputFileError, OptionError, OutputError, TableError
+from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.progress import progress_bar
+
+from . import lookup as _lookup
+from .conventions import meridian_convergence, uv_to_speed_dir
+from .nwp import NWPWinds, open_nwp
+from .regrid import OutsideHullWarning, RegridWeights, grid_fingerprint
+
+__all__ = [
+    "MAX_BLOCK_ELEMENTS",
+    "build_weights",
+    "default_cache_dir",
+    "downscale",
+    "open_table",
+    "table_crs",
+    "weights_cache_path",
+]
+
+#: Pixel-steps processed per call of the lookup (bounds its temporaries to ~50 MB).
+MAX_BLOCK_ELEMENTS = 1_000_000
+#: Target size of one compressed output chunk in bytes (time steps per chunk follow from it).
+_OUTPUT_CHUNK_BYTES = 4 << 20
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+_ZARR_SUFFIXES = (".zarr",)
+
+
+# --------------------------------------------------------------------------- table
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
+    """CRS of a correction table (rioxarray grid mapping, ``spatial_ref``/``crs_wkt``).
+
+    Raises
+    ------
+    TableError
+        If the table has no readable CRS.
+    """
+    crs = None
+    try:
+        import rioxarray  # noqa: F401
+
+        rcrs = table.rio.crs
+        if rcrs is not None:
+            crs = CRS.from_user_input(rcrs.to_wkt())
+    except Exception:  # noqa: BLE001 - fall back to the attributes below
+        crs = None
+    if crs is None:
+        for name in ("spatial_ref", "crs"):
+            if name in table.variables:
+                attrs = table[name].attrs
+                for key in ("crs_wkt", "spatial_ref"):
+                    if key in attrs:
+                        try:
+                            crs = CRS.from_user_input(attrs[key])
+                            break
+                        except Exception:  # noqa: BLE001
+                            pass
+            if crs is not None:
+                break
+    if crs is None:
+        raise TableError(
+            f"{label}: no CRS (expected a spatial_ref grid mapping variable with crs_wkt); "
+            "write it with ds.rio.write_crs(...) or recompute the table"
+        )
+    return crs
+
+
+@contextmanager
+def _small_hdf5_chunk_cache(size: int = 1 << 20):
+    """Open NetCDF files with a small HDF5 chunk cache (default: 64 MB per variable).
+
+    The table is read once, chunk by chunk, so a cache only costs memory. The setting is
+    process-wide in netCDF-C: it is restored on exit.
+    """
+    try:
+        import netCDF4
+
+        old = netCDF4.get_chunk_cache()
+        netCDF4.set_chunk_cache(size, 31, 1.0)
+    except Exception:  # noqa: BLE001 - optional optimisation
+        yield
+        return
+    try:
+        yield
+    finally:
+        netCDF4.set_chunk_cache(*old)
+
+
+def open_table(source) -> xr.Dataset:
+    """Open and validate a correction table.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or xarray.Dataset
+        NetCDF file, Zarr store or Dataset with ``acceleration(angle, y, x)``,
+        ``alpha(angle, y, x)`` (radians; ``units`` "degree" is converted), 1-D ``angle``
+        (FROM direction, degrees clockwise from grid north, strictly ascending in [0, 360)),
+        ``x``/``y`` coordinates in CRS units and a CRS (rioxarray ``spatial_ref``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The table, lazily opened for files, with ``acceleration`` and ``alpha`` transposed to
+        ``(angle, y, x)``. ``encoding["source"]`` names the file.
+
+    Raises
+    ------
+    TableError
+        Missing file, unreadable file, missing variables/coordinates or CRS; the message
+        names the file.
+    """
+    if isinstance(source, xr.Dataset):
+        ds = source
+        label = str(ds.encoding.get("source") or "correction table (in memory)")
+    elif isinstance(source, str | os.PathLike):
+        p = Path(source)
+        label = str(p)
+        if not p.exists():
+            raise TableError(f"{p}: correction table not found; check the path")
+        is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
+        try:
+            if is_zarr:
+                ds = xr.open_dataset(p, engine="zarr", chunks=None)
+            else:
+                with _small_hdf5_chunk_cache():
+                    ds = xr.open_dataset(p, engine="netcdf4", chunks=None)
+        except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
+            raise TableError(
+                f"{p}: cannot be read as a {'Zarr' if is_zarr else 'NetCDF'} correction table "
+                f"({type(exc).__name__}: {_first_line(exc)}); give a table written by "
+                "devine-onnx"
+            ) from None
+        ds.encoding.setdefault("source", str(p))
+    else:
+        raise OptionError(
+            f"table of type {type(source).__name__}: expected a file path or an xarray.Dataset"
+        )
+    missing = [n for n in ("acceleration", "alpha") if n not in ds.data_vars]
+    missing += [n for n in ("angle", "y", "x") if n not in ds.coords]
+    if missing:
+        raise TableError(
+            f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
+            f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by devine-onnx"
+        )
+    for name in ("acceleration", "alpha"):
+        if set(ds[name].dims) != {"angle", "y", "x"}:
+            raise TableError(
+                f"{label}: {name} has dimensions {tuple(ds[name].dims)}, expected "
+                "(angle, y, x); give a table written by devine-onnx"
+            )
+    for name in ("angle", "y", "x"):
+        if ds[name].ndim != 1:
+            raise TableError(f"{label}: coordinate {name} must be 1-D")
+    angles = np.asarray(ds["angle"].values, dtype=np.float64)
+    if (
+        not np.all(np.isfinite(angles))
+        or angles.min() < 0
+        or angles.max() >= 360
+        or (angles.size > 1 and not np.all(np.diff(angles) > 0))
+    ):
+        raise TableError(
+            f"{label}: angle coordinate must be strictly ascending in [0, 360) degrees "
+            f"(found {angles.min():g}..{angles.max():g}, {angles.size} values)"
+        )
+    table_crs(ds, label)
+    ds = ds.assign(
+        acceleration=ds["acceleration"].transpose("angle", "y", "x"),
+        alpha=ds["alpha"].transpose("angle", "y", "x"),
+    )
+    return ds
+
+
+def _alpha_in_degrees(table: xr.Dataset) -> bool:
+    return str(table["alpha"].attrs.get("units", "")).lower().startswith("deg")
+
+
+def _read_table_arrays(table: xr.Dataset, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """acceleration and alpha (radians) as C-contiguous ``dtype`` arrays, read in slabs."""
+    n, ny, nx = (table.sizes[d] for d in ("angle", "y", "x"))
+    out = []
+    slab = max(1, (32 << 20) // max(1, ny * nx * 8))
+    for name in ("acceleration", "alpha"):
+        arr = np.empty((n, ny, nx), dtype=dtype)
+        var = table[name]
+        for a in range(0, n, slab):
+            block = np.asarray(var.isel(angle=slice(a, a + slab)).values)
+            if name == "alpha" and _alpha_in_degrees(table):
+                block = np.deg2rad(block)
+            arr[a : a + slab] = block
+        out.append(arr)
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- weights
+def default_cache_dir() -> Path:
+    """User cache folder: ``$XDG_CACHE_HOME/devine-onnx`` or ``~/.cache/devine-onnx``.
+
+    On Windows ``%LOCALAPPDATA%\\devine-onnx\\Cache``.
+    """
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "devine-onnx" / "Cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "devine-onnx"
+
+
+def _fingerprints(nwp: NWPWinds, table: xr.Dataset, crs: CRS) -> tuple[str, str]:
+    src = grid_fingerprint(nwp.lon_or_x, nwp.lat_or_y, nwp.crs, nwp.source_shape)
+    tgt = grid_fingerprint(
+        np.asarray(table["x"].values, dtype=np.float64),
+        np.asarray(table["y"].values, dtype=np.float64),
+        crs,
+    )
+    return src, tgt
+
+
+def weights_cache_path(
+    nwp: NWPWinds, table: xr.Dataset, *, output=None, cache_dir=None
+) -> Path | None:
+    """Where :func:`downscale` caches the regridding weights.
+
+    ``cache_dir`` given: ``<cache_dir>/weights-<nwp fingerprint>-<table fingerprint>.nc``;
+    else with an ``output``: ``<output folder>/<output stem>.weights.nc``; else the same
+    fingerprint-keyed name in :func:`default_cache_dir`. ``cache_dir=False``: no cache (None).
+    """
+    if cache_dir is False:
+        return None
+    if cache_dir is None and output is not None:
+        out = Path(output)
+        return out.with_name(out.stem + ".weights.nc")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    src, tgt = _fingerprints(nwp, table, table_crs(table))
+    return folder / f"weights-{src}-{tgt}.nc"
+
+
+def _warn_outside(w: RegridWeights, where: str) -> None:
+    if w.n_outside:
+        n_out, n_t = w.n_outside, w.n_target
+        warnings.warn(
+            f"{n_out} of {n_t} table pixels ({100.0 * n_out / n_t:.2f}%) lie outside the NWP "
+            f"grid ({where}); they get NaN",
+            OutsideHullWarning,
+            stacklevel=3,
+        )
+
+
+def _build(nwp: NWPWinds, table: xr.Dataset, crs: CRS) -> RegridWeights:
+    return RegridWeights.from_grids(
+        nwp.lon_or_x,
+        nwp.lat_or_y,
+        nwp.crs,
+        np.asarray(table["x"].values, dtype=np.float64),
+        np.asarray(table["y"].values, dtype=np.float64),
+        crs,
+    )
+
+
+def _as_nwp(nwp, *, nwp_crs=None, u_var=None, v_var=None, chunk_time=None) -> NWPWinds:
+    if isinstance(nwp, NWPWinds):
+        return nwp
+    return open_nwp(nwp, u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, chunk_time=chunk_time)
+
+
+def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
+    """Regridding weights from an NWP grid to a table grid (the ``regrid`` step).
+
+    Parameters
+    ----------
+    nwp : str, os.PathLike, xarray.Dataset or NWPWinds
+        NWP file or Dataset (only its grid is read).
+    table : str, os.PathLike or xarray.Dataset
+        Correction table (only its x/y and CRS are read).
+    nwp_crs : optional
+        CRS of the NWP coordinates (see :func:`~devine_onnx.downscaling.nwp.open_nwp`).
+    output : str or os.PathLike, optional
+        NetCDF file to save the weights to (written atomically).
+
+    Returns
+    -------
+    RegridWeights
+
+    Raises
+    ------
+    NWPError
+        If the NWP grid does not cover the table at all (a warning,
+        :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning`, if only part of it).
+    """
+    nwp = _as_nwp(nwp, nwp_crs=nwp_crs)
+    tbl = open_table(table)
+    weights = _build(nwp, tbl, table_crs(tbl))
+    if output is not None:
+        weights.to_netcdf(output)
+        weights.path = Path(output)
+    return weights
+
+
+def _resolve_weights(weights, nwp, tbl, crs, *, output, cache_dir) -> RegridWeights:
+    src_fp, tgt_fp = _fingerprints(nwp, tbl, crs)
+    target_shape = (tbl.sizes["y"], tbl.sizes["x"])
+    check = {
+        "source_fingerprint": src_fp,
+        "target_fingerprint": tgt_fp,
+        "source_shape": nwp.source_shape,
+        "target_shape": target_shape,
+    }
+    if weights is not None:
+        if not isinstance(weights, RegridWeights):
+            weights = RegridWeights.from_netcdf(weights)
+        weights.validate(**check)
+        _warn_outside(weights, f"weights {weights.path or 'given'}")
+        return weights
+    path = weights_cache_path(nwp, tbl, output=output, cache_dir=cache_dir)
+    if path is not None and path.is_file():
+        try:
+            cached = RegridWeights.from_netcdf(path)
+        except InputFileError:
+            cached = None
+        if cached is not None and cached.matches(**check):
+            _warn_outside(cached, f"cached weights {path}")
+            return cached
+    built = _build(nwp, tbl, crs)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            built.to_netcdf(path)
+            built.path = path
+        except (OSError, OutputError) as exc:
+            warnings.warn(
+                f"cannot cache the regridding weights in {path} ({_first_line(exc)}); "
+                "continuing without cache",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return built
+
+
+# --------------------------------------------------------------------------- kernel
+def _block_mean(a: np.ndarray, n: int) -> np.ndarray:
+    """Mean over n x n blocks of the last two axes (trimmed), ignoring NaN; NaN if none."""
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
+    finite = np.isfinite(b)
+    total = np.where(finite, b, 0).sum(axis=(-3, -1), dtype=np.float64)
+    count = finite.sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return mean.astype(a.dtype, copy=False)
+
+
+def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
+    """Downscale one chunk of NWP wind: regrid, lookup, optional coarsening.
+
+    Parameters
+    ----------
+    u, v : numpy.ndarray
+        ``(..., *source_shape)`` NWP wind (earth-relative, or grid-relative if
+        ``params.gamma`` is None), m/s.
+    acc, alpha : numpy.ndarray
+        ``(n_angles, ny, nx)`` table.
+    params : _KernelParams
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(speed, from_dir, u_out, v_out)``, float32, shape ``(..., ny_out, nx_out)``.
+    """
+    w: RegridWeights = params.weights
+    nsrc = len(w.source_shape)
+    u = np.asarray(u)
+    v = np.asarray(v)
+    lead = u.shape[: u.ndim - nsrc]
+    u = u.reshape((-1,) + w.source_shape)
+    v = v.reshape((-1,) + w.source_shape)
+    n = u.shape[0]
+    out_shape = params.out_shape
+    outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(4))
+    table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
+    step = max(1, MAX_BLOCK_ELEMENTS // max(1, w.n_target))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        ur = w.apply(np.asarray(u[a:b], dtype=np.float32))
+        vr = w.apply(np.asarray(v[a:b], dtype=np.float32))
+        if not params.coarsen:
+            # Straight into the outputs: no result arrays to allocate and copy.
+            table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs))
+            continue
+        _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
+        del ur, vr
+        uo = _block_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
+        vo = _block_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
+        speed, dirs = uv_to_speed_dir(uo, vo)
+        for o, r in zip(outs, (speed, dirs, uo, vo), strict=True):
+            o[a:b] = r
+    return tuple(o.reshape(lead + out_shape) for o in outs)
+
+
+class _KernelParams:
+    """Everything the blockwise function needs besides the data (picklable)."""
+
+    def __init__(self, weights, angles, gamma, method, coarsen, out_shape):
+        self.weights = weights
+        self.angles = np.asarray(angles, dtype=np.float64)
+        self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float32)
+        self.method = method
+        self.coarsen = coarsen
+        self.out_shape = tuple(int(s) for s in out_shape)
+
+
+class _BlockKernel:
+    """Picklable callable applied blockwise by ``xarray.apply_ufunc``."""
+
+    def __init__(self, params: _KernelParams):
+        self.params = params
+
+    def __call__(self, u, v, acc, alpha):
+        return _downscale_block(u, v, acc, alpha, self.params)
+
+
+# --------------------------------------------------------------------------- layout
+class _Layout:
+    """Names, attributes and coordinates of the output (shared by all writers)."""
+
+    def __init__(self, *, nwp, tbl, crs, grid_relative, coarsen, chunk_time, method):
+        x = np.asarray(tbl["x"].values, dtype=np.float64)
+        y = np.asarray(tbl["y"].values, dtype=np.float64)
+        if coarsen:
+            x = x[: (x.size // coarsen) * coarsen].reshape(-1, coarsen).mean(axis=1)
+            y = y[: (y.size // coarsen) * coarsen].reshape(-1, coarsen).mean(axis=1)
+        self.x, self.y = x, y
+        self.shape = (y.size, x.size)
+        self.crs = crs
+        self.times = np.asarray(nwp.time)
+        self.n_times = self.times.size
+        self.grid_relative = grid_relative
+        gm = "spatial_ref"
+        self.gm_name = gm
+        if grid_relative:
+            self.names = ("wind_speed", "wind_from_direction", "x_wind", "y_wind")
+        else:
+            self.names = ("wind_speed", "wind_from_direction", "eastward_wind", "northward_wind")
+        north = "grid north (the table CRS's +y axis)" if grid_relative else "true north"
+        dir_attrs = {
+            "units": "degree",
+            "long_name": f"downscaled wind FROM direction, clockwise from {north}",
+            "comment": "NaN where the wind is calm (speed 0: direction undefined) or unknown",
+            "grid_mapping": gm,
+        }
+        if not grid_relative:
+            dir_attrs["standard_name"] = "wind_from_direction"
+        comp = "grid +x" if grid_relative else "eastward"
+        comp_y = "grid +y" if grid_relative else "northward"
+        self.var_attrs = {
+            "wind_speed": {
+                "units": "m s-1",
+                "standard_name": "wind_speed",
+                "long_name": "downscaled wind speed",
+                "grid_mapping": gm,
+            },
+            "wind_from_direction": dir_attrs,
+            self.names[2]: {
+                "units": "m s-1",
+                "standard_name": self.names[2],
+                "long_name": f"downscaled {comp} wind component",
+                "grid_mapping": gm,
+            },
+            self.names[3]: {
+                "units": "m s-1",
+                "standard_name": self.names[3],
+                "long_name": f"downscaled {comp_y} wind component",
+                "grid_mapping": gm,
+            },
+        }
+        if crs.is_geographic:
+            self.x_attrs = {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}
+            self.y_attrs = {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}
+        else:
+            unit = crs.axis_info[0].unit_name if crs.axis_info else "metre"
+            unit = "m" if unit in ("metre", "meter") else unit
+            self.x_attrs = {
+                "units": unit,
+                "standard_name": "projection_x_coordinate",
+                "long_name": "x coordinate of projection" + (" (block centre)" if coarsen else ""),
+                "axis": "X",
+            }
+            self.y_attrs = {
+                "units": unit,
+                "standard_name": "projection_y_coordinate",
+                "long_name": "y coordinate of projection" + (" (block centre)" if coarsen else ""),
+                "axis": "Y",
+            }
+        gm_attrs = dict(crs.to_cf())
+        wkt = crs.to_wkt()
+        gm_attrs["crs_wkt"] = wkt
+        gm_attrs["spatial_ref"] = wkt
+        self.gm_attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in gm_attrs.items()}
+        # Time encoding (CF): computed once for the whole series so appends agree.
+        self.time_attrs = {"standard_name": "time", "long_name": "valid time", "axis": "T"}
+        if np.issubdtype(self.times.dtype, np.datetime64):
+            num, units, calendar = xr.coding.times.encode_cf_datetime(self.times)
+            self.time_num = np.asarray(num)
+            self.time_units, self.time_calendar = units, calendar
+        else:  # not datetimes (e.g. plain step numbers): no CF time semantics
+            self.time_num = self.times
+            self.time_units = self.time_calendar = None
+            self.time_attrs = {"long_name": "time step (as in the NWP input)"}
+        src = tbl.encoding.get("source")
+        table_name = Path(src).name if src else "in-memory Dataset"
+        tattrs = dict(tbl.attrs)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        options = (
+            f"chunk_time={chunk_time}, coarsen={coarsen}, grid_relative={grid_relative}, "
+            f"angular_interpolation={method}"
+        )
+        attrs = {
+            "Conventions": "CF-1.8",
+            "title": "DEVINE downscaled wind",
+            "source": str(nwp.source),
+            "table_source": table_name,
+            "table_model_sha256": str(tattrs.get("model_sha256", "unknown")),
+            "software": f"devine-onnx {__version__}",
+            "history": (
+                f"{now}: devine-onnx {__version__} downscale {nwp.source} "
+                f"(variables {nwp.u_name}/{nwp.v_name}) with table {table_name} ({options})"
+            ),
+            "references": "Le Toumelin et al. 2023, AIES, doi:10.1175/AIES-D-22-0034.1",
+        }
+        if "valid_radius" in tattrs:
+            attrs["table_valid_radius"] = tattrs["valid_radius"]
+        if grid_relative:
+            attrs["wind_frame"] = (
+                "grid-relative: x_wind/y_wind and wind_from_direction refer to the grid "
+                "north of the table CRS, not true north"
+            )
+        else:
+            attrs["wind_frame"] = (
+                "earth-relative: eastward_wind/northward_wind, wind_from_direction from true "
+                "north (rotated by the meridian convergence of the table CRS)"
+            )
+        note = _synthetic_note(tattrs)
+        if note:
+            attrs["comment"] = note
+        self.global_attrs = attrs
+        # Time steps per stored chunk: a divisor of chunk_time with chunks of ~4 MB at most.
+        per_step = max(1, self.shape[0] * self.shape[1] * 4)
+        limit = max(1, min(chunk_time, _OUTPUT_CHUNK_BYTES // per_step, self.n_times))
+        self.time_chunk = max(d for d in range(1, limit + 1) if chunk_time % d == 0)
+
+    def coords(self, times) -> dict:
+        t = xr.Variable(("time",), np.asarray(times), self.time_attrs)
+        return {
+            "time": t,
+            "y": xr.Variable(("y",), self.y, self.y_attrs),
+            "x": xr.Variable(("x",), self.x, self.x_attrs),
+            self.gm_name: xr.Variable((), np.int32(0), self.gm_attrs),
+        }
+
+    def dataset(self, arrays, times) -> xr.Dataset:
+        data = {
+            name: xr.Variable(("time", "y", "x"), arr, self.var_attrs[name])
+            for name, arr in zip(self.names, arrays, strict=True)
+        }
+        return xr.Dataset(data, coords=self.coords(times), attrs=dict(self.global_attrs))
+
+
+def _synthetic_note(attrs: dict) -> str | None:
+    """The table's comment when it says the model weights are synthetic."""
+    comment = str(attrs.get("comment", ""))
+    flagged = any(
+        "synthetic" in str(k).lower() and str(v).lower() not in ("0", "false", "no", "")
+        for k, v in attrs.items()
+    )
+    if "synthetic" in comment.lower():
+        return comment
+    if flagged:
+        return comment or "the correction table was computed with synthetic model weights"
+    return None
+
+
+# --------------------------------------------------------------------------- writers
+class _MemoryWriter:
+    def __init__(self, layout: _Layout):
+        self.layout = layout
+        self.arrays = [
+            np.empty((layout.n_times,) + layout.shape, dtype=np.float32) for _ in range(4)
+        ]
+
+    def write(self, a, b, outs):
+        for arr, o in zip(self.arrays, outs, strict=True):
+            arr[a:b] = o
+
+    def close(self):
+        pass
+
+    def result(self):
+        return self.layout.dataset(self.arrays, self.layout.times)
+
+
+def _hdf5_lock():
+    """The lock xarray's netCDF4 backend holds around HDF5 calls (HDF5 is not thread-safe)."""
+    try:
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+        return NETCDF4_PYTHON_LOCK
+    except ImportError:  # pragma: no cover - xarray internals moved
+        import threading
+
+        return threading.Lock()
+
+
+@contextmanager
+def _writing(output):
+    """Turn a failed write (disk full, permissions, I/O error) into an OutputError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(
+            f"{output}: writing failed ({exc.strerror or exc}); check the free disk space and "
+            "the permissions of its folder, then run again"
+        ) from exc
+
+
+class _NetCDFWriter:
+    """Chunk-by-chunk NetCDF-4 writer (unlimited time; shuffle + deflate unless level 0).
+
+    netCDF-C (the ``netCDF4`` package) creates the file with all its metadata; the data are
+    then appended with h5py by :class:`~devine_onnx.io.hdf5_chunks.ChunkAppender`, which
+    compresses the chunks of the four variables in parallel (ISA-L deflate when available)
+    and writes them as they are. The file is the same standard NetCDF-4 file, written
+    several times faster than by the HDF5 library's own single-threaded zlib.
+    """
+
+    def __init__(self, path: Path, layout: _Layout, complevel: int = 1, label=None):
+        import h5py
+
+        from devine_onnx.io.hdf5_chunks import ChunkAppender
+
+        self.lock = _hdf5_lock()
+        self.complevel = int(complevel)
+        self.layout = layout
+        self.label = label or path
+        self.h5 = None
+        with _writing(self.label):
+            with self.lock:
+                self._create(path, layout)
+            self.h5 = h5py.File(path, "r+")
+        self.appender = ChunkAppender(self.h5, layout.names, threads=_lookup.LOOKUP_THREADS)
+
+    def _create(self, path: Path, layout: _Layout):
+        import netCDF4
+
+        ny, nx = layout.shape
+        nc = netCDF4.Dataset(path, "w", format="NETCDF4")
+        try:
+            nc.set_fill_off()
+            nc.createDimension("time", None)
+            nc.createDimension("y", ny)
+            nc.createDimension("x", nx)
+            tnum = layout.time_num
+            tv = nc.createVariable("time", tnum.dtype, ("time",))
+            tattrs = dict(layout.time_attrs)
+            if layout.time_units is not None:
+                tattrs["units"] = layout.time_units
+                tattrs["calendar"] = layout.time_calendar
+            tv.setncatts(tattrs)
+            for name, values, attrs in (
+                ("y", layout.y, layout.y_attrs),
+                ("x", layout.x, layout.x_attrs),
+            ):
+                var = nc.createVariable(name, "f8", (name,))
+                var.setncatts(attrs)
+                var[:] = values
+            gm = nc.createVariable(layout.gm_name, "i4", ())
+            gm.setncatts(layout.gm_attrs)
+            gm.assignValue(0)  # fill is off: an unwritten scalar would hold garbage
+            for name in layout.names:
+                var = nc.createVariable(
+                    name,
+                    "f4",
+                    ("time", "y", "x"),
+                    zlib=self.complevel > 0,
+                    complevel=max(self.complevel, 1),
+                    shuffle=self.complevel > 0,
+                    chunksizes=(layout.time_chunk, ny, nx),
+                    fill_value=np.float32(np.nan),
+                )
+                var.setncatts({**layout.var_attrs[name], "coordinates": f"{layout.gm_name}"})
+            nc.setncatts(layout.global_attrs)
+        finally:
+            nc.close()
+
+    def write(self, a, b, outs):
+        layout = self.layout
+        with _writing(self.label):
+            self.appender.append(a, b, outs, time_name="time", times=layout.time_num[a:b])
+            self.h5.flush()
+
+    def close(self):
+        if self.h5 is not None:
+            with _writing(self.label):
+                self.h5.close()
+            self.h5 = None
+
+
+class _ZarrWriter:
+    """Zarr writer: the first chunk creates the store, the others append along time."""
+
+    def __init__(self, path: Path, layout: _Layout, label=None):
+        self.path = path
+        self.layout = layout
+        self.label = label or path
+        self.started = False
+
+    def write(self, a, b, outs):
+        with _writing(self.label):
+            self._write(a, b, outs)
+
+    def _write(self, a, b, outs):
+        layout = self.layout
+        ds = layout.dataset(outs, layout.times[a:b])
+        if not self.started:
+            ny, nx = layout.shape
+            enc = {
+                name: {"chunks": (layout.time_chunk, ny, nx), "_FillValue": np.float32(np.nan)}
+                for name in layout.names
+            }
+            if layout.time_units is not None:
+                enc["time"] = {
+                    "units": layout.time_units,
+                    "calendar": layout.time_calendar,
+                    "dtype": layout.time_num.dtype,
+                }
+            ds.to_zarr(self.path, mode="w", encoding=enc, zarr_format=2, consolidated=True)
+            self.started = True
+        else:
+            ds = ds.drop_vars(["x", "y", layout.gm_name])
+            ds.to_zarr(self.path, append_dim="time", zarr_format=2, consolidated=True)
+
+    def close(self):
+        pass
+
+
+# --------------------------------------------------------------------------- downscale
+def _output_kind(output) -> str:
+    suffix = Path(output).suffix.lower()
+    if suffix in _NETCDF_SUFFIXES:
+        return "netcdf"
+    if suffix in _ZARR_SUFFIXES:
+        return "zarr"
+    raise OutputError(
+        f"{output}: unknown output format {suffix or '(no suffix)'!r}; use a .nc (NetCDF) or "
+        ".zarr (Zarr) path"
+    )
+
+
+def _check_options(chunk_time, coarsen, angular_interpolation) -> None:
+    if isinstance(chunk_time, bool) or int(chunk_time) != chunk_time or chunk_time < 1:
+        raise OptionError(f"chunk_time={chunk_time!r}: expected a positive integer")
+    if coarsen is not None and (
+        isinstance(coarsen, bool) or int(coarsen) != coarsen or coarsen < 1
+    ):
+        raise OptionError(f"coarsen={coarsen!r}: expected a positive integer (block size)")
+    if angular_interpolation not in _lookup.METHODS:
+        raise OptionError(
+            f"angular_interpolation={angular_interpolation!r}: use one of "
+            f"{', '.join(_lookup.METHODS)}"
+        )
+
+
+def downscale(
+    wind,
+    table,
+    *,
+    output=None,
+    u_var: str | None = None,
+    v_var: str | None = None,
+    nwp_crs=None,
+    weights=None,
+    cache_dir=None,
+    chunk_time: int = 24,
+    coarsen: int | None = None,
+    grid_relative: bool = False,
+    angular_interpolation: str = "nearest",
+    complevel: int = 1,
+    quiet: bool = False,
+) -> xr.Dataset:
+    """Downscale NWP wind with a correction table.
+
+    Parameters
+    ----------
+    wind : str, os.PathLike, xarray.Dataset or NWPWinds
+        NWP wind: NetCDF/Zarr/GRIB file or Dataset (see :func:`~devine_onnx.downscaling.nwp.open_nwp`).
+        Earth-relative components unless ``grid_relative``.
+    table : str, os.PathLike or xarray.Dataset
+        Correction table (see :func:`open_table`).
+    output : str or os.PathLike, optional
+        ``.nc`` (NetCDF4, zlib) or ``.zarr`` file, written chunk by chunk under
+        ``<output>.partial`` and renamed when complete (no file carries the final name after
+        a failure). None: return the result (lazy if the NWP input is dask-backed, which is
+        the case for any file path; in memory otherwise).
+    u_var, v_var, nwp_crs
+        See :func:`~devine_onnx.downscaling.nwp.open_nwp`.
+    weights : RegridWeights or str or os.PathLike, optional
+        Regridding weights (object or file). They must have been built for these grids,
+        else :class:`~devine_onnx.errors.WeightsMismatchError`. None: loaded from the cache
+        if a matching file is there, else built and cached (see :func:`weights_cache_path`).
+    cache_dir : str or os.PathLike or False, optional
+        Folder for cached weights (key: fingerprints of both grids). Default: next to the
+        output as ``<output stem>.weights.nc``, or :func:`default_cache_dir` without output.
+        ``False`` disables caching.
+    chunk_time : int
+        Time steps read, processed and written at once (memory scales with it, not with the
+        length of the series). File inputs are read in dask chunks of this size.
+    coarsen : int, optional
+        Block-average ``u`` and ``v`` over ``coarsen x coarsen`` pixels (incomplete blocks at
+        the east/south edges are trimmed; NaN pixels are ignored, a block with no data is
+        NaN), then recompute speed and direction; ``x``/``y`` become the block centres.
+    grid_relative : bool
+        Treat the NWP components as relative to the table's grid north (no meridian
+        convergence rotation) and write ``x_wind``/``y_wind`` and a direction from grid
+        north.
+    angular_interpolation : {"nearest", "linear"}
+        Table lookup between directions (see :class:`~devine_onnx.downscaling.lookup.TableLookup`).
+    complevel : int
+        Deflate level (0-9) of ``.nc`` outputs, stored with HDF5's standard shuffle + deflate
+        filters (readable by any netCDF-4/HDF5 tool). 1-3 are compressed with ISA-L where
+        ``isal`` is installed (fast), 4-9 with zlib (slower, a few % smaller for float
+        winds); chunks are compressed in parallel. 0 writes uncompressed NetCDF-4, ~1.6x
+        larger. Ignored for ``.zarr``.
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        CF-1.8 dataset on ``(time, y, x)`` (table coordinates and CRS):
+
+        - ``wind_speed`` (m s-1);
+        - ``wind_from_direction`` (degree, FROM direction clockwise from true north;
+          grid north if ``grid_relative``); NaN for calm wind (speed 0), where the direction
+          is undefined;
+        - ``eastward_wind``/``northward_wind`` (m s-1), or ``x_wind``/``y_wind`` if
+          ``grid_relative``;
+        - ``spatial_ref`` grid mapping (``crs_wkt``), ``grid_mapping`` attribute on each
+          variable.
+
+        NaN outside the NWP grid's hull (with an
+        :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning` giving the count) and where the
+        table has no data. With ``output``, the written file opened lazily.
+
+    Raises
+    ------
+    NWPError, TableError, WeightsMismatchError, OutputError, OptionError
+        One-line messages naming the file or option.
+    """
+    _check_options(chunk_time, coarsen, angular_interpolation)
+    if not (isinstance(complevel, int | np.integer) and 0 <= complevel <= 9):
+        raise OptionError(f"--complevel {complevel!r}: expected an integer from 0 (none) to 9")
+    chunk_time = int(chunk_time)
+    coarsen = int(coarsen) if coarsen not in (None, 1) else None
+    kind = _output_kind(output) if output is not None else None
+    if output is not None:
+        check_writable(output)
+
+    tbl = open_table(table)
+    crs = table_crs(tbl)
+    is_path = isinstance(wind, str | os.PathLike)
+    nwp = _as_nwp(
+        wind,
+        nwp_crs=nwp_crs,
+        u_var=u_var,
+        v_var=v_var,
+        chunk_time=chunk_time if is_path else None,
+    )
+    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
+    if coarsen and (coarsen > ny or coarsen > nx):
+        raise OptionError(f"coarsen={coarsen}: larger than the table ({ny} x {nx} pixels)")
+
+    w = _resolve_weights(weights, nwp, tbl, crs, output=output, cache_dir=cache_dir)
+    gamma = None
+    if not grid_relative:
+        x = np.asarray(tbl["x"].values, dtype=np.float64)
+        y = np.asarray(tbl["y"].values, dtype=np.float64)
+        gamma = meridian_convergence(x[None, :], y[:, None], crs)
+    layout = _Layout(
+        nwp=nwp,
+        tbl=tbl,
+        crs=crs,
+        grid_relative=grid_relative,
+        coarsen=coarsen,
+        chunk_time=chunk_time,
+        method=angular_interpolation,
+    )
+    params = _KernelParams(
+        w, tbl["angle"].values, gamma, angular_interpolation, coarsen, layout.shape
+    )
+
+    if output is None and nwp.is_lazy:
+        return _lazy(nwp, tbl, params, layout)
+
+    acc, alpha = _read_table_arrays(tbl)
+    if not isinstance(table, xr.Dataset):
+        tbl.close()  # we opened it: release the file and its HDF5 chunk caches
+    if output is None:
+        writer = _MemoryWriter(layout)
+        _stream(nwp, acc, alpha, params, writer, chunk_time, quiet)
+        return writer.result()
+    with atomic_output(output) as tmp:
+        writer = (
+            _NetCDFWriter(tmp, layout, complevel, label=output)
+            if kind == "netcdf"
+            else _ZarrWriter(tmp, layout, label=output)
+        )
+        try:
+            _stream(nwp, acc, alpha, params, writer, chunk_time, quiet)
+        finally:
+            writer.close()
+    del acc, alpha
+    if kind == "zarr":
+        return xr.open_zarr(output)
+    return xr.open_dataset(output, engine="netcdf4", chunks={})
+
+
+def _read_inputs(nwp: NWPWinds, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    u_c = nwp.u.isel(time=slice(a, b))
+    v_c = nwp.v.isel(time=slice(a, b))
+    if u_c.chunks is not None:
+        import dask
+
+        u_np, v_np = dask.compute(u_c.data, v_c.data)
+        return np.asarray(u_np), np.asarray(v_np)
+    return np.asarray(u_c.values), np.asarray(v_c.values)
+
+
+def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet) -> None:
+    """Loop over time chunks: read, downscale, write.
+
+    File writers run in one background thread, so that compressing and writing chunk ``k``
+    overlaps the computation of chunk ``k + 1``; at most two chunks of output are alive at
+    once. NetCDF output is written through h5py and the input read through netCDF4: two
+    separate HDF5 libraries, each serialising its own calls.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    nt = nwp.n_times
+    starts = list(range(0, nt, chunk_time))
+    background = not isinstance(writer, _MemoryWriter)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
+    pending = None
+    pending_n = 0
+    try:
+        with progress_bar(nt, f"downscaling {nwp.source}", quiet) as bar:
+            inputs = _read_inputs(nwp, 0, min(nt, chunk_time)) if starts else None
+            for i, a in enumerate(starts):
+                b = min(nt, a + chunk_time)
+                outs = _downscale_block(inputs[0], inputs[1], acc, alpha, params)
+                inputs = None
+                if pending is not None:
+                    pending.result()
+                    pending = None
+                    bar.advance(pending_n)
+                if i + 1 < len(starts):
+                    c = starts[i + 1]
+                    inputs = _read_inputs(nwp, c, min(nt, c + chunk_time))
+                if pool is not None:
+                    pending = pool.submit(writer.write, a, b, outs)
+                    pending_n = b - a
+                else:
+                    writer.write(a, b, outs)
+                    bar.advance(b - a)
+                del outs
+            if pending is not None:
+                pending.result()
+                pending = None
+                bar.advance(pending_n)
+    finally:
+        if pending is not None:
+            pending.exception()  # wait for the write in flight before the file is closed
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _lazy(nwp: NWPWinds, tbl: xr.Dataset, params: _KernelParams, layout: _Layout) -> xr.Dataset:
+    ydim, xdim = nwp.spatial_dims
+    ren = {ydim: "_nwp_y", xdim: "_nwp_x"}
+    u = nwp.u.rename(ren).chunk({"_nwp_y": -1, "_nwp_x": -1})
+    v = nwp.v.rename(ren).chunk({"_nwp_y": -1, "_nwp_x": -1})
+    tren = {"angle": "_angle", "y": "_ty", "x": "_tx"}
+    tables = []
+    for name in ("acceleration", "alpha"):
+        var = tbl[name].variable.chunk({"angle": -1, "y": -1, "x": -1})
+        if name == "alpha" and _alpha_in_degrees(tbl):
+            var = var * (np.pi / 180.0)
+        var = var.astype(np.float32)
+        tables.append(xr.DataArray(var).rename(tren))
+    results = xr.apply_ufunc(
+        _BlockKernel(params),
+        u,
+        v,
+        tables[0],
+        tables[1],
+        input_core_dims=[["_nwp_y", "_nwp_x"]] * 2 + [["_angle", "_ty", "_tx"]] * 2,
+        output_core_dims=[["y", "x"]] * 4,
+        dask="parallelized",
+        output_dtypes=[np.float32] * 4,
+        dask_gufunc_kwargs={"output_sizes": {"y": layout.shape[0], "x": layout.shape[1]}},
+    )
+    arrays = [r.transpose("time", "y", "x").data for r in results]
+    return layout.dataset(arrays, layout.times)

@@ -1,0 +1,613 @@
+"""Reading NWP 10 m wind fields (NetCDF, Zarr, GRIB or an in-memory Dataset).
+
+:func:`open_nwp` finds the earth-relative wind components, the time axis and the horizontal
+coordinates of an NWP file and returns them as :class:`NWPWinds`: ``u`` and ``v`` DataArrays
+with dimensions ``(time, <y dim>, <x dim>)`` (lazy, dask-chunked along time for files), the
+1-D or 2-D coordinates of the grid and its CRS.
+
+Rules (METHOD §4):
+
+- Wind variables: named by ``u_var``/``v_var``, else the first pair present among
+  :data:`WIND_NAME_PAIRS`, else the unique pair with CF ``standard_name`` ``eastward_wind`` /
+  ``northward_wind``. Grid-relative components (``standard_name`` ``x_wind``/``y_wind``) are
+  only accepted on a plain latitude/longitude grid, where grid north is true north.
+- Units must be m/s (``m s-1``, ``m/s``, ``m s**-1``...); missing units are taken as m/s.
+- Time: a ``time``-like dimension (datetime coordinate); a forecast ``(time, step)`` pair is
+  flattened to valid times (the ``valid_time`` coordinate when present, else time + step); a
+  single field with a scalar time coordinate is one time step. Size-1 extra dimensions (a
+  height level) are dropped.
+- Coordinates: 1-D or 2-D latitude/longitude in WGS 84 (EPSG:4326) unless the file's CF
+  ``grid_mapping`` variable, its rioxarray CRS or a ``crs`` attribute gives another
+  geographic CRS; or 1-D projected x/y with the CRS of the grid mapping. ``nwp_crs``
+  overrides all of this and decides which coordinates are used (lat/lon for a geographic
+  CRS, x/y otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from pyproj import CRS
+
+from devine_onnx.errors import MissingDependencyError, NWPError, OptionError
+
+__all__ = ["WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
+
+#: Variable names tried in this order when ``u_var``/``v_var`` are not given.
+WIND_NAME_PAIRS: tuple[tuple[str, str], ...] = (
+    ("u10", "v10"),  # ECMWF/AROME via cfgrib, ERA5
+    ("u10m", "v10m"),
+    ("10u", "10v"),  # ecCodes short names
+    ("U10", "V10"),  # WRF
+    ("u", "v"),
+    ("U", "V"),
+    ("UGRD", "VGRD"),  # NCEP
+    ("ugrd10m", "vgrd10m"),  # NOMADS OpenDAP
+    ("UGRD_10maboveground", "VGRD_10maboveground"),  # wgrib2 -netcdf
+    ("uas", "vas"),  # CMIP / CORDEX near-surface wind
+    ("eastward_wind", "northward_wind"),
+)
+
+_TIME_DIMS = ("time", "valid_time", "Time", "t", "time_counter")
+_STEP_DIMS = ("step", "lead_time", "forecast_period", "leadtime")
+_Y_NAMES = ("y", "latitude", "lat", "rlat", "south_north", "Y", "yc", "nav_lat", "lat_0")
+_X_NAMES = ("x", "longitude", "lon", "rlon", "west_east", "X", "xc", "nav_lon", "lon_0")
+_LAT_NAMES = ("latitude", "lat", "nav_lat", "XLAT", "gridlat_0", "lat_0")
+_LON_NAMES = ("longitude", "lon", "nav_lon", "XLONG", "gridlon_0", "lon_0")
+_MS_UNITS = {
+    "m s-1",
+    "m/s",
+    "m s**-1",
+    "m.s-1",
+    "ms-1",
+    "m s^-1",
+    "meter second-1",
+    "meters/second",
+    "metres/second",
+    "m sec-1",
+    "m*s-1",
+    "m s -1",
+    "ms**-1",
+}
+
+
+@dataclass(eq=False)
+class NWPWinds:
+    """Earth-relative NWP wind components on their native grid.
+
+    Attributes
+    ----------
+    u, v : xarray.DataArray
+        Eastward and northward wind in m/s, dimensions ``("time", *spatial_dims)``; lazy and
+        dask-chunked along time when read from a file.
+    lon_or_x, lat_or_y : numpy.ndarray
+        Grid coordinates in ``crs``: 1-D axes (``len(lat_or_y), len(lon_or_x)`` =
+        the spatial shape) or 2-D arrays of the spatial shape. Longitude/latitude in degrees
+        for a geographic CRS.
+    crs : pyproj.CRS
+        CRS of ``lon_or_x``/``lat_or_y``.
+    spatial_dims : tuple of str
+        ``(y_dim, x_dim)`` names of the spatial dimensions of ``u`` and ``v``.
+    source : str
+        File name (or a description of an in-memory Dataset) used in messages and attributes.
+    u_name, v_name : str
+        Names of the variables read.
+    """
+
+    u: xr.DataArray
+    v: xr.DataArray
+    lon_or_x: np.ndarray
+    lat_or_y: np.ndarray
+    crs: CRS
+    spatial_dims: tuple[str, str]
+    source: str
+    u_name: str = ""
+    v_name: str = ""
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def time(self) -> np.ndarray:
+        """Valid times (values of the ``time`` coordinate)."""
+        return self.u["time"].values
+
+    @property
+    def n_times(self) -> int:
+        return int(self.u.sizes["time"])
+
+    @property
+    def source_shape(self) -> tuple[int, int]:
+        """Shape of the spatial grid ``(ny, nx)``."""
+        return tuple(int(self.u.sizes[d]) for d in self.spatial_dims)
+
+    @property
+    def is_lazy(self) -> bool:
+        """True if ``u`` is dask-backed."""
+        return self.u.chunks is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"NWPWinds(source={self.source!r}, vars=({self.u_name!r}, {self.v_name!r}), "
+            f"times={self.n_times}, grid={dict(zip(self.spatial_dims, self.source_shape, strict=True))}, "
+            f"crs={self.crs.to_string()!r})"
+        )
+
+
+# --------------------------------------------------------------------------- opening
+def _file_kind(p: Path) -> str:
+    """'zarr', 'netcdf' or 'grib' from the content (magic bytes), else NWPError."""
+    if p.is_dir():
+        if p.suffix.lower() == ".zarr" or any(
+            (p / name).exists() for name in (".zgroup", "zarr.json", ".zmetadata")
+        ):
+            return "zarr"
+        raise NWPError(
+            f"{p}: is a folder but not a Zarr store (no .zgroup or zarr.json); give a NetCDF, "
+            "GRIB or Zarr wind file"
+        )
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise NWPError(
+            f"{p}: cannot be read ({exc.strerror}); check the path and permissions"
+        ) from None
+    if head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n":
+        return "netcdf"
+    if head[:4] == b"GRIB":
+        return "grib"
+    raise NWPError(
+        f"{p}: not a NetCDF, GRIB or Zarr file (unrecognised content {head[:4]!r}); give an NWP "
+        "wind file in one of these formats"
+    )
+
+
+def _open_path(p: Path) -> xr.Dataset:
+    if not p.exists():
+        raise NWPError(f"{p}: NWP file not found; check the path")
+    kind = _file_kind(p)
+    try:
+        if kind == "zarr":
+            return xr.open_dataset(p, engine="zarr", chunks=None)
+        if kind == "netcdf":
+            return xr.open_dataset(p, engine="netcdf4", chunks=None)
+    except NWPError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure: unreadable file
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise NWPError(
+            f"{p}: cannot be read as {kind} ({type(exc).__name__}: {msg}); check the file"
+        ) from None
+    # GRIB
+    try:
+        import cfgrib  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            f"{p}: reading GRIB files needs cfgrib; install it with "
+            '`pip install "devine-onnx[grib]"` (and the ecCodes library), or convert the file '
+            "to NetCDF"
+        ) from None
+    try:
+        return xr.open_dataset(p, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""})
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise NWPError(
+            f"{p}: cfgrib cannot read this GRIB file as one dataset ({type(exc).__name__}: "
+            f"{msg}); open it with cfgrib.open_datasets(...) and pass the Dataset holding the "
+            "10 m wind"
+        ) from None
+
+
+def _var_list(ds: xr.Dataset) -> str:
+    items = []
+    for name, var in ds.data_vars.items():
+        sn = var.attrs.get("standard_name")
+        items.append(f"{name}{tuple(var.dims)}" + (f"[{sn}]" if sn else ""))
+    return ", ".join(items) if items else "none"
+
+
+def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str]:
+    if (u_var is None) != (v_var is None):
+        raise OptionError(
+            f"{label}: give both u_var and v_var (got u_var={u_var!r}, v_var={v_var!r})"
+        )
+    if u_var is not None:
+        missing = [n for n in (u_var, v_var) if n not in ds.variables]
+        if missing:
+            raise NWPError(
+                f"{label}: wind variable(s) {', '.join(map(repr, missing))} not found; "
+                f"variables in the file: {_var_list(ds)}"
+            )
+        return u_var, v_var
+    for un, vn in WIND_NAME_PAIRS:
+        if un in ds.data_vars and vn in ds.data_vars:
+            return un, vn
+    by_sn: dict[str, list[str]] = {}
+    for name, var in ds.data_vars.items():
+        by_sn.setdefault(str(var.attrs.get("standard_name", "")), []).append(str(name))
+    east, north = by_sn.get("eastward_wind", []), by_sn.get("northward_wind", [])
+    if len(east) == 1 and len(north) == 1:
+        return east[0], north[0]
+    if east or north:
+        raise NWPError(
+            f"{label}: several eastward_wind/northward_wind variables ({', '.join(east + north)})"
+            "; choose the 10 m wind with u_var/v_var (--u-var/--v-var)"
+        )
+    xw, yw = by_sn.get("x_wind", []), by_sn.get("y_wind", [])
+    if len(xw) == 1 and len(yw) == 1:
+        return xw[0], yw[0]
+    raise NWPError(
+        f"{label}: no wind variables found (looked for "
+        f"{', '.join('/'.join(p) for p in WIND_NAME_PAIRS[:7])}... and standard_name "
+        f"eastward_wind/northward_wind); variables in the file: {_var_list(ds)}; name them "
+        "with u_var/v_var (--u-var/--v-var)"
+    )
+
+
+def _check_units(da: xr.DataArray, label: str) -> None:
+    units = da.attrs.get("units")
+    if units is None:
+        return
+    u = " ".join(str(units).strip().split())
+    if u in _MS_UNITS or u.lower() in _MS_UNITS:
+        return
+    raise NWPError(
+        f"{label}: variable {da.name!r} has units {units!r}, expected m/s (m s-1); convert "
+        "the wind to m/s first"
+    )
+
+
+def _is_datetime(values) -> bool:
+    return np.issubdtype(np.asarray(values).dtype, np.datetime64)
+
+
+def _is_timedelta(values) -> bool:
+    return np.issubdtype(np.asarray(values).dtype, np.timedelta64)
+
+
+def _find_time_dims(da: xr.DataArray) -> tuple[str | None, str | None]:
+    tdim = sdim = None
+    for d in da.dims:
+        coord = da.coords.get(d)
+        if d in _STEP_DIMS or (coord is not None and _is_timedelta(coord.values)):
+            sdim = sdim or str(d)
+        elif d in _TIME_DIMS or (coord is not None and _is_datetime(coord.values)):
+            tdim = tdim or str(d)
+    return tdim, sdim
+
+
+def _scalar_time(ds: xr.Dataset, da: xr.DataArray):
+    for name in ("valid_time", "time", "Time", "t"):
+        for src in (da.coords, ds.variables):
+            if name in src and np.ndim(src[name]) == 0 and _is_datetime(src[name].values):
+                return np.asarray(src[name].values).reshape(1)
+    return None
+
+
+def _flatten_time(
+    ds: xr.Dataset, da: xr.DataArray, label: str, chunk_time: int | None
+) -> xr.DataArray:
+    """Return ``da`` with a single leading ``time`` dimension of valid times."""
+    tdim, sdim = _find_time_dims(da)
+    if tdim and sdim:
+        valid = None
+        for name in ("valid_time",):
+            if name in da.coords and set(da[name].dims) == {tdim, sdim}:
+                valid = da[name].transpose(tdim, sdim).values.ravel()
+        if valid is None:
+            t = da[tdim].values
+            s = da[sdim].values
+            if not (_is_datetime(t) and _is_timedelta(s)):
+                raise NWPError(
+                    f"{label}: cannot compute valid times from dimensions {tdim!r} and "
+                    f"{sdim!r} (need datetime and timedelta coordinates, or a valid_time "
+                    "coordinate)"
+                )
+            valid = (t[:, None] + s[None, :]).ravel()
+        others = [d for d in da.dims if d not in (tdim, sdim)]
+        da = da.transpose(tdim, sdim, *others)
+        if da.chunks is None and chunk_time is not None:
+            da = da.chunk({tdim: 1, sdim: -1})
+        drop = [c for c in da.coords if set(da[c].dims) & {tdim, sdim}]
+        da = da.drop_vars(drop).stack(_valid=(tdim, sdim), create_index=False)
+        da = da.transpose("_valid", *others).rename({"_valid": "time"})
+        da = da.assign_coords(time=("time", valid))
+    elif tdim or sdim:
+        d = tdim or sdim
+        coord = da.coords.get(d)
+        values = None
+        if "valid_time" in da.coords and da["valid_time"].dims == (d,):
+            values = da["valid_time"].values
+        elif coord is not None and _is_datetime(coord.values):
+            values = coord.values
+        elif coord is not None and _is_timedelta(coord.values):
+            t0 = _scalar_time(ds, da.drop_vars("valid_time", errors="ignore"))
+            if t0 is not None:
+                values = t0[0] + coord.values
+        if values is None:
+            values = coord.values if coord is not None else np.arange(da.sizes[d])
+        drop = [c for c in da.coords if d in da[c].dims or c == "time"]
+        da = da.drop_vars(drop)
+        if d != "time":
+            da = da.rename({d: "time"})
+        da = da.assign_coords(time=("time", np.asarray(values)))
+        da = da.transpose("time", ...)
+    else:
+        t0 = _scalar_time(ds, da)
+        if t0 is None:
+            raise NWPError(
+                f"{label}: variable {da.name!r} has no time dimension (dims {tuple(da.dims)}) "
+                "and no time coordinate; add a time dimension (e.g. ds.expand_dims(time=[...]))"
+            )
+        drop = [c for c in da.coords if da[c].ndim == 0]
+        da = da.drop_vars(drop).expand_dims(time=t0)
+    return da
+
+
+def _spatial_dims(da: xr.DataArray, label: str) -> tuple[str, str]:
+    others = [str(d) for d in da.dims if d != "time"]
+    extra = [d for d in others if da.sizes[d] == 1 and d not in _Y_NAMES + _X_NAMES]
+    if len(others) - len(extra) != 2:
+        raise NWPError(
+            f"{label}: variable {da.name!r} has dimensions {dict(da.sizes)}; expected "
+            "(time, [step,] y/latitude, x/longitude) with at most size-1 extra dimensions"
+        )
+    spatial = [d for d in others if d not in extra]
+
+    def role(d):
+        sn = str(da[d].attrs.get("standard_name", "")) if d in da.coords else ""
+        if d in _Y_NAMES or sn in ("latitude", "projection_y_coordinate", "grid_latitude"):
+            return "y"
+        if d in _X_NAMES or sn in ("longitude", "projection_x_coordinate", "grid_longitude"):
+            return "x"
+        return None
+
+    a, b = spatial
+    if role(a) == "x" or role(b) == "y":
+        a, b = b, a
+    return a, b
+
+
+def _lat_lon_like(coord: xr.DataArray, name: str, axis: str) -> bool:
+    sn = str(coord.attrs.get("standard_name", ""))
+    units = str(coord.attrs.get("units", "")).lower()
+    if axis == "y":
+        return sn == "latitude" or name in _LAT_NAMES or units.startswith("degrees_n")
+    return sn == "longitude" or name in _LON_NAMES or units.startswith("degrees_e")
+
+
+def _crs_from_file(ds: xr.Dataset, da: xr.DataArray, label: str) -> CRS | None:
+    gm = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
+    if gm:
+        gm_name = str(gm).split(":")[0].split()[0]
+        if gm_name in ds.variables:
+            try:
+                return CRS.from_cf(dict(ds[gm_name].attrs))
+            except Exception:  # noqa: BLE001 - fall through to other sources
+                attrs = ds[gm_name].attrs
+                for key in ("crs_wkt", "spatial_ref", "proj4", "proj4text"):
+                    if key in attrs:
+                        try:
+                            return CRS.from_user_input(attrs[key])
+                        except Exception:  # noqa: BLE001
+                            pass
+                raise NWPError(
+                    f"{label}: grid mapping variable {gm_name!r} does not describe a CRS "
+                    "pyproj understands; pass nwp_crs (--nwp-crs)"
+                ) from None
+    for src in (da.attrs, ds.attrs):
+        if "crs" in src and isinstance(src["crs"], str):
+            try:
+                return CRS.from_user_input(src["crs"])
+            except Exception:  # noqa: BLE001
+                pass
+    for name in ("spatial_ref", "crs"):
+        if name in ds.variables:
+            attrs = ds[name].attrs
+            for key in ("crs_wkt", "spatial_ref"):
+                if key in attrs:
+                    try:
+                        return CRS.from_user_input(attrs[key])
+                    except Exception:  # noqa: BLE001
+                        pass
+            if "grid_mapping_name" in attrs:
+                try:
+                    return CRS.from_cf(dict(attrs))
+                except Exception:  # noqa: BLE001
+                    pass
+    return None
+
+
+def _plain_geographic(crs: CRS | None) -> bool:
+    return crs is not None and crs.is_geographic and not crs.is_derived
+
+
+def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
+    """(lon_or_x, lat_or_y, crs) following the rules of the module docstring."""
+    file_crs = _crs_from_file(ds, da, label)
+    cy = ds.coords.get(ydim) if ydim in ds.coords else da.coords.get(ydim)
+    cx = ds.coords.get(xdim) if xdim in ds.coords else da.coords.get(xdim)
+    have_1d = cy is not None and cx is not None and cy.ndim == 1 and cx.ndim == 1
+    ll1d = have_1d and _lat_lon_like(cy, ydim, "y") and _lat_lon_like(cx, xdim, "x")
+    xy1d = have_1d and not ll1d
+    ll2d = None
+    pool = {**{k: v for k, v in ds.coords.items()}, **{k: v for k, v in ds.data_vars.items()}}
+    pool.update({k: v for k, v in da.coords.items()})
+    lat = lon = None
+    for name, var in pool.items():
+        if var.ndim != 2 or set(var.dims) != {ydim, xdim}:
+            continue
+        if lat is None and (var.attrs.get("standard_name") == "latitude" or name in _LAT_NAMES):
+            lat = var
+        elif lon is None and (var.attrs.get("standard_name") == "longitude" or name in _LON_NAMES):
+            lon = var
+    if lat is not None and lon is not None:
+        ll2d = (
+            np.asarray(lon.transpose(ydim, xdim).values, dtype=np.float64),
+            np.asarray(lat.transpose(ydim, xdim).values, dtype=np.float64),
+        )
+
+    def axes_1d():
+        x = np.asarray(cx.values, dtype=np.float64)
+        y = np.asarray(cy.values, dtype=np.float64)
+        return x, y
+
+    def geographic(crs):
+        if ll1d:
+            return (*axes_1d(), crs)
+        if ll2d is not None:
+            return (*ll2d, crs)
+        if xy1d and crs.is_geographic:  # 1-D axes not recognisable as lat/lon
+            return (*axes_1d(), crs)
+        raise NWPError(
+            f"{label}: no latitude/longitude coordinates for the geographic CRS "
+            f"{crs.name!r} (dims {ydim!r}, {xdim!r}); variables in the file: {_var_list(ds)}"
+        )
+
+    def projected(crs):
+        if not xy1d:
+            raise NWPError(
+                f"{label}: no 1-D projected coordinates on dimensions {ydim!r}/{xdim!r} for "
+                f"the CRS {crs.name!r}; pass a geographic nwp_crs to use latitude/longitude"
+            )
+        x, y = axes_1d()
+        unit = str(cx.attrs.get("units", "")).lower()
+        if unit in ("km", "kilometre", "kilometer", "kilometres", "kilometers"):
+            x, y = x * 1000.0, y * 1000.0
+        return x, y, crs
+
+    if nwp_crs is not None:
+        try:
+            crs = CRS.from_user_input(nwp_crs)
+        except Exception as exc:  # noqa: BLE001
+            raise OptionError(
+                f"nwp_crs {nwp_crs!r}: not a CRS pyproj understands ({exc}); give e.g. EPSG:4326"
+            ) from None
+        return geographic(crs) if _plain_geographic(crs) else projected(crs)
+    if xy1d and file_crs is not None and not _plain_geographic(file_crs):
+        return projected(file_crs)
+    geo = file_crs if _plain_geographic(file_crs) else CRS.from_epsg(4326)
+    if ll1d or ll2d is not None:
+        return geographic(geo)
+    if xy1d:
+        raise NWPError(
+            f"{label}: coordinates {ydim!r}/{xdim!r} look projected but the file gives no CRS "
+            "(no grid_mapping); pass nwp_crs (--nwp-crs), e.g. EPSG:2154"
+        )
+    raise NWPError(
+        f"{label}: no coordinates for dimensions {ydim!r}/{xdim!r} (need 1-D or 2-D "
+        f"latitude/longitude, or x/y with a CRS); variables in the file: {_var_list(ds)}"
+    )
+
+
+def open_nwp(
+    source,
+    *,
+    u_var: str | None = None,
+    v_var: str | None = None,
+    nwp_crs=None,
+    chunk_time: int | None = None,
+) -> NWPWinds:
+    """Open the 10 m wind of an NWP file (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or xarray.Dataset
+        NetCDF file, Zarr store, GRIB file (needs ``cfgrib``: ``pip install
+        "devine-onnx[grib]"``) or an in-memory Dataset. The format of a file is recognised by
+        its content, not its suffix.
+    u_var, v_var : str, optional
+        Names of the eastward and northward wind variables (both or neither); detected
+        automatically when omitted.
+    nwp_crs : pyproj.CRS or str or int, optional
+        CRS of the NWP coordinates, overriding what the file says; geographic → the
+        latitude/longitude coordinates are used, projected → the 1-D x/y coordinates.
+    chunk_time : int, optional
+        Time steps per dask chunk. Files are always opened lazily, with 24 steps per chunk
+        by default; an in-memory Dataset is left as it is unless ``chunk_time`` is given.
+
+    Returns
+    -------
+    NWPWinds
+
+    Raises
+    ------
+    NWPError
+        Missing file, unrecognised format, no wind variables (the message lists the variables
+        found), no usable time or coordinates, units other than m/s, or grid-relative wind
+        on a projected grid.
+    MissingDependencyError
+        A GRIB file without cfgrib installed.
+    OptionError
+        Only one of ``u_var``/``v_var``, an unknown ``nwp_crs`` or a bad ``chunk_time``.
+    """
+    if chunk_time is not None and (int(chunk_time) != chunk_time or chunk_time < 1):
+        raise OptionError(f"chunk_time={chunk_time!r}: expected a positive integer")
+    if isinstance(source, xr.Dataset):
+        ds = source
+        src = ds.encoding.get("source")
+        label = str(src) if src else "NWP Dataset (in memory)"
+        name = Path(src).name if src else "in-memory Dataset"
+    elif isinstance(source, str | os.PathLike):
+        p = Path(source)
+        ds = _open_path(p)
+        label, name = str(p), p.name
+        if chunk_time is None:
+            chunk_time = 24
+    else:
+        raise OptionError(
+            f"NWP source of type {type(source).__name__}: expected a file path or an xarray.Dataset"
+        )
+
+    un, vn = _pick_variables(ds, label, u_var, v_var)
+    u, v = ds[un], ds[vn]
+    for da in (u, v):
+        _check_units(da, label)
+    if u.dims != v.dims or u.shape != v.shape:
+        raise NWPError(
+            f"{label}: wind variables {un!r}{dict(u.sizes)} and {vn!r}{dict(v.sizes)} have "
+            "different dimensions; name matching components with u_var/v_var"
+        )
+
+    u = _flatten_time(ds, u, label, chunk_time)
+    v = _flatten_time(ds, v, label, chunk_time)
+    ydim, xdim = _spatial_dims(u, label)
+    extra = [d for d in u.dims if d not in ("time", ydim, xdim)]
+    if extra:
+        u = u.isel({d: 0 for d in extra}, drop=True)
+        v = v.isel({d: 0 for d in extra}, drop=True)
+    u = u.transpose("time", ydim, xdim)
+    v = v.transpose("time", ydim, xdim)
+
+    lon_or_x, lat_or_y, crs = _coordinates(ds, u, ydim, xdim, label, nwp_crs)
+    sn = {str(ds[n].attrs.get("standard_name", "")) for n in (un, vn)}
+    if sn & {"x_wind", "y_wind"} and not _plain_geographic(crs):
+        raise NWPError(
+            f"{label}: {un!r}/{vn!r} are grid-relative (standard_name x_wind/y_wind) on the "
+            f"{crs.name!r} grid; devine-onnx needs earth-relative eastward/northward wind: "
+            "rotate the components to true north first"
+        )
+
+    # Keep only the time coordinate: 2-D lat/lon and scalar coords are carried separately.
+    keep = {"time", ydim, xdim}
+    u = u.drop_vars([c for c in u.coords if c not in keep])
+    v = v.drop_vars([c for c in v.coords if c not in keep])
+    if chunk_time is not None:
+        chunks = {"time": int(chunk_time), ydim: -1, xdim: -1}
+        u = u.chunk(chunks)
+        v = v.chunk(chunks)
+    return NWPWinds(
+        u=u,
+        v=v,
+        lon_or_x=lon_or_x,
+        lat_or_y=lat_or_y,
+        crs=crs,
+        spatial_dims=(ydim, xdim),
+        source=name,
+        u_name=un,
+        v_name=vn,
+        attrs=dict(ds.attrs),
+    )

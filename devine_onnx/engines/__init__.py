@@ -1,0 +1,1 @@
+"""Table engines: the ways of computing a correction table (see :mod:`.base`)."""

@@ -1,0 +1,6 @@
+"""The DEVINE engine: the UNet run on the DEM rotated to every inflow direction.
+
+Kernels (numpy only, equal to the original TensorFlow operations): :mod:`.geometry` (crop),
+:mod:`.rotation`, :mod:`.boxfilter` (sliding mean), :mod:`.preprocess` / :mod:`.postprocess`.
+See docs/method.md §3.
+"""

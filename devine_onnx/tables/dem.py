@@ -1,0 +1,377 @@
+"""Reading and validating the DEM of a correction table (METHOD §3, §6.6).
+
+:func:`load_dem` accepts a GeoTIFF (or any raster GDAL reads), a NetCDF file or an in-memory
+:class:`xarray.DataArray`, and returns a north-up float32 elevation grid with odd dimensions,
+square metric pixels, a projected CRS and no holes, plus a list of notes describing what was
+changed on the way (flips, trimming, filled holes). Every refusal is a
+:class:`~devine_onnx.errors.DEMError` whose one-line message names the file, says what was
+expected and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from devine_onnx.engines.devine.geometry import MIN_SIZE, trim_to_odd
+from devine_onnx.errors import DEMError
+
+__all__ = ["NETCDF_SUFFIXES", "dem_fingerprint", "dem_resolution", "load_dem"]
+
+#: File suffixes read with xarray as NetCDF; anything else is opened with rasterio.
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+
+_X_NAMES = ("x", "X", "easting", "projection_x_coordinate", "lon", "longitude", "Longitude")
+_Y_NAMES = ("y", "Y", "northing", "projection_y_coordinate", "lat", "latitude", "Latitude")
+_GEOGRAPHIC_NAMES = {"lon", "longitude", "Longitude", "lat", "latitude", "Latitude"}
+_REPROJECT_HINT = (
+    "reproject it to a metric projected CRS first, e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
+)
+
+
+def load_dem(
+    source: str | os.PathLike | xr.DataArray,
+    *,
+    fill_nodata: bool = False,
+    var: str | None = None,
+) -> tuple[xr.DataArray, list[str]]:
+    """Read and validate a DEM for the correction table.
+
+    Parameters
+    ----------
+    source
+        Path to a GeoTIFF / other GDAL raster (band 1 is used, nodata masked) or to a NetCDF
+        file (``.nc``, ``.nc4``, ``.cdf``...: the single 2-D variable, or ``var``; CRS from
+        its grid mapping), or an in-memory :class:`xarray.DataArray` with ``x``/``y``
+        coordinates and a CRS written by rioxarray (``da.rio.write_crs``).
+    fill_nodata
+        Fill NaN/nodata holes with the value of the nearest valid pixel (and add a note)
+        instead of refusing the DEM.
+    var
+        Variable to read from a NetCDF file (or from an in-memory Dataset).
+
+    Returns
+    -------
+    dem : xarray.DataArray
+        ``elevation(y, x)`` float32 in metres, row 0 = north (``y`` decreasing), ``x``
+        increasing, both dimensions odd (METHOD §6.6), CRS written with rioxarray,
+        ``attrs["source"]`` naming where it came from.
+    notes : list of str
+        One sentence per change made (flip to north-up, trimming, filled holes, band used).
+
+    Raises
+    ------
+    DEMError
+        Missing or unreadable file; no CRS; geographic CRS or non-metric units; irregular or
+        non-square pixels; holes (with their count and bounding box) unless ``fill_nodata``;
+        fewer than :data:`~devine_onnx.engines.devine.geometry.MIN_SIZE` pixels on the short side after
+        trimming.
+    """
+    notes: list[str] = []
+    if isinstance(source, xr.DataArray | xr.Dataset):
+        label = str(source.attrs.get("source", "the DEM given in memory"))
+        if isinstance(source, xr.Dataset):
+            da = _pick_variable(source, var, label)
+        else:
+            da = source
+        da = da.copy()
+    else:
+        path = Path(source)
+        label = str(path)
+        da = _read_file(path, var, label, notes)
+    da = _squeeze_2d(da, label)
+    da = _spatial_dims(da, label)
+    _check_crs(da, label)
+    da = _orient(da, notes)
+    res = dem_resolution(da, label)
+
+    z = np.asarray(da.values, dtype=np.float64)
+    nodata = da.rio.nodata if hasattr(da, "rio") else None
+    if nodata is not None and np.isfinite(nodata):
+        z = np.where(z == nodata, np.nan, z)
+    holes = ~np.isfinite(z)
+    n_holes = int(holes.sum())
+    if n_holes == holes.size:
+        raise DEMError(f"{label}: the DEM has no valid elevation at all; check its nodata value")
+    if n_holes:
+        x = da["x"].values
+        y = da["y"].values
+        rows = np.flatnonzero(holes.any(axis=1))
+        cols = np.flatnonzero(holes.any(axis=0))
+        bbox = f"x {x[cols[0]]:.1f} to {x[cols[-1]]:.1f}, y {y[rows[-1]]:.1f} to {y[rows[0]]:.1f}"
+        if not fill_nodata:
+            raise DEMError(
+                f"{label}: {n_holes} pixels without elevation (NaN/nodata) within {bbox}; "
+                "fill them (fill_nodata=True / --fill-nodata uses the nearest valid pixel) or "
+                "use a complete DEM"
+            )
+        from scipy.ndimage import distance_transform_edt
+
+        idx = distance_transform_edt(holes, return_distances=False, return_indices=True)
+        z = z[tuple(idx)]
+        notes.append(
+            f"filled {n_holes} nodata pixels ({bbox}) with the elevation of the nearest valid pixel"
+        )
+
+    h, w = z.shape
+    ht, wt = trim_to_odd(h, w)
+    if min(ht, wt) < MIN_SIZE:
+        need = MIN_SIZE * res
+        raise DEMError(
+            f"{label}: DEM of {h} x {w} pixels is too small: after trimming to odd dimensions "
+            f"both sides must be at least {MIN_SIZE} pixels ({need:.0f} m at {res:g} m "
+            "resolution); use a larger extent"
+        )
+    if (ht, wt) != (h, w):
+        dropped = []
+        if ht != h:
+            dropped.append("the last (southernmost) row")
+        if wt != w:
+            dropped.append("the last (easternmost) column")
+        notes.append(
+            f"trimmed the DEM from {h} x {w} to {ht} x {wt} pixels (dropped "
+            f"{' and '.join(dropped)}) so that its centre is a pixel (odd dimensions, "
+            "METHOD §6.6)"
+        )
+    crs = da.rio.crs
+    out = xr.DataArray(
+        z[:ht, :wt].astype(np.float32),
+        dims=("y", "x"),
+        coords={
+            "y": np.asarray(da["y"].values[:ht], dtype=np.float64),
+            "x": np.asarray(da["x"].values[:wt], dtype=np.float64),
+        },
+        name="elevation",
+        attrs={
+            "units": "m",
+            "long_name": "terrain elevation",
+            "standard_name": "surface_altitude",
+            "source": label,
+        },
+    )
+    out.x.attrs.update(units="m", standard_name="projection_x_coordinate", axis="X")
+    out.y.attrs.update(units="m", standard_name="projection_y_coordinate", axis="Y")
+    out = out.rio.write_crs(crs)
+    return out, notes
+
+
+def dem_resolution(da: xr.DataArray, label: str = "DEM") -> float:
+    """Pixel size in metres of a DEM with regular, square pixels (DEMError otherwise)."""
+    sizes = []
+    for dim in ("x", "y"):
+        c = np.asarray(da[dim].values, dtype=np.float64)
+        if c.size < 2:
+            raise DEMError(f"{label}: only {c.size} pixel along {dim}; use a larger extent")
+        step = np.diff(c)
+        mean = float(np.mean(np.abs(step)))
+        if mean == 0 or np.max(np.abs(np.abs(step) - mean)) > 1e-4 * mean:
+            raise DEMError(
+                f"{label}: irregular {dim} coordinates (pixel spacing varies); resample the "
+                "DEM to a regular grid, e.g. with gdalwarp -tr 30 30"
+            )
+        sizes.append(mean)
+    dx, dy = sizes
+    if abs(dx - dy) > 1e-4 * max(dx, dy):
+        raise DEMError(
+            f"{label}: non-square pixels ({dx:g} m x {dy:g} m); the DEVINE model needs square "
+            f"pixels: resample, e.g. gdalwarp -tr {max(dx, dy):g} {max(dx, dy):g}"
+        )
+    return 0.5 * (dx + dy)
+
+
+def dem_fingerprint(dem: xr.DataArray) -> str:
+    """SHA-256 of the elevations (float32), the x/y coordinates (float64) and the CRS (WKT)."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(dem.values, dtype=np.float32).tobytes())
+    digest.update(str(dem.shape).encode())
+    for dim in ("x", "y"):
+        digest.update(np.ascontiguousarray(dem[dim].values, dtype=np.float64).tobytes())
+    crs = dem.rio.crs
+    digest.update((crs.to_wkt() if crs is not None else "").encode())
+    return digest.hexdigest()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.DataArray:
+    if not path.exists():
+        raise DEMError(f"{label}: DEM file not found; check the path")
+    if path.is_dir() and path.suffix.lower() != ".zarr":
+        raise DEMError(f"{label}: is a folder, not a DEM file; pass a GeoTIFF or NetCDF file")
+    if path.suffix.lower() in NETCDF_SUFFIXES or path.suffix.lower() == ".zarr":
+        try:
+            if path.suffix.lower() == ".zarr":
+                ds = xr.open_zarr(path, decode_coords="all")
+            else:
+                ds = xr.open_dataset(path, decode_coords="all")
+            with ds:
+                da = _pick_variable(ds, var, label).load()
+        except DEMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend has its own errors
+            raise DEMError(
+                f"{label}: not a readable NetCDF file ({_short(exc)}); pass a GeoTIFF or NetCDF DEM"
+            ) from None
+        return da
+    import rioxarray
+
+    if var is not None:
+        raise DEMError(f"{label}: var={var!r} only applies to NetCDF DEMs")
+    try:
+        with rioxarray.open_rasterio(path, masked=True) as raw:
+            n_bands = raw.sizes.get("band", 1)
+            da = raw.isel(band=0) if "band" in raw.dims else raw
+            da = da.load()
+    except Exception as exc:  # noqa: BLE001 - rasterio raises RasterioIOError and others
+        raise DEMError(
+            f"{label}: not a readable raster ({_short(exc)}); pass a GeoTIFF (or another "
+            "GDAL raster) or a NetCDF DEM"
+        ) from None
+    if n_bands > 1:
+        notes.append(f"the DEM file has {n_bands} bands; using band 1 as elevation")
+    if "band" in da.coords:
+        da = da.drop_vars("band")
+    try:
+        transform = da.rio.transform()
+    except Exception:  # noqa: BLE001
+        transform = None
+    if transform is not None and (transform.b != 0 or transform.d != 0):
+        raise DEMError(
+            f"{label}: rotated or sheared raster grid; warp it to a north-up grid first, "
+            "e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
+        )
+    return da
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    return msg[:160]
+
+
+def _pick_variable(ds: xr.Dataset, var: str | None, label: str) -> xr.DataArray:
+    if var is not None:
+        if var not in ds.data_vars:
+            raise DEMError(
+                f"{label}: no variable {var!r}; variables are {sorted(map(str, ds.data_vars))}"
+            )
+        return ds[var]
+    candidates = [
+        name
+        for name, v in ds.data_vars.items()
+        if np.issubdtype(v.dtype, np.number)
+        and sum(1 for n in v.shape if n > 1) == 2
+        and v.attrs.get("grid_mapping_name") is None
+    ]
+    if len(candidates) != 1:
+        found = "none" if not candidates else ", ".join(map(str, candidates))
+        raise DEMError(
+            f"{label}: expected exactly one 2-D elevation variable, found {found}; "
+            "name the variable to use (var= / --dem-var)"
+        )
+    return ds[candidates[0]]
+
+
+def _squeeze_2d(da: xr.DataArray, label: str) -> xr.DataArray:
+    extra = [d for d in da.dims if da.sizes[d] == 1]
+    if da.ndim > 2 and extra:
+        da = da.squeeze(extra[: da.ndim - 2], drop=True)
+    if da.ndim != 2:
+        raise DEMError(
+            f"{label}: expected a 2-D elevation grid, got dimensions {dict(da.sizes)}; "
+            "select one 2-D field"
+        )
+    if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
+        raise DEMError(f"{label}: elevations must be real numbers, got dtype {da.dtype}")
+    return da
+
+
+def _find_dim(da: xr.DataArray, names: tuple[str, ...], axis: str) -> str | None:
+    for name in names:
+        if name in da.dims:
+            return name
+    for dim in da.dims:
+        coord = da.coords.get(dim)
+        if coord is not None and (
+            coord.attrs.get("axis") == axis
+            or coord.attrs.get("standard_name")
+            in (f"projection_{axis.lower()}_coordinate", "longitude" if axis == "X" else "latitude")
+        ):
+            return str(dim)
+    return None
+
+
+def _spatial_dims(da: xr.DataArray, label: str) -> xr.DataArray:
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    xdim = _find_dim(da, _X_NAMES, "X")
+    ydim = _find_dim(da, _Y_NAMES, "Y")
+    if xdim is None or ydim is None or xdim == ydim:
+        raise DEMError(
+            f"{label}: cannot tell the x and y dimensions apart among {list(da.dims)}; name "
+            "them x and y (projected coordinates in metres)"
+        )
+    if xdim in _GEOGRAPHIC_NAMES or ydim in _GEOGRAPHIC_NAMES:
+        crs = _crs_of(da)
+        if crs is None or crs.is_geographic:
+            raise DEMError(f"{label}: the DEM is on a longitude/latitude grid; {_REPROJECT_HINT}")
+    for dim in (xdim, ydim):
+        if dim not in da.coords:
+            raise DEMError(
+                f"{label}: dimension {dim!r} has no coordinate values; the DEM needs "
+                "georeferenced x/y coordinates"
+            )
+    crs = _crs_of(da)
+    da = da.rename({xdim: "x", ydim: "y"}) if (xdim, ydim) != ("x", "y") else da
+    da = da.transpose("y", "x")
+    da = da.rio.set_spatial_dims(x_dim="x", y_dim="y")
+    if crs is not None:
+        da = da.rio.write_crs(crs)
+    return da
+
+
+def _crs_of(da: xr.DataArray):
+    try:
+        return da.rio.crs
+    except Exception:  # noqa: BLE001 - malformed grid mappings
+        return None
+
+
+def _check_crs(da: xr.DataArray, label: str) -> None:
+    from pyproj import CRS
+
+    crs = _crs_of(da)
+    if crs is None:
+        raise DEMError(
+            f"{label}: the DEM has no CRS; assign its projected CRS, e.g. "
+            "gdal_edit.py -a_srs EPSG:2154 FILE (or da.rio.write_crs)"
+        )
+    pcrs = CRS.from_user_input(crs.to_wkt())
+    if pcrs.is_geographic:
+        raise DEMError(f"{label}: geographic CRS ({pcrs.name}); {_REPROJECT_HINT}")
+    if not pcrs.is_projected:
+        raise DEMError(f"{label}: CRS {pcrs.name} is not a projected CRS; {_REPROJECT_HINT}")
+    units = {(a.unit_name, a.unit_conversion_factor) for a in pcrs.axis_info[:2]}
+    if any(factor != 1.0 for _, factor in units):
+        names = ", ".join(sorted({u for u, _ in units}))
+        raise DEMError(
+            f"{label}: CRS {pcrs.name} has units of {names}, not metres; {_REPROJECT_HINT}"
+        )
+
+
+def _orient(da: xr.DataArray, notes: list[str]) -> xr.DataArray:
+    """North-up (y decreasing with row) and x increasing, with a note for each flip."""
+    y = np.asarray(da["y"].values)
+    x = np.asarray(da["x"].values)
+    if y.size > 1 and y[1] > y[0]:
+        da = da.isel(y=slice(None, None, -1))
+        notes.append("flipped the DEM north-up (its rows went from south to north)")
+    if x.size > 1 and x[1] < x[0]:
+        da = da.isel(x=slice(None, None, -1))
+        notes.append("flipped the DEM west to east (its columns went from east to west)")
+    return da

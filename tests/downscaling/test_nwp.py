@@ -1,0 +1,284 @@
+"""Reading NWP wind files: variable detection, time flattening, coordinates, CRS, errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from pyproj import CRS
+
+from devine_onnx.downscaling.nwp import NWPWinds, open_nwp
+from devine_onnx.errors import MissingDependencyError, NWPError, OptionError
+from devine_onnx.sample_data import sample_nwp
+
+LON = 6.15 + (np.arange(6) - 2.5) * 0.05
+LAT = 45.2 - (np.arange(5) - 2.0) * 0.05
+TIMES = pd.date_range("2026-01-01", periods=4, freq="h")
+
+
+def _field(shape, seed=0):
+    return np.random.default_rng(seed).normal(0, 5, shape).astype(np.float32)
+
+
+def _latlon_ds(u_name="u10", v_name="v10", attrs_u=None, attrs_v=None):
+    shape = (TIMES.size, LAT.size, LON.size)
+    return xr.Dataset(
+        {
+            u_name: (("time", "latitude", "longitude"), _field(shape, 1), attrs_u or {}),
+            v_name: (("time", "latitude", "longitude"), _field(shape, 2), attrs_v or {}),
+            "t2m": (("time", "latitude", "longitude"), _field(shape, 3), {"units": "K"}),
+        },
+        coords={"time": TIMES, "latitude": LAT, "longitude": LON},
+    )
+
+
+@pytest.mark.parametrize(
+    ("u_name", "v_name"),
+    [
+        ("u10", "v10"),
+        ("u", "v"),
+        ("U", "V"),
+        ("U10", "V10"),
+        ("UGRD", "VGRD"),
+        ("ugrd10m", "vgrd10m"),
+        ("10u", "10v"),
+        ("uas", "vas"),
+    ],
+)
+def test_detects_wind_variable_names(u_name, v_name):
+    ds = _latlon_ds(u_name, v_name)
+    nwp = open_nwp(ds)
+    assert isinstance(nwp, NWPWinds)
+    assert (nwp.u_name, nwp.v_name) == (u_name, v_name)
+    np.testing.assert_array_equal(nwp.u.values, ds[u_name].values)
+    np.testing.assert_array_equal(nwp.v.values, ds[v_name].values)
+    assert nwp.u.dims == ("time", "latitude", "longitude")
+    assert nwp.spatial_dims == ("latitude", "longitude")
+    assert nwp.crs == CRS.from_epsg(4326)
+    np.testing.assert_array_equal(nwp.lon_or_x, LON)
+    np.testing.assert_array_equal(nwp.lat_or_y, LAT)
+    assert nwp.source_shape == (LAT.size, LON.size)
+    assert nwp.n_times == TIMES.size
+
+
+def test_detects_cf_standard_names():
+    ds = _latlon_ds(
+        "wind_e",
+        "wind_n",
+        {"standard_name": "eastward_wind", "units": "m s-1"},
+        {"standard_name": "northward_wind", "units": "m/s"},
+    )
+    nwp = open_nwp(ds)
+    assert (nwp.u_name, nwp.v_name) == ("wind_e", "wind_n")
+
+
+def test_ambiguous_standard_names_ask_for_flags():
+    ds = _latlon_ds(
+        "a", "b", {"standard_name": "eastward_wind"}, {"standard_name": "northward_wind"}
+    )
+    ds["c"] = ds["a"].assign_attrs(standard_name="eastward_wind")
+    with pytest.raises(NWPError, match="u_var/v_var"):
+        open_nwp(ds)
+
+
+def test_flags_override_detection():
+    ds = _latlon_ds()
+    ds["u100"] = ds["u10"] * 2
+    ds["v100"] = ds["v10"] * 2
+    nwp = open_nwp(ds, u_var="u100", v_var="v100")
+    assert (nwp.u_name, nwp.v_name) == ("u100", "v100")
+    np.testing.assert_allclose(nwp.u.values, 2 * ds["u10"].values)
+    with pytest.raises(OptionError, match="both u_var and v_var"):
+        open_nwp(ds, u_var="u100")
+    with pytest.raises(NWPError, match="'nope' not found.*variables in the file: .*u10"):
+        open_nwp(ds, u_var="nope", v_var="v10")
+
+
+def test_missing_variables_error_names_file_and_lists_variables(tmp_path):
+    ds = _latlon_ds().drop_vars(["u10", "v10"])
+    path = tmp_path / "no_wind.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(NWPError) as info:
+        open_nwp(path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    assert "t2m" in msg and "no wind variables" in msg
+
+
+def test_text_file_named_nc_is_a_clean_error(tmp_path):
+    path = tmp_path / "wind.nc"
+    path.write_text("this is not a netCDF file\n")
+    with pytest.raises(NWPError, match=r"wind\.nc: not a NetCDF, GRIB or Zarr file"):
+        open_nwp(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(NWPError, match="not found"):
+        open_nwp(tmp_path / "absent.nc")
+
+
+def test_grib_without_cfgrib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cfgrib", None)  # `import cfgrib` now fails
+    path = tmp_path / "wind.grib2"
+    path.write_bytes(b"GRIB" + b"\0" * 100)
+    with pytest.raises(MissingDependencyError, match=r'pip install "devine-onnx\[grib\]"'):
+        open_nwp(path)
+
+
+def test_netcdf_file_is_lazy_and_chunked_along_time(tmp_path):
+    path = tmp_path / "arome.nc"
+    sample_nwp(n_times=10).to_netcdf(path)
+    nwp = open_nwp(path, chunk_time=4)
+    assert nwp.is_lazy
+    assert nwp.u.chunks[0] == (4, 4, 2)
+    assert nwp.source == "arome.nc"
+    ref = sample_nwp(n_times=10)
+    np.testing.assert_array_equal(nwp.u.values, ref["u10"].values)
+    np.testing.assert_array_equal(nwp.time, ref["time"].values)
+    # Default chunking for files: 24 steps.
+    assert open_nwp(path).u.chunks[0] == (10,)
+
+
+def test_zarr_store(tmp_path):
+    path = tmp_path / "arome.zarr"
+    sample_nwp(n_times=5).to_zarr(path, zarr_format=2, consolidated=True)
+    nwp = open_nwp(path)
+    np.testing.assert_array_equal(nwp.v.values, sample_nwp(n_times=5)["v10"].values)
+
+
+def test_time_step_pair_is_flattened_to_valid_time():
+    steps = pd.to_timedelta([0, 1, 2], unit="h")
+    runs = pd.date_range("2026-01-01", periods=2, freq="12h")
+    shape = (runs.size, steps.size, LAT.size, LON.size)
+    u = _field(shape, 4)
+    ds = xr.Dataset(
+        {
+            "u10": (("time", "step", "latitude", "longitude"), u),
+            "v10": (("time", "step", "latitude", "longitude"), -u),
+        },
+        coords={"time": runs, "step": steps, "latitude": LAT, "longitude": LON},
+    )
+    nwp = open_nwp(ds)
+    expected = (runs.values[:, None] + steps.values[None, :]).ravel()
+    np.testing.assert_array_equal(nwp.time, expected)
+    np.testing.assert_array_equal(nwp.u.values, u.reshape(-1, LAT.size, LON.size))
+    # A valid_time coordinate, when present, is used as is.
+    valid = expected.reshape(2, 3) + np.timedelta64(1, "m")
+    nwp = open_nwp(ds.assign_coords(valid_time=(("time", "step"), valid)))
+    np.testing.assert_array_equal(nwp.time, valid.ravel())
+    # Also when dask-backed (the stacking stays lazy).
+    nwp = open_nwp(ds, chunk_time=4)
+    assert nwp.is_lazy
+    np.testing.assert_array_equal(nwp.u.values, u.reshape(-1, LAT.size, LON.size))
+
+
+def test_cfgrib_style_step_dimension_with_scalar_time():
+    steps = pd.to_timedelta([1, 2, 3], unit="h")
+    t0 = np.datetime64("2026-01-01T00:00", "ns")
+    shape = (steps.size, LAT.size, LON.size)
+    ds = xr.Dataset(
+        {
+            "u10": (("step", "latitude", "longitude"), _field(shape, 5), {"units": "m s**-1"}),
+            "v10": (("step", "latitude", "longitude"), _field(shape, 6), {"units": "m s**-1"}),
+        },
+        coords={
+            "time": t0,
+            "step": steps,
+            "heightAboveGround": 10.0,
+            "latitude": LAT,
+            "longitude": LON,
+            "valid_time": ("step", t0 + steps.values),
+        },
+    )
+    nwp = open_nwp(ds)
+    np.testing.assert_array_equal(nwp.time, t0 + steps.values)
+    assert nwp.u.dims == ("time", "latitude", "longitude")
+
+
+def test_single_field_with_scalar_time_and_size1_level():
+    ds = _latlon_ds().isel(time=0).expand_dims(height=[10.0], axis=0)
+    nwp = open_nwp(ds)
+    assert nwp.n_times == 1
+    assert nwp.u.dims == ("time", "latitude", "longitude")
+    np.testing.assert_array_equal(nwp.time, TIMES.values[:1])
+    with pytest.raises(NWPError, match="no time dimension"):
+        open_nwp(_latlon_ds().isel(time=0, drop=True))
+
+
+def test_two_dimensional_lat_lon():
+    ny, nx = 5, 6
+    jj, ii = np.meshgrid(np.arange(nx), np.arange(ny))
+    lon2 = 6.0 + 0.05 * jj + 0.01 * ii  # a slightly skewed curvilinear grid
+    lat2 = 45.0 + 0.05 * ii - 0.01 * jj
+    shape = (TIMES.size, ny, nx)
+    ds = xr.Dataset(
+        {"u": (("time", "y", "x"), _field(shape, 7)), "v": (("time", "y", "x"), _field(shape, 8))},
+        coords={
+            "time": TIMES,
+            "lat": (("y", "x"), lat2, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": (("y", "x"), lon2, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+    )
+    nwp = open_nwp(ds)
+    assert nwp.crs == CRS.from_epsg(4326)
+    assert nwp.spatial_dims == ("y", "x")
+    np.testing.assert_array_equal(nwp.lon_or_x, lon2)
+    np.testing.assert_array_equal(nwp.lat_or_y, lat2)
+    assert "lat" not in nwp.u.coords  # 2-D coordinates travel separately
+
+
+def _projected_ds():
+    x = 940_000.0 + 2500.0 * np.arange(6)
+    y = 6_470_000.0 - 2500.0 * np.arange(5)
+    shape = (TIMES.size, y.size, x.size)
+    ds = xr.Dataset(
+        {"u": (("time", "y", "x"), _field(shape, 9)), "v": (("time", "y", "x"), _field(shape, 10))},
+        coords={"time": TIMES, "y": y, "x": x},
+    )
+    return ds, x, y
+
+
+def test_projected_xy_with_crs():
+    pytest.importorskip("rioxarray")
+    ds, x, y = _projected_ds()
+    ds = ds.rio.write_crs("EPSG:2154")
+    ds["u"].attrs["grid_mapping"] = "spatial_ref"
+    ds["v"].attrs["grid_mapping"] = "spatial_ref"
+    nwp = open_nwp(ds)
+    assert nwp.crs.to_epsg() == 2154
+    np.testing.assert_array_equal(nwp.lon_or_x, x)
+    np.testing.assert_array_equal(nwp.lat_or_y, y)
+
+
+def test_projected_xy_without_crs_needs_nwp_crs():
+    ds, x, _ = _projected_ds()
+    with pytest.raises(NWPError, match="nwp_crs"):
+        open_nwp(ds)
+    nwp = open_nwp(ds, nwp_crs="EPSG:2154")
+    assert nwp.crs.to_epsg() == 2154
+    np.testing.assert_array_equal(nwp.lon_or_x, x)
+
+
+def test_nwp_crs_overrides_geographic_crs():
+    nwp = open_nwp(_latlon_ds(), nwp_crs="EPSG:4258")
+    assert nwp.crs.to_epsg() == 4258
+    with pytest.raises(OptionError, match="nwp_crs"):
+        open_nwp(_latlon_ds(), nwp_crs="not a crs")
+
+
+def test_grid_relative_components_on_projected_grid_are_refused():
+    ds, _, _ = _projected_ds()
+    ds["u"].attrs["standard_name"] = "x_wind"
+    ds["v"].attrs["standard_name"] = "y_wind"
+    with pytest.raises(NWPError, match="grid-relative"):
+        open_nwp(ds, nwp_crs="EPSG:2154")
+
+
+def test_units_other_than_m_per_s_are_refused():
+    ds = _latlon_ds(attrs_u={"units": "km h-1"})
+    with pytest.raises(NWPError, match="units 'km h-1'"):
+        open_nwp(ds)

@@ -1,0 +1,181 @@
+"""load_dem: formats, orientation, trimming, and every refusal as a one-line DEMError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+from devine_onnx.errors import DEMError
+from devine_onnx.sample_data import sample_dem
+from devine_onnx.tables.dem import dem_fingerprint, load_dem
+
+
+def grid(shape=(101, 121), res=(30.0, 30.0), crs="EPSG:2154", x0=900_000.0, y0=6_450_000.0):
+    ny, nx = shape
+    rng = np.random.default_rng(1)
+    z = (1000 + rng.normal(0, 50, shape)).astype(np.float32)
+    da = xr.DataArray(
+        z,
+        dims=("y", "x"),
+        coords={"y": y0 - res[1] * np.arange(ny), "x": x0 + res[0] * np.arange(nx)},
+        name="elevation",
+    )
+    return da.rio.write_crs(crs) if crs else da
+
+
+def refused(source, match, **kwargs) -> str:
+    with pytest.raises(DEMError, match=match) as info:
+        load_dem(source, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_geotiff_round_trip(tmp_path):
+    da = grid()
+    path = tmp_path / "dem.tif"
+    da.rio.to_raster(path)
+    dem, notes = load_dem(path)
+    assert notes == []
+    assert dem.dims == ("y", "x") and dem.dtype == np.float32
+    np.testing.assert_array_equal(dem.values, da.values)
+    np.testing.assert_allclose(dem.x.values, da.x.values)
+    np.testing.assert_allclose(dem.y.values, da.y.values)
+    assert dem.rio.crs.to_epsg() == 2154
+    assert dem.attrs["source"] == str(path)
+
+
+def test_netcdf_input_and_variable_choice(tmp_path):
+    da = grid()
+    path = tmp_path / "dem.nc"
+    da.to_dataset().to_netcdf(path)
+    dem, _ = load_dem(path)
+    np.testing.assert_array_equal(dem.values, da.values)
+    assert dem.rio.crs.to_epsg() == 2154
+
+    two = tmp_path / "two.nc"
+    ds = da.to_dataset()
+    ds["slope"] = da * 0 + 1
+    ds.to_netcdf(two)
+    msg = refused(two, "exactly one 2-D elevation variable")
+    assert "elevation" in msg and "slope" in msg
+    dem, _ = load_dem(two, var="elevation")
+    np.testing.assert_array_equal(dem.values, da.values)
+
+
+def test_sample_dem_passes_unchanged():
+    da = sample_dem((151, 171))
+    dem, notes = load_dem(da)
+    assert notes == []
+    np.testing.assert_array_equal(dem.values, da.values)
+    assert dem_fingerprint(dem) == dem_fingerprint(load_dem(da)[0])
+    assert dem_fingerprint(dem) != dem_fingerprint(load_dem(da + 1)[0])
+
+
+def test_missing_file(tmp_path):
+    msg = refused(tmp_path / "nope.tif", "not found")
+    assert "nope.tif" in msg
+
+
+def test_text_file_named_tif(tmp_path):
+    path = tmp_path / "fake.tif"
+    path.write_text("this is not a raster\n")
+    msg = refused(path, "not a readable raster")
+    assert "fake.tif" in msg
+
+
+def test_geographic_crs_refused(tmp_path):
+    da = xr.DataArray(
+        np.ones((100, 100), np.float32),
+        dims=("y", "x"),
+        coords={"y": 45.5 - 0.001 * np.arange(100), "x": 6.0 + 0.001 * np.arange(100)},
+    ).rio.write_crs("EPSG:4326")
+    path = tmp_path / "geo.tif"
+    da.rio.to_raster(path)
+    msg = refused(path, "geographic CRS")
+    assert "gdalwarp -t_srs EPSG:2154" in msg and "geo.tif" in msg
+    # A lon/lat grid without any CRS is refused as geographic too.
+    plain = da.drop_vars("spatial_ref").rename(x="lon", y="lat")
+    refused(plain, "longitude/latitude grid")
+
+
+def test_no_crs_and_non_metric_units():
+    refused(grid(crs=None), "no CRS")
+    msg = refused(grid(crs="EPSG:2263"), "not metres")  # NY State Plane, US survey feet
+    assert "US survey foot" in msg
+
+
+def test_non_square_pixels(tmp_path):
+    path = tmp_path / "rect.tif"
+    grid(res=(30.0, 25.0)).rio.to_raster(path)
+    msg = refused(path, "non-square pixels")
+    assert "30" in msg and "25" in msg
+
+
+def test_holes_refused_with_count_and_bbox(tmp_path):
+    da = grid()
+    z = da.values.copy()
+    z[10:13, 20:24] = np.nan  # 12 pixels
+    z[15, 30] = -9999.0  # nodata in the file below
+    da = da.copy(data=z)
+    path = tmp_path / "holes.tif"
+    da.fillna(-9999.0).rio.write_nodata(-9999.0).rio.to_raster(path)
+    msg = refused(path, "13 pixels without elevation")
+    x, y = da.x.values, da.y.values
+    assert f"x {x[20]:.1f} to {x[30]:.1f}" in msg
+    assert f"y {y[15]:.1f} to {y[10]:.1f}" in msg
+    assert "fill_nodata" in msg
+
+
+def test_fill_nodata():
+    da = grid()
+    z = da.values.copy()
+    z[10:13, 20:24] = np.nan
+    dem, notes = load_dem(da.copy(data=z), fill_nodata=True)
+    assert not np.isnan(dem.values).any()
+    assert dem.values[10, 21] == z[9, 21]  # nearest valid pixel (north of the hole)
+    assert dem.values[12, 22] == z[13, 22]  # nearest valid pixel (south of the hole)
+    np.testing.assert_array_equal(dem.values[~np.isnan(z)], z[~np.isnan(z)])
+    assert any("filled 12 nodata pixels" in n for n in notes)
+
+
+def test_all_nodata_refused():
+    da = grid()
+    refused(da.copy(data=np.full(da.shape, np.nan, np.float32)), "no valid elevation")
+
+
+def test_too_small():
+    msg = refused(grid((78, 200)), "too small")
+    assert "79 pixels" in msg and "2370 m" in msg
+    # 80 rows are trimmed to 79: still usable.
+    dem, _ = load_dem(grid((80, 200)))
+    assert dem.shape == (79, 199)
+
+
+def test_south_up_is_flipped():
+    da = grid()
+    south_up = da.isel(y=slice(None, None, -1))
+    dem, notes = load_dem(south_up)
+    np.testing.assert_array_equal(dem.values, da.values)
+    np.testing.assert_array_equal(dem.y.values, da.y.values)
+    assert any("north-up" in n for n in notes)
+
+
+def test_even_dimensions_trimmed(tmp_path):
+    da = grid((100, 120))
+    path = tmp_path / "even.tif"
+    da.rio.to_raster(path)
+    dem, notes = load_dem(path)
+    assert dem.shape == (99, 119)
+    np.testing.assert_array_equal(dem.values, da.values[:99, :119])  # last row/column dropped
+    np.testing.assert_allclose(dem.y.values, da.y.values[:99])
+    assert any("100 x 120 to 99 x 119" in n and "southernmost" in n for n in notes)
+
+
+def test_irregular_grid_refused():
+    da = grid()
+    x = da.x.values.copy()
+    x[50:] += 7.0
+    refused(da.assign_coords(x=x), "irregular x")
