@@ -3,7 +3,7 @@
 MicroMet (the meteorological driver of SnowModel, subroutine ``topo_mod_winds``) scales the
 wind speed with a weighted sum of the terrain slope seen by the wind and the terrain curvature,
 and turns the wind on slopes that face it. Written from the specification in
-``shared/MICROMET.md``; the symbols follow it.
+docs/method.md §7; the symbols follow it.
 
 Conventions
 -----------
@@ -61,7 +61,7 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.engines.base import TableEngine, TableWindow
-from devine_onnx.errors import OptionError
+from devine_onnx.errors import OptionError, option
 
 __all__ = ["MicroMetEngine", "curvature", "micromet_factors", "slope_aspect"]
 
@@ -375,11 +375,11 @@ def micromet_factors(
 # --- the engine ------------------------------------------------------------------------------
 
 
-def _number(value, option: str, expected: str, hint: str) -> float:
+def _number(value, name: str, expected: str, hint: str) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise OptionError(f"{option} {value!r}: expected {expected}; {hint}") from None
+        raise OptionError(f"{option(name, value)}: expected {expected}; {hint}") from None
     return x
 
 
@@ -432,37 +432,38 @@ class MicroMetEngine(TableEngine):
         slope_reference: float | None = None,
         curvature_reference: float | None = None,
     ):
-        hint = "give a length in metres, e.g. --length-scale 500 (about half the wavelength "
-        hint += "of the terrain features)"
-        eta = _number(length_scale, "--length-scale", "a length in metres > 0", hint)
+        hint = f"give a length in metres, e.g. {option('length_scale', 500.0)} (about half "
+        hint += "the wavelength of the terrain features)"
+        eta = _number(length_scale, "length_scale", "a length in metres > 0", hint)
         if not (math.isfinite(eta) and eta > 0):
             raise OptionError(
-                f"--length-scale {length_scale!r}: expected a finite length in metres > 0; {hint}"
+                f"{option('length_scale', length_scale)}: expected a finite length in metres "
+                f"> 0; {hint}"
             )
         weights = []
-        for value, option, default in (
-            (slope_weight, "--slope-weight", 0.58),
-            (curvature_weight, "--curvature-weight", 0.42),
+        for value, name, default in (
+            (slope_weight, "slope_weight", 0.58),
+            (curvature_weight, "curvature_weight", 0.42),
         ):
             expected = "a number between 0 and 1"
-            hint = f"give e.g. {option} {default} (SnowModel's default)"
-            w = _number(value, option, expected, hint)
+            hint = f"give e.g. {option(name, default)} (SnowModel's default)"
+            w = _number(value, name, expected, hint)
             if not (math.isfinite(w) and 0.0 <= w <= 1.0):
-                raise OptionError(f"{option} {value!r}: expected {expected}; {hint}")
+                raise OptionError(f"{option(name, value)}: expected {expected}; {hint}")
             weights.append(w)
         refs = []
-        for value, option, what in (
-            (slope_reference, "--slope-reference", "slope in radians"),
-            (curvature_reference, "--curvature-reference", "curvature"),
+        for value, name, what in (
+            (slope_reference, "slope_reference", "slope in radians"),
+            (curvature_reference, "curvature_reference", "curvature"),
         ):
             if value is None:
                 refs.append(None)
                 continue
             expected = f"a finite {what} > 0"
-            hint = f"give a positive value, or omit {option} to use the domain maximum"
-            r = _number(value, option, expected, hint)
+            hint = f"give a positive value, or omit {option(name)} to use the domain maximum"
+            r = _number(value, name, expected, hint)
             if not (math.isfinite(r) and r > 0):
-                raise OptionError(f"{option} {value!r}: expected {expected}; {hint}")
+                raise OptionError(f"{option(name, value)}: expected {expected}; {hint}")
             refs.append(r)
         self.length_scale = eta
         self.slope_weight, self.curvature_weight = weights

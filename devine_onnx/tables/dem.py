@@ -1,9 +1,10 @@
-"""Reading and validating the DEM of a correction table (METHOD §3, §6.6).
+"""Reading and validating the DEM of a correction table (engine-neutral).
 
 :func:`load_dem` accepts a GeoTIFF (or any raster GDAL reads), a NetCDF file or an in-memory
-:class:`xarray.DataArray`, and returns a north-up float32 elevation grid with odd dimensions,
-square metric pixels, a projected CRS and no holes, plus a list of notes describing what was
-changed on the way (flips, trimming, filled holes). Every refusal is a
+:class:`xarray.DataArray`, and returns a north-up float32 elevation grid with square metric
+pixels, a projected CRS (its own, or ``dem_crs`` for files without one) and no holes, optionally
+resampled, plus a list of notes describing what was changed on the way (flips, resampling,
+filled holes). Every refusal is a
 :class:`~devine_onnx.errors.DEMError` whose one-line message names the file, says what was
 expected and what to do.
 """
@@ -17,16 +18,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.engines.devine.geometry import MIN_SIZE, trim_to_odd
-from devine_onnx.errors import DEMError
+from devine_onnx.errors import DEMError, option
 
 __all__ = ["NETCDF_SUFFIXES", "dem_fingerprint", "dem_resolution", "load_dem"]
 
 #: File suffixes read with xarray as NetCDF; anything else is opened with rasterio.
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
-_X_NAMES = ("x", "X", "easting", "projection_x_coordinate", "lon", "longitude", "Longitude")
-_Y_NAMES = ("y", "Y", "northing", "projection_y_coordinate", "lat", "latitude", "Latitude")
+X_NAMES = ("x", "X", "easting", "projection_x_coordinate", "lon", "longitude", "Longitude")
+Y_NAMES = ("y", "Y", "northing", "projection_y_coordinate", "lat", "latitude", "Latitude")
 _GEOGRAPHIC_NAMES = {"lon", "longitude", "Longitude", "lat", "latitude", "Latitude"}
 _REPROJECT_HINT = (
     "reproject it to a metric projected CRS first, e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
@@ -38,6 +38,8 @@ def load_dem(
     *,
     fill_nodata: bool = False,
     var: str | None = None,
+    dem_crs=None,
+    resample: float | None = None,
 ) -> tuple[xr.DataArray, list[str]]:
     """Read and validate a DEM for the correction table.
 
@@ -53,23 +55,29 @@ def load_dem(
         instead of refusing the DEM.
     var
         Variable to read from a NetCDF file (or from an in-memory Dataset).
+    dem_crs
+        CRS of a DEM without CRS information (an ESRI ASCII grid without ``.prj``, a
+        NetCDF file without grid mapping), e.g. ``"EPSG:2154"`` (``--dem-crs``). A DEM that
+        has a different CRS of its own is refused.
+    resample
+        Pixel size in metres to bring the DEM to (``--resample``): block average when
+        coarsening (rasterio's ``average`` resampling), bilinear when refining.
 
     Returns
     -------
     dem : xarray.DataArray
         ``elevation(y, x)`` float32 in metres, row 0 = north (``y`` decreasing), ``x``
-        increasing, both dimensions odd (METHOD §6.6), CRS written with rioxarray,
+        increasing, CRS written with rioxarray (engines may trim it further: DEVINE needs
+        odd dimensions),
         ``attrs["source"]`` naming where it came from.
     notes : list of str
-        One sentence per change made (flip to north-up, trimming, filled holes, band used).
+        One sentence per change made (flip to north-up, resampling, filled holes, band used).
 
     Raises
     ------
     DEMError
         Missing or unreadable file; no CRS; geographic CRS or non-metric units; irregular or
-        non-square pixels; holes (with their count and bounding box) unless ``fill_nodata``;
-        fewer than :data:`~devine_onnx.engines.devine.geometry.MIN_SIZE` pixels on the short side after
-        trimming.
+        non-square pixels; holes (with their count and bounding box) unless ``fill_nodata``.
     """
     notes: list[str] = []
     if isinstance(source, xr.DataArray | xr.Dataset):
@@ -85,9 +93,14 @@ def load_dem(
         da = _read_file(path, var, label, notes)
     da = _squeeze_2d(da, label)
     da = _spatial_dims(da, label)
+    if dem_crs is not None:
+        da = _assign_crs(da, dem_crs, label, notes)
     _check_crs(da, label)
     da = _orient(da, notes)
     res = dem_resolution(da, label)
+    if resample is not None:
+        da = _resample(da, resample, res, label, notes)
+        res = dem_resolution(da, label)
 
     z = np.asarray(da.values, dtype=np.float64)
     nodata = da.rio.nodata if hasattr(da, "rio") else None
@@ -117,26 +130,7 @@ def load_dem(
             f"filled {n_holes} nodata pixels ({bbox}) with the elevation of the nearest valid pixel"
         )
 
-    h, w = z.shape
-    ht, wt = trim_to_odd(h, w)
-    if min(ht, wt) < MIN_SIZE:
-        need = MIN_SIZE * res
-        raise DEMError(
-            f"{label}: DEM of {h} x {w} pixels is too small: after trimming to odd dimensions "
-            f"both sides must be at least {MIN_SIZE} pixels ({need:.0f} m at {res:g} m "
-            "resolution); use a larger extent"
-        )
-    if (ht, wt) != (h, w):
-        dropped = []
-        if ht != h:
-            dropped.append("the last (southernmost) row")
-        if wt != w:
-            dropped.append("the last (easternmost) column")
-        notes.append(
-            f"trimmed the DEM from {h} x {w} to {ht} x {wt} pixels (dropped "
-            f"{' and '.join(dropped)}) so that its centre is a pixel (odd dimensions, "
-            "METHOD §6.6)"
-        )
+    ht, wt = z.shape
     crs = da.rio.crs
     out = xr.DataArray(
         z[:ht, :wt].astype(np.float32),
@@ -291,7 +285,7 @@ def _squeeze_2d(da: xr.DataArray, label: str) -> xr.DataArray:
     return da
 
 
-def _find_dim(da: xr.DataArray, names: tuple[str, ...], axis: str) -> str | None:
+def find_dim(da: xr.DataArray, names: tuple[str, ...], axis: str) -> str | None:
     for name in names:
         if name in da.dims:
             return name
@@ -309,8 +303,8 @@ def _find_dim(da: xr.DataArray, names: tuple[str, ...], axis: str) -> str | None
 def _spatial_dims(da: xr.DataArray, label: str) -> xr.DataArray:
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    xdim = _find_dim(da, _X_NAMES, "X")
-    ydim = _find_dim(da, _Y_NAMES, "Y")
+    xdim = find_dim(da, X_NAMES, "X")
+    ydim = find_dim(da, Y_NAMES, "Y")
     if xdim is None or ydim is None or xdim == ydim:
         raise DEMError(
             f"{label}: cannot tell the x and y dimensions apart among {list(da.dims)}; name "
@@ -342,14 +336,77 @@ def _crs_of(da: xr.DataArray):
         return None
 
 
+def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.DataArray:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        given = CRS.from_user_input(dem_crs)
+    except CRSError:
+        raise DEMError(
+            f"{option('dem_crs', dem_crs)}: not a CRS pyproj knows; give e.g. EPSG:2154 or a WKT/PROJ "
+            "string"
+        ) from None
+    own = _crs_of(da)
+    if own is not None:
+        if CRS.from_user_input(own.to_wkt()) != given:
+            raise DEMError(
+                f"{label}: the DEM's own CRS ({CRS.from_user_input(own.to_wkt()).name}) differs "
+                f"from {option('dem_crs', dem_crs)}; drop {option('dem_crs')}, or fix the file's CRS"
+            )
+        return da
+    notes.append(f"the DEM has no CRS of its own; using {option('dem_crs', dem_crs)}")
+    return da.rio.write_crs(given.to_wkt())
+
+
+def _resample(da: xr.DataArray, size, res: float, label: str, notes: list[str]):
+    try:
+        size = float(size)
+    except (TypeError, ValueError):
+        size = float("nan")
+    if not np.isfinite(size) or size <= 0:
+        raise DEMError(f"{option('resample', size)}: expected a pixel size in metres > 0, e.g. 30")
+    if abs(size - res) <= 1e-6 * res:
+        return da
+    from rasterio.enums import Resampling
+
+    method = Resampling.average if size > res else Resampling.bilinear
+    nodata = da.rio.nodata
+    da = da.astype(np.float32)
+    if nodata is not None and np.isfinite(nodata):
+        da = da.where(da != nodata)
+    da = da.rio.write_nodata(np.nan, encoded=False)
+    from affine import Affine
+
+    # The new grid starts at the DEM's north-west corner and keeps only whole pixels, so
+    # that no output pixel reaches past the DEM (which would leave NaN at its edges).
+    left, bottom, right, top = da.rio.bounds()
+    shape = (int((top - bottom) / size + 1e-9), int((right - left) / size + 1e-9))
+    if min(shape) < 2:
+        raise DEMError(
+            f"{option('resample', size)}: the DEM ({da.shape[0]} x {da.shape[1]} pixels of {res:g} m) "
+            "would have fewer than 2 pixels on a side; give a smaller pixel size"
+        )
+    transform = Affine(size, 0.0, left, 0.0, -size, top)
+    out = da.rio.reproject(
+        da.rio.crs, shape=shape, transform=transform, resampling=method, nodata=np.nan
+    )
+    out = out.rename({out.rio.x_dim: "x", out.rio.y_dim: "y"}) if out.rio.x_dim != "x" else out
+    notes.append(
+        f"resampled the DEM from {res:g} m to {size:g} m pixels ({method.name}): "
+        f"{da.shape[0]} x {da.shape[1]} -> {out.shape[0]} x {out.shape[1]}"
+    )
+    return out
+
+
 def _check_crs(da: xr.DataArray, label: str) -> None:
     from pyproj import CRS
 
     crs = _crs_of(da)
     if crs is None:
         raise DEMError(
-            f"{label}: the DEM has no CRS; assign its projected CRS, e.g. "
-            "gdal_edit.py -a_srs EPSG:2154 FILE (or da.rio.write_crs)"
+            f"{label}: the DEM has no CRS; pass it with {option('dem_crs')}, e.g. "
+            f"{option('dem_crs', 'EPSG:2154')} for Lambert-93"
         )
     pcrs = CRS.from_user_input(crs.to_wkt())
     if pcrs.is_geographic:

@@ -18,7 +18,7 @@ from devine_onnx.engines.micromet import (
     micromet_factors,
     slope_aspect,
 )
-from devine_onnx.errors import OptionError
+from devine_onnx.errors import OptionError, cli_spelling
 
 RES = 30.0
 
@@ -500,11 +500,17 @@ def test_engine_south_up_dem_gives_the_north_up_values():
     ],
 )
 def test_invalid_options_name_the_option(kwargs, option):
+    # From Python the message names the parameter (name=value) ...
     with pytest.raises(OptionError) as info:
         MicroMetEngine(**kwargs)
     message = str(info.value)
-    assert message.startswith(option + " ")
+    name = next(iter(kwargs))
+    assert message.startswith(name + "=")
     assert "\n" not in message and "expected" in message
+    # ... and on the command line the option as typed.
+    with cli_spelling(), pytest.raises(OptionError) as info:
+        MicroMetEngine(**kwargs)
+    assert str(info.value).startswith(option + " ")
 
 
 def test_valid_edge_options_are_accepted():

@@ -11,10 +11,12 @@ import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from devine_onnx.engines.devine.geometry import CropGeometry
-from devine_onnx.errors import OptionError, OutputError
+from devine_onnx.engines.devine.engine import minimum_dem_size
+from devine_onnx.engines.devine.geometry import CropGeometry, trim_to_odd
+from devine_onnx.errors import DEMError, OptionError, OutputError
+from devine_onnx.io.atomic import partial_path
 from devine_onnx.session import DevineModel
-from devine_onnx.tables.corrections import compute_corrections, minimum_dem_size
+from devine_onnx.tables.corrections import compute_corrections
 from devine_onnx.tables.dem import load_dem
 from tests.conftest import ROOT
 
@@ -62,8 +64,8 @@ def _alpha_match(a, b):
 
 @pytest.mark.parametrize(
     "shape, offset",
-    [((162, 202), (20, 30)), ((185, 185), (100, 150))],
-    ids=["161x201-trimmed", "185x185"],
+    [((186, 202), (20, 30)), ((185, 185), (100, 150))],
+    ids=["185x201-trimmed", "185x185"],
 )
 def test_table_matches_tensorflow_reference(model, shape, offset):
     pytest.importorskip("tensorflow")
@@ -73,7 +75,9 @@ def test_table_matches_tensorflow_reference(model, shape, offset):
 
     dem = terrain(shape, offset)
     ds = compute_corrections(dem, model, ANGLES, quiet=True)
-    trimmed, _ = load_dem(dem)
+    loaded, _ = load_dem(dem)
+    ht, wt = trim_to_odd(*loaded.shape)  # what the devine engine does (§6.6)
+    trimmed = loaded.isel(y=slice(0, ht), x=slice(0, wt))
     geom = CropGeometry.from_shape(trimmed.shape)
     assert trimmed.shape == tuple(n - (1 - n % 2) for n in shape)  # odd dimensions
     assert ds.sizes == {"angle": len(ANGLES), "y": geom.s, "x": geom.s}
@@ -84,8 +88,11 @@ def test_table_matches_tensorflow_reference(model, shape, offset):
         trimmed.values, synthetic_weights(DEMO_SEED), model.sigma, ANGLES
     )
     acc, alpha = ds.acceleration.values, ds.alpha.values
-    outside = ref_acc == -1
-    assert outside.any()  # the corners for the oblique directions
+    # The reference has -1 where the back-rotation leaves the crop; the table is NaN there
+    # and, so that a pixel has values for every direction or none, outside the valid disc.
+    outside = (ref_acc == -1) | ~geom.valid_disc()[None]
+    assert (ref_acc[:, geom.valid_disc()] != -1).all()
+    assert outside.any()  # the corners
     np.testing.assert_array_equal(np.isnan(acc), outside)
     np.testing.assert_array_equal(np.isnan(alpha), outside)
     valid = ~outside
@@ -98,7 +105,8 @@ def test_table_matches_tensorflow_reference(model, shape, offset):
 def test_in_memory_layout(table185, dem185, model):
     ds = table185
     geom = CropGeometry.from_shape(dem185.shape)
-    assert set(ds.data_vars) == {"acceleration", "alpha", "elevation"}
+    assert set(ds.data_vars) == {"acceleration", "alpha", "vertical", "elevation"}
+    assert ds.attrs["engine"] == "devine"
     assert ds.acceleration.dims == ("angle", "y", "x")
     assert ds.acceleration.dtype == np.float32
     np.testing.assert_array_equal(ds.angle.values, ANGLES)
@@ -117,19 +125,32 @@ def test_in_memory_layout(table185, dem185, model):
     disc = geom.valid_disc()
     assert not np.isnan(ds.acceleration.values[:, disc]).any()
     assert not np.isnan(ds.alpha.values[:, disc]).any()
-    corner = ds.acceleration.sel(angle=45).values[0, 0]
+    assert not np.isnan(ds.vertical.values[:, disc]).any()
+    # A pixel has values for every direction or for none (no holes that depend on the wind).
+    for name in ("acceleration", "alpha", "vertical"):
+        nan = np.isnan(ds[name].values)
+        np.testing.assert_array_equal(nan.all(axis=0), nan.any(axis=0))
+        np.testing.assert_array_equal(nan[0], ~disc)
+    corner = ds.acceleration.sel(angle=0).values[0, 0]
     assert np.isnan(corner)
     assert np.nanmin(ds.acceleration.values) > 0
     assert not (ds.alpha.values == -1).any()
 
 
 def test_trimmed_dem_notes(model):
-    dem = terrain((162, 202), (20, 30))
+    dem = terrain((186, 202), (20, 30))
     ds = compute_corrections(dem, model, [270], quiet=True)
-    assert "trimmed the DEM from 162 x 202 to 161 x 201" in ds.attrs["notes"]
-    geom = CropGeometry(161, 201)
+    assert "trimmed the DEM from 186 x 202 to 185 x 201" in ds.attrs["notes"]
+    geom = CropGeometry(185, 201)
     np.testing.assert_array_equal(ds.x.values, dem.x.values[:201][geom.cols])
-    np.testing.assert_array_equal(ds.y.values, dem.y.values[:161][geom.rows])
+    np.testing.assert_array_equal(ds.y.values, dem.y.values[:185][geom.rows])
+
+
+def test_dem_without_reliable_part_refused(model):
+    # 162 x 202: the valid disc (56 px) lies within the UNet's 64 px margin everywhere.
+    with pytest.raises(DEMError, match="too small for a reliable DEVINE table") as info:
+        compute_corrections(terrain((162, 202), (20, 30)), model, [270], quiet=True)
+    assert "184 x 184" in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
@@ -226,8 +247,17 @@ def test_partial_not_resumed_when_different_or_disabled(tmp_path, model, dem185,
 
     monkeypatch.setattr(model, "predict", counting)
     calls.clear()
-    # Different angles: the partial does not match and is started over.
-    ds = compute_corrections(dem185, model, [0, 90], output=out, quiet=True)
+    partial = partial_path(out)
+    # Different angles: the partial does not match; it is kept and the run refused.
+    with pytest.raises(OutputError, match="other settings") as info:
+        compute_corrections(dem185, model, [0, 90], output=out, quiet=True)
+    assert "angles (3 there, 2 now)" in str(info.value) and "--no-resume" in str(info.value)
+    assert partial.exists() and sum(calls) == 0
+    # Another precision: refused as well, naming it.
+    with pytest.raises(OutputError, match="value_precision"):
+        compute_corrections(dem185, model, [0, 90, 180], output=out, quiet=True, dtype="float16")
+    # resume=False (--no-resume) starts over.
+    ds = compute_corrections(dem185, model, [0, 90], output=out, quiet=True, resume=False)
     assert sum(calls) == 2 and "starting over" in ds.attrs["notes"]
     ds.close()
     # resume=False recomputes everything even when a matching partial exists.

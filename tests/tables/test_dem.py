@@ -7,7 +7,7 @@ import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from devine_onnx.errors import DEMError
+from devine_onnx.errors import DEMError, cli_spelling
 from devine_onnx.sample_data import sample_dem
 from devine_onnx.tables.dem import dem_fingerprint, load_dem
 
@@ -146,14 +146,6 @@ def test_all_nodata_refused():
     refused(da.copy(data=np.full(da.shape, np.nan, np.float32)), "no valid elevation")
 
 
-def test_too_small():
-    msg = refused(grid((78, 200)), "too small")
-    assert "79 pixels" in msg and "2370 m" in msg
-    # 80 rows are trimmed to 79: still usable.
-    dem, _ = load_dem(grid((80, 200)))
-    assert dem.shape == (79, 199)
-
-
 def test_south_up_is_flipped():
     da = grid()
     south_up = da.isel(y=slice(None, None, -1))
@@ -163,15 +155,64 @@ def test_south_up_is_flipped():
     assert any("north-up" in n for n in notes)
 
 
-def test_even_dimensions_trimmed(tmp_path):
+def test_even_dimensions_kept(tmp_path):
+    # Trimming to odd dimensions is the devine engine's business, not the reader's.
     da = grid((100, 120))
     path = tmp_path / "even.tif"
     da.rio.to_raster(path)
     dem, notes = load_dem(path)
-    assert dem.shape == (99, 119)
-    np.testing.assert_array_equal(dem.values, da.values[:99, :119])  # last row/column dropped
-    np.testing.assert_allclose(dem.y.values, da.y.values[:99])
-    assert any("100 x 120 to 99 x 119" in n and "southernmost" in n for n in notes)
+    assert dem.shape == (100, 120) and notes == []
+
+
+def _asc(path, da):
+    """An ESRI ASCII grid without .prj (no CRS), like a user's export."""
+    ny, nx = da.shape
+    res = float(da.x[1] - da.x[0])
+    lines = [
+        f"ncols {nx}",
+        f"nrows {ny}",
+        f"xllcorner {float(da.x[0]) - res / 2}",
+        f"yllcorner {float(da.y[-1]) - res / 2}",
+        f"cellsize {res}",
+        "NODATA_value -9999",
+    ]
+    lines += [" ".join(f"{v:.3f}" for v in row) for row in da.values]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_dem_without_crs_needs_dem_crs(tmp_path):
+    da = grid((41, 51), res=(50.0, 50.0))
+    path = _asc(tmp_path / "dem.asc", da)
+    msg = refused(path, "no CRS")
+    assert "dem_crs" in msg
+    assert "gdal_edit" not in msg  # a pip-only user has no GDAL command-line tools
+    dem, notes = load_dem(path, dem_crs="EPSG:2154")
+    assert dem.rio.crs.to_epsg() == 2154
+    np.testing.assert_allclose(dem.values, da.values, atol=1e-3)
+    np.testing.assert_allclose(dem.x.values, da.x.values)
+    assert any("dem_crs='EPSG:2154'" in n for n in notes)
+    with cli_spelling():  # the command line names the option as typed
+        assert "--dem-crs" in refused(path, "no CRS")
+
+
+def test_dem_crs_conflicting_with_the_file_refused(tmp_path):
+    msg = refused(grid(), "differs from dem_crs", dem_crs="EPSG:32631")
+    assert "EPSG:32631" in msg
+    refused(grid(crs=None), "not a CRS", dem_crs="EPSG:nope")
+
+
+def test_resample_averages_blocks():
+    da = grid((90, 60), res=(10.0, 10.0))
+    dem, notes = load_dem(da, resample=30)
+    assert dem.shape == (30, 20)
+    # Independent reference: the mean of each 3 x 3 block of 10 m pixels.
+    blocks = da.values.astype(np.float64).reshape(30, 3, 20, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(dem.values, blocks, rtol=1e-5)
+    np.testing.assert_allclose(dem.x.values, da.x.values.reshape(20, 3).mean(axis=1))
+    np.testing.assert_allclose(dem.y.values, da.y.values.reshape(30, 3).mean(axis=1))
+    assert any("resampled the DEM from 10 m to 30 m" in n for n in notes)
+    refused(da, "--resample|resample", resample=-5)
 
 
 def test_irregular_grid_refused():

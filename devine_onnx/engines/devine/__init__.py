@@ -4,3 +4,7 @@ Kernels (numpy only, equal to the original TensorFlow operations): :mod:`.geomet
 :mod:`.rotation`, :mod:`.boxfilter` (sliding mean), :mod:`.preprocess` / :mod:`.postprocess`.
 See docs/method.md §3.
 """
+
+from devine_onnx.engines.devine.preprocess import prepare_input
+
+__all__ = ["prepare_input"]

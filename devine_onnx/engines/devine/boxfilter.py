@@ -1,10 +1,10 @@
-"""Sliding box mean and input normalisation of the UNet (METHOD §3 step 2).
+"""Sliding box mean and input normalisation of the UNet (docs/method.md §3 step 2).
 
 The original normalises the rotated DEM ``Zr`` as ``(Zr - M) / sigma`` where ``M`` is a
 TensorFlow 'SAME' convolution with a 79 x 69 box kernel: zeros outside the frame, and always
 divided by the full window area 5451, also near the edges where fewer pixels are inside. We
 compute the same mean exactly with prefix sums in float64 (two cumulative sums, one per axis);
-TensorFlow's own float32 convolution is off by up to ~0.06 m on real terrain (FIELD_NOTES).
+TensorFlow's own float32 convolution is off by up to ~0.06 m on real terrain (measured on the Jacksboro DEM, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def normalise(
     rows: slice | None = None,
     cols: slice | None = None,
 ) -> np.ndarray:
-    """UNet input ``(Zr - M) / sigma`` (METHOD §3 step 2), as float32.
+    """UNet input ``(Zr - M) / sigma`` (docs/method.md §3 step 2), as float32.
 
     Parameters
     ----------

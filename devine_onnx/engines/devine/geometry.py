@@ -1,4 +1,4 @@
-"""Crop geometry of a correction table (METHOD §3 step 3, §6.6).
+"""Crop geometry of a correction table (docs/method.md §3 step 3, §6.6).
 
 For a DEM of shape ``(H, W)`` (row 0 = north, columns eastward):
 ``m = min(H, W)``, ``q = floor(m / sqrt(2))``, ``d = floor(q / 2)``, ``s = 2 d + 1``. The
@@ -8,7 +8,7 @@ square that stays inside the DEM whatever the rotation, since its half-diagonal
 ``d * sqrt(2) <= m / 2``.
 
 The DEM is rotated about ``((W - 1) / 2, (H - 1) / 2)`` (``(x, y)`` = (column, row)), which is
-half a pixel north-west of the crop centre along each even dimension (METHOD §6.6). The
+half a pixel north-west of the crop centre along each even dimension (docs/method.md §6.6). The
 *faithful* geometry keeps that offset for parity with the original; by default the DEM is
 first trimmed to odd dimensions with :func:`trim_to_odd`, and both centres coincide.
 """
@@ -36,7 +36,7 @@ MIN_SIZE = WINDOW[0]
 
 
 def trim_to_odd(height: int, width: int) -> tuple[int, int]:
-    """Shape after dropping the last row and/or column of even dimensions (METHOD §6.6).
+    """Shape after dropping the last row and/or column of even dimensions (docs/method.md §6.6).
 
     The dropped row is the last one (southernmost, since row 0 is north) and the dropped
     column the last one (easternmost), i.e. use ``dem[:h, :w]`` with the returned ``(h, w)``.
@@ -144,7 +144,7 @@ class CropGeometry:
         """Rotation centre minus crop centre, ``(dx, dy)`` in pixels (columns, rows).
 
         ``-0.5`` along each even dimension (rotation centre half a pixel west / north of the
-        crop centre), ``0.0`` along odd ones (METHOD §6.6).
+        crop centre), ``0.0`` along odd ones (docs/method.md §6.6).
         """
         return (self.width - 1) / 2 - self.width // 2, (self.height - 1) / 2 - self.height // 2
 
@@ -170,7 +170,7 @@ class CropGeometry:
         as well for s = 55, 141, 301 and 1415, and the first pixels beyond it are NaN for
         some direction. Outside the disc some directions read outside the crop (NaN), and
         within ~58 pixels of its rim the UNet's zero padding influences the values for some
-        directions (METHOD §3 step 7).
+        directions (docs/method.md §3 step 7).
         """
         return float(self.d)
 

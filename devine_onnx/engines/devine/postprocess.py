@@ -1,4 +1,4 @@
-"""Table values from the UNet output of one direction (METHOD §3 steps 5-7), numpy only.
+"""Table values from the UNet output of one direction (docs/method.md §3 steps 5-7), numpy only.
 
 The UNet outputs ``(u, v, w)`` in the rotated frame (u along the inflow, v across it, m/s,
 for a 3 m/s ARPS inflow). :func:`finish_output` turns ``(u, v)`` into the acceleration
@@ -34,7 +34,7 @@ _HALF_PI_ORIGINAL = np.float32(3.14159 / 2)
 
 
 def speed_alpha(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wind speed and deviation angle in the rotated frame (METHOD §3 step 5).
+    """Wind speed and deviation angle in the rotated frame (docs/method.md §3 step 5).
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ def speed_alpha(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def back_rotate(fields: np.ndarray, k: int, fill=np.nan) -> np.ndarray:
-    """Rotate table fields from the rotated frame back onto the DEM grid (METHOD §3 step 6).
+    """Rotate table fields from the rotated frame back onto the DEM grid (docs/method.md §3 step 6).
 
     Counter-clockwise rotation by ``phi(k) = f32(f32(-pi/2) - f32(k * 0.01745329))`` about
     the crop centre ``((s-1)/2, (s-1)/2)``, nearest neighbour, exactly as the original's
@@ -91,7 +91,7 @@ def back_rotate(fields: np.ndarray, k: int, fill=np.nan) -> np.ndarray:
 
 
 def finish_output(u: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Acceleration and alpha of direction ``k`` on the crop grid (METHOD §3 steps 5-7).
+    """Acceleration and alpha of direction ``k`` on the crop grid (docs/method.md §3 steps 5-7).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""UNet input of one table direction (METHOD §3 steps 1-3), numpy only.
+"""UNet input of one table direction (docs/method.md §3 steps 1-3), numpy only.
 
 ``prepare_input`` rotates the DEM, normalises it with the sliding box mean and crops it; the
 UNet (:mod:`devine_onnx.session`) then runs on the result and
@@ -29,7 +29,7 @@ def prepare_input(
 ) -> np.ndarray:
     """Normalised, rotated ``s x s`` crop of the DEM for table direction ``k``.
 
-    Steps (METHOD §3): rotate the DEM counter-clockwise by ``theta(k)`` about
+    Steps (docs/method.md §3): rotate the DEM counter-clockwise by ``theta(k)`` about
     ``((W-1)/2, (H-1)/2)`` with nearest neighbour and fill -1 m (§3.1); normalise as
     ``(Zr - M) / sigma`` with the 79 x 69 box mean ``M`` of the whole rotated frame (§3.2);
     crop ``geometry.rows, geometry.cols`` (§3.3).

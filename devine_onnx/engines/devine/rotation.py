@@ -1,4 +1,4 @@
-"""Nearest-neighbour image rotation, bit-compatible with TensorFlow (METHOD §3 steps 1, 6; §3.1).
+"""Nearest-neighbour image rotation, bit-compatible with TensorFlow (docs/method.md §3 steps 1, 6; §3.1).
 
 The original DEVINE scripts rotate with ``tfa.image.rotate``, i.e. TensorFlow's
 ``ImageProjectiveTransformV3`` op with ``interpolation="NEAREST"`` and
@@ -66,10 +66,10 @@ def rotation_angle(k: int, inverse: bool = False) -> np.float32:
     k : int
         Table index in degrees (0..359; any integer with ``|k| < 2**24`` is accepted).
     inverse : bool, optional
-        False: the forward rotation of the DEM (METHOD §3 step 1),
+        False: the forward rotation of the DEM (docs/method.md §3 step 1),
         ``theta = f32(f32(pi/2) + f32(f32(k) * f32(0.01745329)))``, where the product is a
         float32 multiplication of two float32 operands.
-        True: the back-rotation of the UNet output (METHOD §3 step 6),
+        True: the back-rotation of the UNet output (docs/method.md §3 step 6),
         ``phi = f32(f32(-pi/2) - f32(k * 0.01745329))``, where ``k * 0.01745329`` is
         computed in float64 and rounded to float32 once.
 
@@ -219,7 +219,7 @@ def rotation_source_indices(
     rows: slice | None = None,
     cols: slice | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source pixel of every output pixel of a nearest-neighbour rotation (METHOD §3.1).
+    """Source pixel of every output pixel of a nearest-neighbour rotation (docs/method.md §3.1).
 
     Parameters
     ----------
@@ -326,7 +326,7 @@ def rotate_nearest(
     """Rotate a 2-D image (or a stack ``(..., H, W)``) counter-clockwise, nearest neighbour.
 
     Reproduces TensorFlow's ``ImageProjectiveTransformV3`` (``NEAREST``, ``CONSTANT``) as
-    called by ``tfa.image.rotate`` (METHOD §3.1). The output has the input's shape; every
+    called by ``tfa.image.rotate`` (docs/method.md §3.1). The output has the input's shape; every
     image of a stack is rotated by the same angle.
 
     Parameters

@@ -1,0 +1,403 @@
+"""Incremental writers: one family for every large output of devine-onnx.
+
+Both large outputs, the correction table ``acceleration(angle, y, x)``... and the downscaled
+wind ``wind_speed(time, y, x)``..., are datasets whose big variables share a leading *record*
+dimension (``angle`` or ``time``) whose length and coordinate are known in advance. They are
+written the same way:
+
+1. :func:`create_writer` writes everything small (coordinates, grid mapping, elevation,
+   attributes) from an xarray *template* and declares the record variables, chunked
+   ``(chunk, ny, nx)``, float32, NaN as fill value;
+2. :meth:`BlockWriter.write` stores records ``a:b`` of every record variable; a progress
+   attribute (:meth:`BlockWriter.set_attrs`) lets an interrupted run resume;
+3. :meth:`BlockWriter.finalize` sets the final attributes and removes the progress marker.
+
+Backends:
+
+- NetCDF-4 (``.nc``): netCDF-C (via xarray and ``netCDF4``) creates the file; the record chunks
+  are then shuffled and deflated in parallel threads (ISA-L where available) and written as
+  they are with h5py (:class:`~devine_onnx.io.hdf5_chunks.ChunkAppender`). The file is an
+  ordinary NetCDF-4 file with the standard filters.
+- Zarr format 2 (``.zarr``): xarray writes the metadata (``compute=False``), records are
+  assigned to their slices; chunks never written read as NaN.
+- Memory (:class:`MemoryWriter`): the same interface, for results returned in memory.
+
+Outputs are written under a temporary name by the callers (:mod:`devine_onnx.io.atomic`); a
+failed write (disk full, permissions) is an :class:`~devine_onnx.errors.OutputError` naming
+the output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from devine_onnx.errors import OutputError
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "BlockWriter",
+    "MemoryWriter",
+    "create_writer",
+    "hdf5_lock",
+    "inspect_output",
+    "open_writer",
+    "output_format",
+    "writing",
+]
+
+#: Output suffixes and their formats (the one list for tables and winds).
+OUTPUT_FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr"}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """``"netcdf"`` or ``"zarr"`` from the suffix of ``path``; :class:`OutputError` otherwise."""
+    suffix = Path(path).suffix.lower()
+    fmt = OUTPUT_FORMATS.get(suffix)
+    if fmt is None:
+        raise OutputError(
+            f"{path}: unknown output format {suffix or '(no suffix)'!r}; name the output .nc "
+            "(NetCDF-4) or .zarr (Zarr)"
+        )
+    return fmt
+
+
+@contextmanager
+def writing(label):
+    """Turn a failed write (disk full, permissions, I/O error) into an OutputError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(
+            f"{label}: writing failed ({exc.strerror or exc}); check the free disk space and "
+            "the permissions of its folder, then run again"
+        ) from exc
+
+
+def hdf5_lock():
+    """The lock xarray's netCDF4 backend holds around HDF5 calls (HDF5 is not thread-safe)."""
+    try:
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+        return NETCDF4_PYTHON_LOCK
+    except ImportError:  # pragma: no cover - xarray internals moved
+        import threading
+
+        return threading.Lock()
+
+
+def _zarr_kwargs() -> dict:
+    import zarr
+
+    # Zarr format 2 everywhere: readable by every netCDF/zarr tool of today.
+    return {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+
+
+def _plain(value):
+    """Attribute values as netCDF/zarr-compatible Python values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+class BlockWriter:
+    """Write records ``a:b`` of the record variables of a created output.
+
+    Use :func:`create_writer` to create an output, :func:`open_writer` to reopen a partial one.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file or store being written (usually a temporary ``.partial`` name).
+    names : tuple of str
+        The record variables, in the order :meth:`write` expects them when given a sequence.
+    """
+
+    def __init__(self, path, names, label=None):
+        self.path = Path(path)
+        self.names = tuple(names)
+        self.label = label or self.path
+
+    def write(self, a: int, b: int, arrays) -> None:
+        """Store records ``a:b``: ``arrays`` maps each name (or is a sequence in order)."""
+        raise NotImplementedError
+
+    def set_attrs(self, attrs: Mapping) -> None:
+        """Set global attributes now (e.g. a progress marker) and make them durable."""
+        raise NotImplementedError
+
+    def finalize(self, attrs: Mapping, remove=()) -> None:
+        """Set the final global attributes and delete those named in ``remove``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _as_list(self, arrays) -> list[np.ndarray]:
+        if isinstance(arrays, Mapping):
+            return [arrays[n] for n in self.names]
+        return list(arrays)
+
+
+class MemoryWriter(BlockWriter):
+    """The writer interface over numpy arrays; :meth:`result` returns the dataset."""
+
+    def __init__(self, template: xr.Dataset, record_dim: str, variables: Mapping[str, dict]):
+        super().__init__("<memory>", variables, label="memory")
+        self.template = template
+        self.record_dim = record_dim
+        self.variables = dict(variables)
+        n = template.sizes[record_dim]
+        ny, nx = template.sizes["y"], template.sizes["x"]
+        self.arrays = {name: np.full((n, ny, nx), np.nan, np.float32) for name in self.names}
+
+    def write(self, a, b, arrays):
+        for name, arr in zip(self.names, self._as_list(arrays), strict=True):
+            self.arrays[name][a:b] = arr
+
+    def set_attrs(self, attrs):
+        pass
+
+    def finalize(self, attrs, remove=()):
+        self.template.attrs.update(attrs)
+        for key in remove:
+            self.template.attrs.pop(key, None)
+
+    def close(self):
+        pass
+
+    def result(self) -> xr.Dataset:
+        ds = self.template.copy()
+        dims = (self.record_dim, "y", "x")
+        for name in self.names:
+            ds[name] = xr.Variable(dims, self.arrays[name], dict(self.variables[name]))
+        return ds
+
+
+class _NetCDFWriter(BlockWriter):
+    def __init__(self, path, names, label=None, threads: int = 2):
+        import h5py
+
+        from devine_onnx.io.hdf5_chunks import ChunkAppender
+
+        super().__init__(path, names, label)
+        with writing(self.label):
+            self.h5 = h5py.File(self.path, "r+")
+        self.appender = ChunkAppender(self.h5, self.names, threads=threads)
+
+    @staticmethod
+    def create(path, template, record_dim, variables, chunk, complevel, threads, label):
+        import netCDF4
+
+        ny, nx = template.sizes["y"], template.sizes["x"]
+        encoding = {}
+        for name in template.variables:
+            var = template[name]
+            if name in template.coords and var.ndim <= 1:
+                encoding[name] = {"_FillValue": None}
+            elif var.ndim >= 2:
+                encoding[name] = {"zlib": True, "complevel": 1, "_FillValue": np.float32(np.nan)}
+        with writing(label):
+            template.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding)
+            nc = netCDF4.Dataset(str(path), "a")
+            try:
+                for name, attrs in variables.items():
+                    v = nc.createVariable(
+                        name,
+                        "f4",
+                        (record_dim, "y", "x"),
+                        zlib=complevel > 0,
+                        complevel=max(complevel, 1),
+                        shuffle=complevel > 0,
+                        chunksizes=(chunk, ny, nx),
+                        fill_value=np.float32(np.nan),
+                    )
+                    v.setncatts({k: _plain(val) for k, val in attrs.items()})
+            finally:
+                nc.close()
+        return _NetCDFWriter(path, tuple(variables), label, threads)
+
+    def write(self, a, b, arrays):
+        with writing(self.label):
+            self.appender.append(a, b, [np.asarray(x) for x in self._as_list(arrays)])
+            self.h5.flush()
+
+    def set_attrs(self, attrs):
+        with writing(self.label):
+            for key, value in attrs.items():
+                self.h5.attrs[key] = _h5_attr(value)
+            self.h5.flush()
+
+    def finalize(self, attrs, remove=()):
+        with writing(self.label):
+            for key, value in attrs.items():
+                self.h5.attrs[key] = _h5_attr(value)
+            for key in remove:
+                if key in self.h5.attrs:
+                    del self.h5.attrs[key]
+
+    def close(self):
+        if self.h5 is not None:
+            with writing(self.label):
+                self.h5.close()
+            self.h5 = None
+
+
+def _h5_attr(value):
+    """An HDF5 attribute value that netCDF-C reads back as the same netCDF attribute."""
+    import h5py
+
+    if isinstance(value, str):
+        # Fixed-length UTF-8 strings read back as NC_CHAR text, like netCDF-C's own.
+        return np.array(value.encode(), dtype=h5py.string_dtype("utf-8", len(value.encode()) or 1))
+    if isinstance(value, bool):
+        return np.int8(value)
+    if isinstance(value, int):
+        return np.int64(value)
+    return value
+
+
+class _ZarrWriter(BlockWriter):
+    def __init__(self, path, names, label=None):
+        import zarr
+
+        super().__init__(path, names, label)
+        with writing(self.label):
+            self.group = zarr.open_group(str(self.path), mode="r+")
+
+    @staticmethod
+    def create(path, template, record_dim, variables, chunk, label):
+        import dask.array as dsa
+
+        n, ny, nx = template.sizes[record_dim], template.sizes["y"], template.sizes["x"]
+        ds = template.copy()
+        encoding = {}
+        for name, attrs in variables.items():
+            # Placeholders never computed (compute=False): no chunk exists until written.
+            ph = dsa.full((n, ny, nx), np.nan, dtype=np.float32, chunks=(chunk, ny, nx))
+            ds[name] = ((record_dim, "y", "x"), ph, dict(attrs))
+            encoding[name] = {"_FillValue": np.float32(np.nan), "chunks": (chunk, ny, nx)}
+        for name in template.data_vars:
+            if template[name].ndim >= 2:
+                encoding[name] = {"_FillValue": np.float32(np.nan)}
+        with writing(label):
+            ds.to_zarr(
+                str(path),
+                mode="w",
+                compute=False,
+                encoding=encoding,
+                consolidated=False,  # attributes change while writing; consolidated at the end
+                **_zarr_kwargs(),
+            )
+        return _ZarrWriter(path, tuple(variables), label)
+
+    def write(self, a, b, arrays):
+        with writing(self.label):
+            for name, arr in zip(self.names, self._as_list(arrays), strict=True):
+                self.group[name][a:b] = np.asarray(arr, dtype=np.float32)
+
+    def set_attrs(self, attrs):
+        with writing(self.label):
+            self.group.attrs.update({k: _plain(v) for k, v in attrs.items()})
+
+    def finalize(self, attrs, remove=()):
+        import zarr
+
+        with writing(self.label):
+            self.group.attrs.update({k: _plain(v) for k, v in attrs.items()})
+            for key in remove:
+                if key in self.group.attrs:
+                    del self.group.attrs[key]
+            zarr.consolidate_metadata(str(self.path))
+
+    def close(self):
+        self.group = None
+
+
+def create_writer(
+    path,
+    template: xr.Dataset,
+    record_dim: str,
+    variables: Mapping[str, dict],
+    *,
+    fmt: str | None = None,
+    chunk: int = 1,
+    complevel: int = 1,
+    threads: int = 2,
+    label=None,
+) -> BlockWriter:
+    """Create an output from ``template`` and declare its record variables.
+
+    Parameters
+    ----------
+    path
+        File (``.nc``) or store (``.zarr``) to create (overwritten).
+    template : xarray.Dataset
+        Everything small: coordinates (the record coordinate with all its values), grid
+        mapping, 2-D variables, global attributes. The ``y``/``x`` sizes give the shape.
+    record_dim : str
+        The leading dimension of the record variables (``"angle"``, ``"time"``).
+    variables : mapping
+        Record variable name -> attributes. Stored as float32, NaN fill value.
+    fmt : {"netcdf", "zarr"}, optional
+        Default: from the suffix of ``label`` or ``path``.
+    chunk : int
+        Records per chunk (the spatial chunk is the whole grid).
+    complevel : int
+        NetCDF deflate level 0-9 (0: uncompressed); Zarr uses its default compressor.
+    threads : int
+        Threads compressing NetCDF chunks in parallel.
+    label
+        Name used in error messages (the final output name rather than the temporary one).
+    """
+    label = label or path
+    fmt = fmt or output_format(label)
+    chunk = max(1, int(chunk))
+    if fmt == "zarr":
+        return _ZarrWriter.create(path, template, record_dim, variables, chunk, label)
+    return _NetCDFWriter.create(
+        path, template, record_dim, variables, chunk, int(complevel), threads, label
+    )
+
+
+def open_writer(path, names, *, fmt: str, threads: int = 2, label=None) -> BlockWriter:
+    """Reopen a partial output made by :func:`create_writer` to write more records."""
+    if fmt == "zarr":
+        return _ZarrWriter(path, names, label)
+    return _NetCDFWriter(path, names, label, threads)
+
+
+def inspect_output(path, record_dim: str, variable: str, fmt: str) -> dict | None:
+    """Global attributes, record coordinate and grid shape of a partial output, or None.
+
+    None means unreadable (e.g. a file cut short by a crash): the caller starts over.
+    """
+    try:
+        if fmt == "zarr":
+            import zarr
+
+            g = zarr.open_group(str(path), mode="r")
+            return {
+                "attrs": {k: _plain(v) for k, v in g.attrs.items()},
+                "records": np.asarray(g[record_dim][:]),
+                "shape": tuple(g[variable].shape[1:]),
+            }
+        import netCDF4
+
+        with hdf5_lock(), netCDF4.Dataset(str(path), "r") as nc:
+            return {
+                "attrs": {k: _plain(nc.getncattr(k)) for k in nc.ncattrs()},
+                "records": np.asarray(nc.variables[record_dim][:]),
+                "shape": tuple(nc.variables[variable].shape[1:]),
+            }
+    except Exception:  # noqa: BLE001 - anything unreadable is started over
+        return None
