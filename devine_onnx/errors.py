@@ -3,9 +3,17 @@
 Every error a user can trigger with bad input derives from :class:`DevineError`. Its message is
 one line that names the file or option, says what was expected and what to do. The CLI prints
 that line (no traceback unless ``--debug``) and exits with status 1.
+
+Messages name a parameter with :func:`option`: ``coarsen=300`` when called from Python,
+``--coarsen 300`` when called from the command line (which wraps each command in
+:func:`cli_spelling`). Warnings about the data derive from :class:`DevineWarning`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 
 class DevineError(Exception):
@@ -48,5 +56,43 @@ class OptionError(DevineError):
     """A command-line or API option has an invalid value."""
 
 
+class DevineWarning(UserWarning):
+    """Base class of the warnings devine-onnx emits about the data (filter them by this class)."""
+
+
+# ---------------------------------------------------------------------------- option spelling
+#: ``None`` from Python; from the command line, overrides of the option spelling of parameters.
+_CLI_OPTIONS: ContextVar[Mapping[str, str] | None] = ContextVar("devine_onnx_cli", default=None)
+_NO_VALUE = object()
+
+
+def option(name: str, value=_NO_VALUE) -> str:
+    """A parameter as the user spelled it, for error and warning messages.
+
+    From Python: ``name`` or ``name=value`` (``repr`` of the value), e.g. ``coarsen=300``. Under
+    :func:`cli_spelling` (the command line): the option, ``--coarsen`` or ``--coarsen 300``
+    (``--`` + the name with dashes, unless the CLI maps it to another option).
+    """
+    cli = _CLI_OPTIONS.get()
+    if cli is None:
+        return name if value is _NO_VALUE else f"{name}={value!r}"
+    flag = cli.get(name) or "--" + name.replace("_", "-")
+    return flag if value is _NO_VALUE else f"{flag} {value}"
+
+
+@contextmanager
+def cli_spelling(options: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Within this context, :func:`option` spells parameters as command-line options."""
+    token = _CLI_OPTIONS.set(dict(options or {}))
+    try:
+        yield
+    finally:
+        _CLI_OPTIONS.reset(token)
+
+
 class MissingDependencyError(DevineError):
     """An optional dependency is missing; the message says which extra to install."""
+
+
+class ObservationError(InputFileError):
+    """A station observation or station list file is malformed (columns, values, times)."""

@@ -11,6 +11,14 @@ UPSTREAM = ROOT.parent / "shared" / "upstream_model"
 DEMO_MODEL = ROOT / "models" / "devine-demo-synthetic.onnx"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_weights_cache(tmp_path_factory):
+    """Weights cached by downscale go to a temporary folder, never to the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEVINE_ONNX_CACHE_DIR", str(tmp_path_factory.mktemp("weights_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_model_file() -> Path:
     """The shipped demonstration model (weights = convert.synthetic.synthetic_weights(2023))."""

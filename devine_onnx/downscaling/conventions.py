@@ -1,6 +1,6 @@
 """Wind conventions: components, from-directions, grid north versus true north.
 
-Conventions used throughout devine-onnx (METHOD §4):
+Conventions used throughout devine-onnx (docs/method.md §4):
 
 - ``u`` is the eastward (or grid +x) component and ``v`` the northward (or grid +y)
   component, in m/s.

@@ -1,4 +1,4 @@
-"""Apply a correction table to interpolated wind (METHOD §4).
+"""Apply a correction table to interpolated wind (docs/method.md §4).
 
 At each pixel and time, the grid-relative wind (speed ``S`` in m/s, FROM direction ``D`` in
 degrees clockwise from grid north) selects the table entry of its direction ``k`` and becomes
@@ -14,18 +14,71 @@ index ``k * (ny * nx) + pixel``; no loop over angles.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from devine_onnx.errors import OptionError, TableError
+from devine_onnx.errors import DevineWarning, OptionError, TableError, option
 
 from .conventions import earth_to_grid, grid_to_earth, speed_dir_to_uv, uv_to_speed_dir, wrap360
 
-__all__ = ["METHODS", "TableLookup", "apply_table", "downscale_uv"]
+__all__ = [
+    "METHODS",
+    "CoarseTableWarning",
+    "TableLookup",
+    "angular_step",
+    "apply_table",
+    "downscale_uv",
+    "warn_if_coarse",
+]
 
 METHODS = ("nearest", "linear")
+
+
+class CoarseTableWarning(DevineWarning):
+    """The table's directions are more than 1° apart and the lookup snaps winds to them."""
+
+
+def angular_step(angles) -> float:
+    """Largest circular gap between consecutive table directions, in degrees.
+
+    Parameters
+    ----------
+    angles : array_like
+        Table directions in degrees, strictly ascending in ``[0, 360)``.
+
+    Returns
+    -------
+    float
+        ``360 / n`` for ``n`` equally spaced directions; 360 for a single direction.
+    """
+    a = np.asarray(angles, dtype=np.float64).ravel()
+    if a.size < 2:
+        return 360.0
+    return float(np.max(np.diff(np.append(a, a[0] + 360.0))))
+
+
+def warn_if_coarse(angles, method: str, label: str = "correction table") -> None:
+    """Warn (:class:`CoarseTableWarning`) when a nearest lookup uses directions > 1° apart.
+
+    The nearest lookup snaps each wind to the closest table direction: with a step of ``h``
+    degrees the direction used can be off by ``h/2`` and the speed by the change of the
+    table over that angle. The linear lookup blends the two neighbours instead.
+    """
+    step = angular_step(angles)
+    if method != "nearest" or step <= 1.0 + 1e-9:
+        return
+    n = np.asarray(angles).size
+    warnings.warn(
+        f"{label}: {n} direction{'' if n == 1 else 's'} up to {step:g}° apart: the nearest "
+        f"lookup snaps each wind to one of them (up to {step / 2:g}° off); use "
+        f"{option('angular_interpolation', 'linear')} to blend the two nearest directions, or "
+        "a table with all 360",
+        CoarseTableWarning,
+        stacklevel=3,
+    )
 
 
 def _n_cores() -> int:

@@ -5,13 +5,28 @@ coordinates of an NWP file and returns them as :class:`NWPWinds`: ``u`` and ``v`
 with dimensions ``(time, <y dim>, <x dim>)`` (lazy, dask-chunked along time for files), the
 1-D or 2-D coordinates of the grid and its CRS.
 
-Rules (METHOD §4):
+Rules (docs/method.md §4):
 
 - Wind variables: named by ``u_var``/``v_var``, else the first pair present among
   :data:`WIND_NAME_PAIRS`, else the unique pair with CF ``standard_name`` ``eastward_wind`` /
-  ``northward_wind``. Grid-relative components (``standard_name`` ``x_wind``/``y_wind``) are
-  only accepted on a plain latitude/longitude grid, where grid north is true north.
+  ``northward_wind`` (or ``x_wind``/``y_wind``), else a speed and FROM direction (CF
+  ``standard_name`` ``wind_speed``/``wind_from_direction``, or a pair of
+  :data:`SPEED_DIRECTION_NAME_PAIRS`), converted to ``u = -S sin D``, ``v = -S cos D``.
 - Units must be m/s (``m s-1``, ``m/s``, ``m s**-1``...); missing units are taken as m/s.
+  Directions are in degrees (or radians when their units say so).
+- Wind frame (docs/method.md §4): the components returned are always earth-relative. Grid-relative
+  components are rotated to true north: WRF's (``COSALPHA``/``SINALPHA`` in the file) with
+  its own angles, ``u_e = u cos a - v sin a``, ``v_e = v cos a + u sin a``; others with the
+  meridian convergence ``gamma`` of the NWP projection at each NWP point
+  (:func:`~devine_onnx.downscaling.conventions.grid_to_earth`; for a GRIB Lambert grid,
+  the projection of its GRIB keys). The frame is ``nwp_wind_frame`` when given, else what the
+  file says, in this order: a speed/direction pair (earth); cfgrib's
+  ``GRIB_uvRelativeToGrid`` attribute (before standard names, which cfgrib sets to
+  ``eastward_wind``/``northward_wind`` whatever the flag); standard names
+  ``eastward_wind``/``northward_wind`` (earth) or ``x_wind``/``y_wind`` (grid); WRF's angles
+  (grid). On a regular latitude/longitude grid both frames are the same. On any other grid
+  (projected x/y, curvilinear 2-D latitude/longitude) a file that does not say is refused:
+  the caller must give ``nwp_wind_frame``.
 - Time: a ``time``-like dimension (datetime coordinate); a forecast ``(time, step)`` pair is
   flattened to valid times (the ``valid_time`` coordinate when present, else time + step); a
   single field with a scalar time coordinate is one time step. Size-1 extra dimensions (a
@@ -33,9 +48,11 @@ import numpy as np
 import xarray as xr
 from pyproj import CRS
 
-from devine_onnx.errors import MissingDependencyError, NWPError, OptionError
+from devine_onnx.errors import MissingDependencyError, NWPError, OptionError, option
 
-__all__ = ["WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
+from .conventions import meridian_convergence
+
+__all__ = ["SPEED_DIRECTION_NAME_PAIRS", "WIND_FRAMES", "WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
 
 #: Variable names tried in this order when ``u_var``/``v_var`` are not given.
 WIND_NAME_PAIRS: tuple[tuple[str, str], ...] = (
@@ -51,6 +68,20 @@ WIND_NAME_PAIRS: tuple[tuple[str, str], ...] = (
     ("uas", "vas"),  # CMIP / CORDEX near-surface wind
     ("eastward_wind", "northward_wind"),
 )
+#: Speed and FROM direction variables tried when no u/v pair is found.
+SPEED_DIRECTION_NAME_PAIRS: tuple[tuple[str, str], ...] = (
+    ("wind_speed", "wind_from_direction"),
+    ("si10", "wdir10"),  # ECMWF 10 m wind speed / direction via cfgrib
+    ("ws10", "wd10"),
+    ("wspd", "wdir"),
+    ("ff", "dd"),
+)
+#: Values of ``nwp_wind_frame``.
+WIND_FRAMES = ("earth", "grid")
+_EARTH_SN = {"eastward_wind", "northward_wind"}
+_GRID_SN = {"x_wind", "y_wind"}
+_DEGREE_UNITS = {"degree", "degrees", "deg", "°", "degree_true", "degrees_true", "degrees true"}
+_RADIAN_UNITS = {"rad", "radian", "radians"}
 
 _TIME_DIMS = ("time", "valid_time", "Time", "t", "time_counter")
 _STEP_DIMS = ("step", "lead_time", "forecast_period", "leadtime")
@@ -95,7 +126,9 @@ class NWPWinds:
     source : str
         File name (or a description of an in-memory Dataset) used in messages and attributes.
     u_name, v_name : str
-        Names of the variables read.
+        Names of the variables read (speed and direction when the file gives those).
+    wind_frame : str
+        How the components became earth-relative (recorded in outputs).
     """
 
     u: xr.DataArray
@@ -108,6 +141,7 @@ class NWPWinds:
     u_name: str = ""
     v_name: str = ""
     attrs: dict = field(default_factory=dict)
+    wind_frame: str = ""
 
     @property
     def time(self) -> np.ndarray:
@@ -209,10 +243,13 @@ def _var_list(ds: xr.Dataset) -> str:
     return ", ".join(items) if items else "none"
 
 
-def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str]:
+def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str, str]:
+    """``(name_1, name_2, kind)``: ``kind`` "uv" (components) or "sd" (speed, direction)."""
     if (u_var is None) != (v_var is None):
+        given = option("u_var", u_var) if u_var is not None else option("v_var", v_var)
         raise OptionError(
-            f"{label}: give both u_var and v_var (got u_var={u_var!r}, v_var={v_var!r})"
+            f"{label}: give both {option('u_var')} and {option('v_var')} (got only {given}), or "
+            "neither to detect them"
         )
     if u_var is not None:
         missing = [n for n in (u_var, v_var) if n not in ds.variables]
@@ -221,29 +258,35 @@ def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str]
                 f"{label}: wind variable(s) {', '.join(map(repr, missing))} not found; "
                 f"variables in the file: {_var_list(ds)}"
             )
-        return u_var, v_var
+        return u_var, v_var, "uv"
     for un, vn in WIND_NAME_PAIRS:
         if un in ds.data_vars and vn in ds.data_vars:
-            return un, vn
+            return un, vn, "uv"
     by_sn: dict[str, list[str]] = {}
     for name, var in ds.data_vars.items():
         by_sn.setdefault(str(var.attrs.get("standard_name", "")), []).append(str(name))
-    east, north = by_sn.get("eastward_wind", []), by_sn.get("northward_wind", [])
-    if len(east) == 1 and len(north) == 1:
-        return east[0], north[0]
-    if east or north:
-        raise NWPError(
-            f"{label}: several eastward_wind/northward_wind variables ({', '.join(east + north)})"
-            "; choose the 10 m wind with u_var/v_var (--u-var/--v-var)"
-        )
-    xw, yw = by_sn.get("x_wind", []), by_sn.get("y_wind", [])
-    if len(xw) == 1 and len(yw) == 1:
-        return xw[0], yw[0]
+    which = f"{option('u_var')}/{option('v_var')}"
+    for first, second, kind in (
+        ("eastward_wind", "northward_wind", "uv"),
+        ("x_wind", "y_wind", "uv"),
+        ("wind_speed", "wind_from_direction", "sd"),
+    ):
+        a, b = by_sn.get(first, []), by_sn.get(second, [])
+        if len(a) == 1 and len(b) == 1:
+            return a[0], b[0], kind
+        if (a or b) and kind == "uv":
+            raise NWPError(
+                f"{label}: several {first}/{second} variables ({', '.join(a + b)}); choose the "
+                f"10 m wind with {which}"
+            )
+    for sn, dn in SPEED_DIRECTION_NAME_PAIRS:
+        if sn in ds.data_vars and dn in ds.data_vars:
+            return sn, dn, "sd"
     raise NWPError(
         f"{label}: no wind variables found (looked for "
-        f"{', '.join('/'.join(p) for p in WIND_NAME_PAIRS[:7])}... and standard_name "
-        f"eastward_wind/northward_wind); variables in the file: {_var_list(ds)}; name them "
-        "with u_var/v_var (--u-var/--v-var)"
+        f"{', '.join('/'.join(p) for p in WIND_NAME_PAIRS[:7])}..., standard_name "
+        "eastward_wind/northward_wind, and wind_speed/wind_from_direction); variables in the "
+        f"file: {_var_list(ds)}; name the components with {which}"
     )
 
 
@@ -287,6 +330,27 @@ def _scalar_time(ds: xr.Dataset, da: xr.DataArray):
     return None
 
 
+def _other_time_values(ds: xr.Dataset, da: xr.DataArray, d: str):
+    """Valid times along ``d`` from another variable: a datetime coordinate such as WRF's
+    ``XTIME``, or WRF's ``Times`` strings (``2026-11-24_00:00:00``); None if there is none."""
+    for var in {**dict(ds.coords), **dict(da.coords)}.values():
+        if var.dims == (d,) and _is_datetime(var.values):
+            return np.asarray(var.values)
+    if "Times" in ds.variables and ds["Times"].dims[:1] == (d,):
+        raw = ds["Times"].values
+        if raw.ndim == 2:  # undecoded characters (Time, DateStrLen)
+            raw = np.array([b"".join(np.atleast_1d(row).tolist()) for row in raw])
+        try:
+            text = [
+                (r.decode() if isinstance(r, bytes) else str(r)).strip().replace("_", "T")
+                for r in raw
+            ]
+            return np.array(text, dtype="datetime64[ns]")
+        except ValueError:
+            return None
+    return None
+
+
 def _flatten_time(
     ds: xr.Dataset, da: xr.DataArray, label: str, chunk_time: int | None
 ) -> xr.DataArray:
@@ -327,6 +391,8 @@ def _flatten_time(
             t0 = _scalar_time(ds, da.drop_vars("valid_time", errors="ignore"))
             if t0 is not None:
                 values = t0[0] + coord.values
+        if values is None:
+            values = _other_time_values(ds, da, d)
         if values is None:
             values = coord.values if coord is not None else np.arange(da.sizes[d])
         drop = [c for c in da.coords if d in da[c].dims or c == "time"]
@@ -396,7 +462,7 @@ def _crs_from_file(ds: xr.Dataset, da: xr.DataArray, label: str) -> CRS | None:
                             pass
                 raise NWPError(
                     f"{label}: grid mapping variable {gm_name!r} does not describe a CRS "
-                    "pyproj understands; pass nwp_crs (--nwp-crs)"
+                    f"pyproj understands; give the CRS with {option('nwp_crs')}"
                 ) from None
     for src in (da.attrs, ds.attrs):
         if "crs" in src and isinstance(src["crs"], str):
@@ -438,7 +504,11 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
     pool.update({k: v for k, v in da.coords.items()})
     lat = lon = None
     for name, var in pool.items():
-        if var.ndim != 2 or set(var.dims) != {ydim, xdim}:
+        if not {ydim, xdim} <= set(var.dims):
+            continue
+        if var.ndim > 2:  # e.g. WRF's XLAT(Time, south_north, west_east): the first one
+            var = var.isel({d: 0 for d in var.dims if d not in (ydim, xdim)})
+        if var.ndim != 2:
             continue
         if lat is None and (var.attrs.get("standard_name") == "latitude" or name in _LAT_NAMES):
             lat = var
@@ -471,7 +541,8 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
         if not xy1d:
             raise NWPError(
                 f"{label}: no 1-D projected coordinates on dimensions {ydim!r}/{xdim!r} for "
-                f"the CRS {crs.name!r}; pass a geographic nwp_crs to use latitude/longitude"
+                f"the CRS {crs.name!r}; give a geographic {option('nwp_crs')} (e.g. EPSG:4326) to "
+                "use latitude/longitude"
             )
         x, y = axes_1d()
         unit = str(cx.attrs.get("units", "")).lower()
@@ -483,8 +554,10 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
         try:
             crs = CRS.from_user_input(nwp_crs)
         except Exception as exc:  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OptionError(
-                f"nwp_crs {nwp_crs!r}: not a CRS pyproj understands ({exc}); give e.g. EPSG:4326"
+                f"{option('nwp_crs', nwp_crs)}: not a CRS pyproj understands ({first}); give "
+                "e.g. EPSG:4326"
             ) from None
         return geographic(crs) if _plain_geographic(crs) else projected(crs)
     if xy1d and file_crs is not None and not _plain_geographic(file_crs):
@@ -495,7 +568,7 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
     if xy1d:
         raise NWPError(
             f"{label}: coordinates {ydim!r}/{xdim!r} look projected but the file gives no CRS "
-            "(no grid_mapping); pass nwp_crs (--nwp-crs), e.g. EPSG:2154"
+            f"(no grid_mapping); give it with {option('nwp_crs')}, e.g. EPSG:2154"
         )
     raise NWPError(
         f"{label}: no coordinates for dimensions {ydim!r}/{xdim!r} (need 1-D or 2-D "
@@ -503,12 +576,161 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
     )
 
 
+# --------------------------------------------------------------------------- wind frame
+def _sn(ds: xr.Dataset, names) -> set[str]:
+    return {str(ds[n].attrs.get("standard_name", "")) for n in names}
+
+
+def _regular_latlon(crs: CRS, lon_or_x: np.ndarray, lat_or_y: np.ndarray) -> bool:
+    """True on a latitude/longitude grid whose rows are parallels and columns meridians."""
+    if not _plain_geographic(crs):
+        return False
+    if lon_or_x.ndim == 1:
+        return True
+    return bool(
+        np.allclose(lat_or_y, lat_or_y[:, :1], rtol=0, atol=1e-6, equal_nan=True)
+        and np.allclose(lon_or_x, lon_or_x[:1, :], rtol=0, atol=1e-6, equal_nan=True)
+    )
+
+
+def _grib_flag(ds: xr.Dataset, names) -> int | None:
+    flags = {ds[n].attrs.get("GRIB_uvRelativeToGrid") for n in names} - {None}
+    if len(flags) != 1:
+        return None
+    try:
+        return int(flags.pop())
+    except (TypeError, ValueError):
+        return None
+
+
+def _resolve_frame(ds, names, kind, frame, regular, label) -> tuple[str, str]:
+    """``(frame, why)``: "earth" or "grid", and where that comes from."""
+    if frame is not None:
+        if frame not in WIND_FRAMES:
+            raise OptionError(
+                f"{option('nwp_wind_frame', frame)}: expected 'earth' (components relative to "
+                "true north) or 'grid' (relative to the NWP grid)"
+            )
+        return frame, f"{option('nwp_wind_frame', frame)}"
+    if kind == "sd":
+        return "earth", "speed and direction from true north"
+    # cfgrib names 10u/10v eastward_wind/northward_wind whatever the GRIB flag: flag first.
+    flag = _grib_flag(ds, names)
+    if flag is not None:
+        return ("grid" if flag else "earth"), f"GRIB uvRelativeToGrid={flag}"
+    sn = _sn(ds, names)
+    if sn == _EARTH_SN:
+        return "earth", "standard names eastward_wind/northward_wind"
+    if sn & _GRID_SN:
+        return "grid", "standard names x_wind/y_wind"
+    if "COSALPHA" in ds.variables and "SINALPHA" in ds.variables:
+        return "grid", "WRF output (COSALPHA/SINALPHA)"
+    if regular:
+        return "earth", "latitude/longitude grid: grid north is true north"
+    raise NWPError(
+        f"{label}: {names[0]!r}/{names[1]!r} may be relative to the NWP grid or to true north, "
+        "and the file does not say which (no standard_name eastward_wind/northward_wind, no "
+        "WRF COSALPHA/SINALPHA, no GRIB uvRelativeToGrid) on a grid whose north is not true "
+        f"north; say which with {option('nwp_wind_frame', 'earth')} or "
+        f"{option('nwp_wind_frame', 'grid')}"
+    )
+
+
+def _spatial_field(ds, name, ydim, xdim, label) -> xr.DataArray:
+    da = ds[name]
+    if not {ydim, xdim} <= set(da.dims):
+        raise NWPError(
+            f"{label}: {name} has dimensions {tuple(da.dims)}, expected ({ydim}, {xdim}) like "
+            "the wind; check the file"
+        )
+    da = da.isel({d: 0 for d in da.dims if d not in (ydim, xdim)})
+    return da.transpose(ydim, xdim).drop_vars(list(da.coords))
+
+
+def _grib_lambert_crs(attrs: dict) -> CRS | None:
+    """The Lambert conformal CRS of a cfgrib variable (``GRIB_gridType`` "lambert")."""
+    if attrs.get("GRIB_gridType") != "lambert":
+        return None
+    try:
+        return CRS.from_dict(
+            {
+                "proj": "lcc",
+                "lat_1": float(attrs["GRIB_Latin1InDegrees"]),
+                "lat_2": float(attrs["GRIB_Latin2InDegrees"]),
+                "lat_0": float(attrs["GRIB_LaDInDegrees"]),
+                "lon_0": float(attrs["GRIB_LoVInDegrees"]),
+                "R": 6371229.0,
+            }
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _to_earth(ds, u, v, names, ydim, xdim, lon_or_x, lat_or_y, crs, label):
+    """Rotate grid-relative components to earth-relative ones; ``(u, v, how)``."""
+    if "COSALPHA" in ds.variables and "SINALPHA" in ds.variables:
+        # WRF: u_earth = u cos(a) - v sin(a), v_earth = v cos(a) + u sin(a).
+        cos_a = _spatial_field(ds, "COSALPHA", ydim, xdim, label)
+        sin_a = _spatial_field(ds, "SINALPHA", ydim, xdim, label)
+        how = "grid-relative, rotated to true north with WRF's COSALPHA/SINALPHA"
+    elif _regular_latlon(crs, lon_or_x, lat_or_y):
+        return u, v, "grid-relative on a latitude/longitude grid (grid north is true north)"
+    else:
+        gcrs = _grib_lambert_crs(dict(ds[names[0]].attrs)) if lon_or_x.ndim == 2 else None
+        if gcrs is not None:
+            from pyproj import Proj
+
+            x, y = Proj(gcrs)(lon_or_x, lat_or_y, errcheck=False)
+            gamma = meridian_convergence(x, y, gcrs)
+            lov = ds[names[0]].attrs.get("GRIB_LoVInDegrees")
+            name = f"the GRIB Lambert projection (LoV {lov}°)"
+        elif lon_or_x.ndim == 1 and not crs.is_geographic:
+            gamma = meridian_convergence(lon_or_x[None, :], lat_or_y[:, None], crs)
+            name = f"{crs.name}"
+        else:
+            raise NWPError(
+                f"{label}: {names[0]!r}/{names[1]!r} are relative to the NWP grid, whose "
+                f"projection is unknown ({'rotated pole' if crs.is_derived else 'only 2-D latitude/longitude'}"
+                "); rotate them to eastward/northward wind first"
+            )
+        # grid -> earth by the meridian convergence (docs/method.md §4): a = -gamma in WRF's form.
+        rad = np.radians(np.asarray(gamma, dtype=np.float64))
+        cos_a = xr.DataArray(np.cos(rad), dims=(ydim, xdim))
+        sin_a = xr.DataArray(-np.sin(rad), dims=(ydim, xdim))
+        how = f"grid-relative, rotated to true north by the meridian convergence of {name}"
+    dtype = u.dtype if np.issubdtype(u.dtype, np.floating) else np.float64
+    cos_a = cos_a.astype(dtype)
+    sin_a = sin_a.astype(dtype)
+    u_e = u * cos_a - v * sin_a
+    v_e = v * cos_a + u * sin_a
+    return u_e.transpose(*u.dims), v_e.transpose(*v.dims), how
+
+
+def _speed_direction_to_uv(s: xr.DataArray, d: xr.DataArray, label: str):
+    """``u = -S sin D``, ``v = -S cos D`` (docs/method.md §4); calm wind (S = 0) gives 0, 0."""
+    units = " ".join(str(d.attrs.get("units", "degree")).strip().split()).lower()
+    if units in _DEGREE_UNITS:
+        rad = np.deg2rad(d)
+    elif units in _RADIAN_UNITS:
+        rad = d
+    else:
+        raise NWPError(
+            f"{label}: direction variable {d.name!r} has units {d.attrs.get('units')!r}, "
+            "expected degrees (clockwise from north, FROM direction); convert it first"
+        )
+    u = xr.where(s == 0, 0, -s * np.sin(rad))
+    v = xr.where(s == 0, 0, -s * np.cos(rad))
+    return u.astype(s.dtype), v.astype(s.dtype)
+
+
+# --------------------------------------------------------------------------- public
 def open_nwp(
     source,
     *,
     u_var: str | None = None,
     v_var: str | None = None,
     nwp_crs=None,
+    nwp_wind_frame: str | None = None,
     chunk_time: int | None = None,
 ) -> NWPWinds:
     """Open the 10 m wind of an NWP file (see the module docstring for the rules).
@@ -525,6 +747,10 @@ def open_nwp(
     nwp_crs : pyproj.CRS or str or int, optional
         CRS of the NWP coordinates, overriding what the file says; geographic → the
         latitude/longitude coordinates are used, projected → the 1-D x/y coordinates.
+    nwp_wind_frame : {"earth", "grid"}, optional
+        Frame of the components, overriding what the file says: "earth" (relative to true
+        north) or "grid" (relative to the NWP grid, rotated to true north here). Required
+        on a grid whose north is not true north when the file does not say.
     chunk_time : int, optional
         Time steps per dask chunk. Files are always opened lazily, with 24 steps per chunk
         by default; an in-memory Dataset is left as it is unless ``chunk_time`` is given.
@@ -532,20 +758,37 @@ def open_nwp(
     Returns
     -------
     NWPWinds
+        Earth-relative components.
 
     Raises
     ------
     NWPError
         Missing file, unrecognised format, no wind variables (the message lists the variables
-        found), no usable time or coordinates, units other than m/s, or grid-relative wind
-        on a projected grid.
+        found), no usable time or coordinates, units other than m/s, an unknown wind frame on
+        a projected or curvilinear grid, or grid-relative wind whose projection is unknown.
     MissingDependencyError
         A GRIB file without cfgrib installed.
     OptionError
-        Only one of ``u_var``/``v_var``, an unknown ``nwp_crs`` or a bad ``chunk_time``.
+        Only one of ``u_var``/``v_var``, an unknown ``nwp_crs`` or ``nwp_wind_frame``, or a
+        bad ``chunk_time``.
     """
-    if chunk_time is not None and (int(chunk_time) != chunk_time or chunk_time < 1):
-        raise OptionError(f"chunk_time={chunk_time!r}: expected a positive integer")
+    return _open_nwp(
+        source,
+        u_var=u_var,
+        v_var=v_var,
+        nwp_crs=nwp_crs,
+        nwp_wind_frame=nwp_wind_frame,
+        chunk_time=chunk_time,
+        rotate=True,
+    )
+
+
+def _open_nwp(source, *, u_var, v_var, nwp_crs, nwp_wind_frame, chunk_time, rotate) -> NWPWinds:
+    """:func:`open_nwp`; ``rotate=False`` returns the components as read (frame unchecked)."""
+    if chunk_time is not None and (
+        isinstance(chunk_time, bool) or int(chunk_time) != chunk_time or chunk_time < 1
+    ):
+        raise OptionError(f"{option('chunk_time', chunk_time)}: expected a positive integer")
     if isinstance(source, xr.Dataset):
         ds = source
         src = ds.encoding.get("source")
@@ -562,14 +805,16 @@ def open_nwp(
             f"NWP source of type {type(source).__name__}: expected a file path or an xarray.Dataset"
         )
 
-    un, vn = _pick_variables(ds, label, u_var, v_var)
+    un, vn, kind = _pick_variables(ds, label, u_var, v_var)
     u, v = ds[un], ds[vn]
-    for da in (u, v):
-        _check_units(da, label)
+    _check_units(u, label)
+    if kind == "uv":
+        _check_units(v, label)
     if u.dims != v.dims or u.shape != v.shape:
         raise NWPError(
             f"{label}: wind variables {un!r}{dict(u.sizes)} and {vn!r}{dict(v.sizes)} have "
-            "different dimensions; name matching components with u_var/v_var"
+            f"different dimensions; name matching components with {option('u_var')}/"
+            f"{option('v_var')}"
         )
 
     u = _flatten_time(ds, u, label, chunk_time)
@@ -583,18 +828,22 @@ def open_nwp(
     v = v.transpose("time", ydim, xdim)
 
     lon_or_x, lat_or_y, crs = _coordinates(ds, u, ydim, xdim, label, nwp_crs)
-    sn = {str(ds[n].attrs.get("standard_name", "")) for n in (un, vn)}
-    if sn & {"x_wind", "y_wind"} and not _plain_geographic(crs):
-        raise NWPError(
-            f"{label}: {un!r}/{vn!r} are grid-relative (standard_name x_wind/y_wind) on the "
-            f"{crs.name!r} grid; devine-onnx needs earth-relative eastward/northward wind: "
-            "rotate the components to true north first"
-        )
 
     # Keep only the time coordinate: 2-D lat/lon and scalar coords are carried separately.
     keep = {"time", ydim, xdim}
     u = u.drop_vars([c for c in u.coords if c not in keep])
     v = v.drop_vars([c for c in v.coords if c not in keep])
+    if kind == "sd":
+        u, v = _speed_direction_to_uv(u, v, label)
+    frame_note = "as read (frame not checked)"
+    if rotate:
+        regular = _regular_latlon(crs, lon_or_x, lat_or_y)
+        frame, why = _resolve_frame(ds, (un, vn), kind, nwp_wind_frame, regular, label)
+        if frame == "grid":
+            u, v, how = _to_earth(ds, u, v, (un, vn), ydim, xdim, lon_or_x, lat_or_y, crs, label)
+            frame_note = f"{how} ({why})"
+        else:
+            frame_note = f"earth-relative ({why})"
     if chunk_time is not None:
         chunks = {"time": int(chunk_time), ydim: -1, xdim: -1}
         u = u.chunk(chunks)
@@ -610,4 +859,5 @@ def open_nwp(
         u_name=un,
         v_name=vn,
         attrs=dict(ds.attrs),
+        wind_frame=frame_note,
     )

@@ -1,4 +1,4 @@
-"""Linear interpolation of NWP fields to the table grid with fixed Delaunay weights (METHOD §5).
+"""Linear interpolation of NWP fields to the table grid with fixed Delaunay weights (docs/method.md §5).
 
 :class:`RegridWeights` is a value object in the style of xESMF / pyresample: the weights are
 computed once (Delaunay triangulation of the NWP points projected into the table CRS, three
@@ -8,7 +8,7 @@ of time steps with three gathers and a weighted sum.
 
 Inside the convex hull of the NWP points the result equals
 ``scipy.interpolate.LinearNDInterpolator``; table pixels outside it get NaN (no
-extrapolation, METHOD §6.4).
+extrapolation, docs/method.md §6.4).
 """
 
 from __future__ import annotations
@@ -25,14 +25,22 @@ from pyproj import CRS, Transformer
 from scipy.spatial import Delaunay, QhullError
 
 from devine_onnx._version import __version__
-from devine_onnx.errors import InputFileError, NWPError, WeightsMismatchError
-from devine_onnx.io.atomic import atomic_output
+from devine_onnx.errors import (
+    DevineWarning,
+    InputFileError,
+    NWPError,
+    OutputError,
+    WeightsMismatchError,
+)
+from devine_onnx.io.atomic import atomic_output, check_writable
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "OutsideHullWarning",
     "RegridWeights",
+    "cache_file",
+    "check_weights_path",
     "crs_identity",
     "grid_fingerprint",
     "load_or_build",
@@ -46,10 +54,40 @@ FORMAT_VERSION = 1
 
 # Targets processed per block when computing barycentric weights (bounds temporary memory).
 _BLOCK = 1 << 20
+#: Suffixes of weights files (they are always NetCDF-4).
+WEIGHTS_SUFFIXES = (".nc", ".nc4")
 
 
-class OutsideHullWarning(UserWarning):
+class OutsideHullWarning(DevineWarning):
     """Some table pixels lie outside the convex hull of the NWP points: they get NaN."""
+
+
+def _warn_outside(n_out: int, n_target: int, where: str, stacklevel: int = 2) -> None:
+    """The one warning about table pixels outside the NWP grid (``where``: extents or file)."""
+    if n_out:
+        warnings.warn(
+            f"{n_out} of {n_target} table pixels ({100.0 * n_out / n_target:.2f}%) lie outside "
+            f"the NWP grid ({where}); they get NaN",
+            OutsideHullWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def check_weights_path(path: str | os.PathLike) -> Path:
+    """Refuse a weights output that is not a ``.nc`` file in a writable folder.
+
+    Raises
+    ------
+    OutputError
+        For another suffix (``w.zarr``...) or a missing/read-only folder.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in WEIGHTS_SUFFIXES:
+        raise OutputError(
+            f"{p}: regridding weights are written as NetCDF, not {p.suffix or 'without suffix'}; "
+            f"give a .nc name (e.g. {p.with_suffix('.nc').name})"
+        )
+    return check_writable(p)
 
 
 def crs_identity(crs) -> str:
@@ -272,6 +310,16 @@ class RegridWeights:
         """Number of targets outside the hull of the source points (NaN when applied)."""
         return int(self.n_target - np.count_nonzero(self.valid))
 
+    def warn_outside(self, where: str | None = None) -> None:
+        """Emit :class:`OutsideHullWarning` if some targets are outside the hull.
+
+        Parameters
+        ----------
+        where : str, optional
+            Said in parentheses (default: the weights file, or "in memory").
+        """
+        _warn_outside(self.n_outside, self.n_target, where or f"weights {self._label()}")
+
     def __repr__(self) -> str:
         return (
             f"RegridWeights(source_shape={self.source_shape}, target_shape={self.target_shape}, "
@@ -406,13 +454,11 @@ class RegridWeights:
                 f"{_extent(src_x, src_y)}, table spans {_extent(tx, ty)} (table CRS units); "
                 "use an NWP file whose domain contains the table"
             )
-        if warn and n_valid < n_tgt:
-            n_out = n_tgt - n_valid
-            warnings.warn(
-                f"{n_out} of {n_tgt} table pixels ({100.0 * n_out / n_tgt:.2f}%) lie outside "
-                f"the NWP grid (NWP {_extent(src_x, src_y)}, table {_extent(tx, ty)}); "
-                "they get NaN",
-                OutsideHullWarning,
+        if warn:
+            _warn_outside(
+                n_tgt - n_valid,
+                n_tgt,
+                f"NWP {_extent(src_x, src_y)}, table {_extent(tx, ty)}",
                 stacklevel=3,
             )
         return cls(
@@ -453,7 +499,7 @@ class RegridWeights:
             (``source_shape = (n,)``).
         src_crs : pyproj.CRS or str or int
             CRS of the NWP coordinates; WGS 84 (``"EPSG:4326"``) for ordinary lat/lon
-            files (the caller decides; METHOD §4).
+            files (the caller decides; docs/method.md §4).
         tgt_x, tgt_y : array_like
             1-D axes of the table grid (projected, CRS units), ``target_shape`` is
             ``(len(tgt_y), len(tgt_x))``.
@@ -680,7 +726,12 @@ class RegridWeights:
         source_shape: Sequence[int] | None = None,
         target_shape: Sequence[int] | None = None,
     ) -> bool:
-        """True if :meth:`validate` (same arguments) passes."""
+        """True if :meth:`validate` (same arguments) passes.
+
+        Fingerprints and shapes of grids given as to :meth:`from_grids` come from
+        :func:`source_grid_fingerprint`, :func:`source_grid_shape` and
+        :func:`target_grid_fingerprint`.
+        """
         try:
             self.validate(
                 source_fingerprint=source_fingerprint,
@@ -688,40 +739,6 @@ class RegridWeights:
                 source_shape=source_shape,
                 target_shape=target_shape,
             )
-        except WeightsMismatchError:
-            return False
-        return True
-
-    def check_grids(
-        self, src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, *, scattered=False
-    ) -> None:
-        """:meth:`validate` against grids given as to :meth:`from_grids`.
-
-        Parameters
-        ----------
-        src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered
-            As in :meth:`from_grids`.
-
-        Raises
-        ------
-        WeightsMismatchError
-            If the shapes or the fingerprints differ from the stored ones.
-        """
-        tx = np.asarray(tgt_x)
-        ty = np.asarray(tgt_y)
-        self.validate(
-            source_fingerprint=source_grid_fingerprint(
-                src_lon_or_x, src_lat_or_y, src_crs, scattered=scattered
-            ),
-            target_fingerprint=target_grid_fingerprint(tx, ty, tgt_crs),
-            source_shape=source_grid_shape(src_lon_or_x, src_lat_or_y, scattered=scattered),
-            target_shape=(ty.size, tx.size),
-        )
-
-    def matches_grids(self, *args, **kwargs) -> bool:
-        """True if :meth:`check_grids` (same arguments) passes."""
-        try:
-            self.check_grids(*args, **kwargs)
         except WeightsMismatchError:
             return False
         return True
@@ -810,13 +827,19 @@ class RegridWeights:
         Parameters
         ----------
         path : str or os.PathLike
-            Destination file.
+            Destination file, ``.nc`` (or ``.nc4``).
 
         Returns
         -------
         pathlib.Path
             ``path``.
+
+        Raises
+        ------
+        OutputError
+            Another suffix (weights are always NetCDF), or a missing or read-only folder.
         """
+        check_weights_path(path)
         ds = self.to_dataset()
         enc = {name: {"zlib": True, "complevel": 1} for name in ("indices", "weights", "valid")}
         enc["weights"]["_FillValue"] = None
@@ -910,8 +933,30 @@ def _target_points(tgt_x, tgt_y, target_shape: tuple[int, ...]):
     return tx.ravel(), ty.ravel()
 
 
+def cache_file(
+    cache_dir: str | os.PathLike, source_fingerprint: str, target_fingerprint: str
+) -> Path:
+    """Cached weights file of two grids: ``<cache_dir>/weights-<source fp>-<target fp>.nc``."""
+    return Path(cache_dir) / f"weights-{source_fingerprint}-{target_fingerprint}.nc"
+
+
+def _save_cache(weights: RegridWeights, path: Path) -> None:
+    """Write ``path`` under a unique temporary name first: concurrent runs may share a cache."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".nc", dir=path.parent)
+    os.close(fd)
+    try:
+        weights.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def load_or_build(
-    path: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
     src_lon_or_x,
     src_lat_or_y,
     src_crs,
@@ -922,43 +967,61 @@ def load_or_build(
     scattered: bool = False,
     warn: bool = True,
 ) -> RegridWeights:
-    """Load cached weights if they match the grids, else build them (and save them).
+    """Weights of two grids from the cache keyed on their fingerprints, else built and cached.
 
     Parameters
     ----------
-    path : str or os.PathLike or None
-        Cache file. If it exists and its fingerprints and shapes match the grids, it is
-        loaded; otherwise (missing, unreadable, or built for other grids) the weights are
-        built with :meth:`RegridWeights.from_grids` and written there atomically. ``None``:
-        build without caching.
-    src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered, warn
+    cache_dir : str or os.PathLike or None
+        Cache folder (created if needed). The weights live in :func:`cache_file`, named by the
+        fingerprints of both grids, so every NWP file on the same grid (every forecast of a
+        chain) reuses one file. A file there is used if its shapes and fingerprints match;
+        otherwise (missing, unreadable, other grids) the weights are built and written there
+        atomically. A cache that cannot be written gives a RuntimeWarning, not an error.
+        ``None``: build without caching.
+    src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered
         As in :meth:`RegridWeights.from_grids`.
+    warn : bool
+        Emit :class:`OutsideHullWarning` when some table pixels are outside the NWP grid
+        (also for cached weights).
 
     Returns
     -------
     RegridWeights
+        ``path`` is the cache file when cached.
     """
-    if path is not None and Path(path).is_file():
+    src_fp = source_grid_fingerprint(src_lon_or_x, src_lat_or_y, src_crs, scattered=scattered)
+    tx = np.asarray(tgt_x)
+    ty = np.asarray(tgt_y)
+    tgt_fp = target_grid_fingerprint(tx, ty, tgt_crs)
+    path = None if cache_dir is None else cache_file(cache_dir, src_fp, tgt_fp)
+    if path is not None and path.is_file():
         try:
             cached = RegridWeights.from_netcdf(path)
         except InputFileError:
             cached = None
-        if cached is not None and cached.matches_grids(
-            src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered=scattered
+        if cached is not None and cached.matches(
+            source_fingerprint=src_fp,
+            target_fingerprint=tgt_fp,
+            source_shape=source_grid_shape(src_lon_or_x, src_lat_or_y, scattered=scattered),
+            target_shape=(ty.size, tx.size),
         ):
-            if warn and cached.n_outside:
-                n_out, n_t = cached.n_outside, cached.n_target
-                warnings.warn(
-                    f"{n_out} of {n_t} table pixels ({100.0 * n_out / n_t:.2f}%) lie outside "
-                    f"the NWP grid (weights {path}); they get NaN",
-                    OutsideHullWarning,
-                    stacklevel=2,
-                )
+            if warn:
+                cached.warn_outside(f"cached weights {path}")
             return cached
     weights = RegridWeights.from_grids(
         src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered=scattered, warn=warn
     )
     if path is not None:
-        weights.to_netcdf(path)
-        weights.path = Path(path)
+        try:
+            _save_cache(weights, path)
+            weights.path = path
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is not fatal
+            text = str(exc).strip()
+            warnings.warn(
+                f"cannot cache the regridding weights in {path} "
+                f"({text.splitlines()[0] if text else type(exc).__name__}); continuing without "
+                "cache",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return weights

@@ -1,4 +1,4 @@
-"""Wind conventions: from-direction, calm wind, meridian convergence sign (METHOD §4)."""
+"""Wind conventions: from-direction, calm wind, meridian convergence sign (docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Applying a correction table (METHOD §4): index by FROM direction, alpha turns left."""
+"""Applying a correction table (docs/method.md §4): index by FROM direction, alpha turns left."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +13,14 @@ from devine_onnx.downscaling.conventions import (
     speed_dir_to_uv,
     uv_to_speed_dir,
 )
-from devine_onnx.downscaling.lookup import TableLookup, apply_table, downscale_uv
+from devine_onnx.downscaling.lookup import (
+    CoarseTableWarning,
+    TableLookup,
+    angular_step,
+    apply_table,
+    downscale_uv,
+    warn_if_coarse,
+)
 from devine_onnx.errors import OptionError, TableError
 
 NY, NX = 3, 4
@@ -370,3 +379,17 @@ def test_empty_time_axis():
     u = np.ones((0, 3, 4), dtype=np.float32)
     res = TableLookup(acc, 0 * acc).downscale_uv(u, u, 2.0)
     assert all(r.shape == (0, 3, 4) and r.dtype == np.float32 for r in res)
+
+
+def test_angular_step_and_coarse_warning():
+    assert angular_step(np.arange(360)) == 1.0
+    assert angular_step(np.arange(0, 360, 10)) == 10.0
+    assert angular_step([0, 90, 100, 350]) == 250.0  # the widest gap, circularly 100..350
+    assert angular_step([45]) == 360.0
+    with pytest.warns(CoarseTableWarning, match=r"t\.nc: 36 directions up to 10° apart"):
+        warn_if_coarse(np.arange(0, 360, 10), "nearest", "t.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_coarse(np.arange(0, 360, 10), "linear", "t.nc")
+        warn_if_coarse(np.arange(360), "nearest", "t.nc")
+    assert issubclass(CoarseTableWarning, UserWarning)

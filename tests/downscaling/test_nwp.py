@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 from pyproj import CRS
 
+from devine_onnx.downscaling.conventions import meridian_convergence, uv_to_speed_dir
 from devine_onnx.downscaling.nwp import NWPWinds, open_nwp
 from devine_onnx.errors import MissingDependencyError, NWPError, OptionError
 from devine_onnx.sample_data import sample_nwp
@@ -91,7 +92,7 @@ def test_flags_override_detection():
     nwp = open_nwp(ds, u_var="u100", v_var="v100")
     assert (nwp.u_name, nwp.v_name) == ("u100", "v100")
     np.testing.assert_allclose(nwp.u.values, 2 * ds["u10"].values)
-    with pytest.raises(OptionError, match="both u_var and v_var"):
+    with pytest.raises(OptionError, match=r"both u_var and v_var \(got only u_var='u100'\)"):
         open_nwp(ds, u_var="u100")
     with pytest.raises(NWPError, match="'nope' not found.*variables in the file: .*u10"):
         open_nwp(ds, u_var="nope", v_var="v10")
@@ -223,12 +224,23 @@ def test_two_dimensional_lat_lon():
             "lon": (("y", "x"), lon2, {"standard_name": "longitude", "units": "degrees_east"}),
         },
     )
-    nwp = open_nwp(ds)
+    # A curvilinear grid is a projected model's grid: are u/v relative to it? Say it.
+    with pytest.raises(NWPError, match="nwp_wind_frame='earth' or nwp_wind_frame='grid'"):
+        open_nwp(ds)
+    nwp = open_nwp(ds, nwp_wind_frame="earth")
     assert nwp.crs == CRS.from_epsg(4326)
     assert nwp.spatial_dims == ("y", "x")
     np.testing.assert_array_equal(nwp.lon_or_x, lon2)
     np.testing.assert_array_equal(nwp.lat_or_y, lat2)
+    np.testing.assert_array_equal(nwp.u.values, ds["u"].values)
     assert "lat" not in nwp.u.coords  # 2-D coordinates travel separately
+    # Its projection is unknown: grid-relative components cannot be rotated.
+    with pytest.raises(NWPError, match="projection is unknown"):
+        open_nwp(ds, nwp_wind_frame="grid")
+    # 2-D arrays of a regular lat/lon grid: grid north is true north, nothing to say.
+    lon_r, lat_r = np.meshgrid(LON, LAT)
+    reg = ds.assign_coords(lat=(("y", "x"), lat_r[:, :6]), lon=(("y", "x"), lon_r[:, :6]))
+    np.testing.assert_array_equal(open_nwp(reg).u.values, ds["u"].values)
 
 
 def _projected_ds():
@@ -248,34 +260,214 @@ def test_projected_xy_with_crs():
     ds = ds.rio.write_crs("EPSG:2154")
     ds["u"].attrs["grid_mapping"] = "spatial_ref"
     ds["v"].attrs["grid_mapping"] = "spatial_ref"
-    nwp = open_nwp(ds)
+    nwp = open_nwp(ds, nwp_wind_frame="earth")
     assert nwp.crs.to_epsg() == 2154
     np.testing.assert_array_equal(nwp.lon_or_x, x)
     np.testing.assert_array_equal(nwp.lat_or_y, y)
+    np.testing.assert_array_equal(nwp.u.values, ds["u"].values)
 
 
 def test_projected_xy_without_crs_needs_nwp_crs():
     ds, x, _ = _projected_ds()
-    with pytest.raises(NWPError, match="nwp_crs"):
+    with pytest.raises(NWPError, match="give it with nwp_crs, e.g. EPSG:2154"):
         open_nwp(ds)
-    nwp = open_nwp(ds, nwp_crs="EPSG:2154")
+    nwp = open_nwp(ds, nwp_crs="EPSG:2154", nwp_wind_frame="earth")
     assert nwp.crs.to_epsg() == 2154
     np.testing.assert_array_equal(nwp.lon_or_x, x)
+
+
+def test_projected_grid_without_wind_frame_is_refused():
+    """u/v on a projected grid, no standard names: earth- or grid-relative? Refused, one line."""
+    ds, _, _ = _projected_ds()
+    with pytest.raises(NWPError) as info:
+        open_nwp(ds, nwp_crs="EPSG:2154")
+    msg = str(info.value)
+    assert "\n" not in msg and "'u'/'v'" in msg
+    assert "nwp_wind_frame='earth' or nwp_wind_frame='grid'" in msg
+    with pytest.raises(OptionError, match="nwp_wind_frame='north': expected 'earth'"):
+        open_nwp(ds, nwp_crs="EPSG:2154", nwp_wind_frame="north")
+    # Earth-relative standard names say it.
+    ds["u"].attrs["standard_name"] = "eastward_wind"
+    ds["v"].attrs["standard_name"] = "northward_wind"
+    nwp = open_nwp(ds, nwp_crs="EPSG:2154")
+    np.testing.assert_array_equal(nwp.u.values, ds["u"].values)
+    assert "eastward_wind" in nwp.wind_frame
+
+
+@pytest.mark.parametrize("how", ["option", "standard_name"])
+def test_grid_relative_components_on_projected_grid_are_rotated(how):
+    """Grid-relative u/v are turned by the NWP projection's meridian convergence."""
+    ds, x, y = _projected_ds()
+    kw = {"nwp_wind_frame": "grid"}
+    if how == "standard_name":
+        ds["u"].attrs["standard_name"] = "x_wind"
+        ds["v"].attrs["standard_name"] = "y_wind"
+        kw = {}
+    nwp = open_nwp(ds, nwp_crs="EPSG:2154", **kw)
+    gamma = meridian_convergence(x[None, :], y[:, None], "EPSG:2154")
+    assert np.all((gamma > 2.0) & (gamma < 2.6))  # Lambert-93 around 6.15E
+    g = np.radians(gamma)
+    u, v = ds["u"].values, ds["v"].values
+    np.testing.assert_allclose(nwp.u.values, u * np.cos(g) + v * np.sin(g), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nwp.v.values, v * np.cos(g) - u * np.sin(g), rtol=1e-5, atol=1e-5)
+    # Same speed; the FROM direction from true north is the grid direction + gamma.
+    s0, d0 = uv_to_speed_dir(u, v)
+    s1, d1 = uv_to_speed_dir(nwp.u.values, nwp.v.values)
+    np.testing.assert_allclose(s1, s0, rtol=1e-5)
+    np.testing.assert_allclose(np.mod(d1 - d0 - gamma + 180, 360) - 180, 0, atol=1e-3)
+    assert "meridian convergence" in nwp.wind_frame
+
+
+def _wrf_ds(times_as="xtime"):
+    """A WRF-like wrfout: U10/V10 (Time, south_north, west_east), COSALPHA/SINALPHA, XLAT."""
+    ny, nx, nt = 3, 4, 2
+    jj, ii = np.meshgrid(np.arange(nx), np.arange(ny))
+    xlong = 6.0 + 0.03 * jj - 0.004 * ii  # curvilinear, as on a Lambert grid
+    xlat = 45.0 + 0.03 * ii + 0.004 * jj
+    cos_a = np.full((ny, nx), 0.8)
+    sin_a = np.full((ny, nx), 0.6)
+    cos_a[0, 0], sin_a[0, 0] = 0.6, -0.8
+    cos_a[2, 3], sin_a[2, 3] = 1.0, 0.0
+    shape = (nt, ny, nx)
+    dims = ("Time", "south_north", "west_east")
+    ds = xr.Dataset(
+        {
+            "U10": (dims, np.full(shape, 3.0, np.float32), {"units": "m s-1"}),
+            "V10": (dims, np.full(shape, 4.0, np.float32), {"units": "m s-1"}),
+            "COSALPHA": (dims, np.broadcast_to(cos_a, shape).astype(np.float32)),
+            "SINALPHA": (dims, np.broadcast_to(sin_a, shape).astype(np.float32)),
+        },
+        coords={
+            "XLAT": (dims, np.broadcast_to(xlat, shape)),
+            "XLONG": (dims, np.broadcast_to(xlong, shape)),
+        },
+    )
+    times = pd.date_range("2026-11-24", periods=nt, freq="h")
+    if times_as == "xtime":
+        ds = ds.assign_coords(XTIME=("Time", times))
+    else:
+        ds["Times"] = ("Time", np.array([t.strftime("%Y-%m-%d_%H:%M:%S") for t in times], "S19"))
+    return ds, times
+
+
+@pytest.mark.parametrize("times_as", ["xtime", "times"])
+def test_wrf_winds_rotated_with_cosalpha_sinalpha(tmp_path, times_as):
+    """WRF: u_earth = u cos(a) - v sin(a), v_earth = v cos(a) + u sin(a), by hand."""
+    ds, times = _wrf_ds(times_as)
+    path = tmp_path / "wrfout_d01.nc"
+    ds.to_netcdf(path)
+    nwp = open_nwp(path)
+    assert (nwp.u_name, nwp.v_name) == ("U10", "V10")
+    np.testing.assert_array_equal(nwp.time, times.values)
+    assert nwp.spatial_dims == ("south_north", "west_east")
+    np.testing.assert_array_equal(nwp.lat_or_y, ds["XLAT"].values[0])
+    u, v = nwp.u.values, nwp.v.values
+    # (3, 4) with cos 0.8, sin 0.6: (3*0.8 - 4*0.6, 4*0.8 + 3*0.6) = (0, 5)
+    np.testing.assert_allclose(u[:, 1, 1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(v[:, 1, 1], 5.0, rtol=1e-6)
+    # cos 0.6, sin -0.8: (3*0.6 + 4*0.8, 4*0.6 - 3*0.8) = (5, 0)
+    np.testing.assert_allclose(u[:, 0, 0], 5.0, rtol=1e-6)
+    np.testing.assert_allclose(v[:, 0, 0], 0.0, atol=1e-6)
+    # cos 1, sin 0: unchanged
+    np.testing.assert_allclose(u[:, 2, 3], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(v[:, 2, 3], 4.0, rtol=1e-6)
+    assert "COSALPHA" in nwp.wind_frame
+    # Said to be earth-relative already: not rotated.
+    np.testing.assert_array_equal(open_nwp(path, nwp_wind_frame="earth").u.values, 3.0)
+
+
+def _write_lambert_grib2(path, u, v, lat0=45.9, lon0=2.0, first=(45.0, 5.9)):
+    """Grid-relative (uvRelativeToGrid=1) 10 m winds on a GRIB2 Lambert grid (AROME-like)."""
+    eccodes = pytest.importorskip("eccodes")
+    ny, nx = u.shape
+    with open(path, "wb") as fh:
+        for short, field in (("10u", u), ("10v", v)):
+            h = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
+            try:
+                eccodes.codes_set(h, "gridDefinitionTemplateNumber", 30)  # Lambert conformal
+                keys = {
+                    "shortName": short,
+                    "Nx": nx,
+                    "Ny": ny,
+                    "latitudeOfFirstGridPointInDegrees": first[0],
+                    "longitudeOfFirstGridPointInDegrees": first[1],
+                    "LaDInDegrees": lat0,
+                    "LoVInDegrees": lon0,
+                    "Latin1InDegrees": lat0,
+                    "Latin2InDegrees": lat0,
+                    "DxInMetres": 2500,
+                    "DyInMetres": 2500,
+                    "iScansNegatively": 0,
+                    "jScansPositively": 1,
+                    "resolutionAndComponentFlags": 8,  # bit 5: u/v relative to the grid
+                    "bitsPerValue": 24,
+                }
+                for key, value in keys.items():
+                    eccodes.codes_set(h, key, value)
+                assert eccodes.codes_get(h, "uvRelativeToGrid") == 1
+                eccodes.codes_set_values(h, field.astype(float).ravel())
+                eccodes.codes_write(h, fh)
+            finally:
+                eccodes.codes_release(h)
+
+
+def test_grib_lambert_grid_relative_winds_are_rotated(tmp_path):
+    """AROME-style GRIB: cfgrib's GRIB_uvRelativeToGrid=1 on a Lambert grid."""
+    pytest.importorskip("cfgrib")
+    ny, nx = 6, 8
+    u = np.full((ny, nx), 3.0)
+    v = np.full((ny, nx), 4.0)
+    path = tmp_path / "arome.grib2"
+    _write_lambert_grib2(path, u, v)
+    nwp = open_nwp(path)
+    assert nwp.lon_or_x.shape == (ny, nx)
+    # Tangent Lambert cone: gamma = sin(lat0) (lon - lon0), > 0 east of lon0 = 2E.
+    gamma = np.sin(np.radians(45.9)) * (nwp.lon_or_x - 2.0)
+    assert np.all((gamma > 2.5) & (gamma < 3.5))
+    g = np.radians(gamma)
+    np.testing.assert_allclose(nwp.u.values[0], 3 * np.cos(g) + 4 * np.sin(g), rtol=1e-5)
+    np.testing.assert_allclose(nwp.v.values[0], 4 * np.cos(g) - 3 * np.sin(g), rtol=1e-5)
+    assert "uvRelativeToGrid=1" in nwp.wind_frame
+    # cfgrib calls them eastward_wind/northward_wind anyway; an explicit frame still wins.
+    np.testing.assert_allclose(open_nwp(path, nwp_wind_frame="earth").u.values, 3.0)
+
+
+def test_speed_and_direction_are_converted_to_components():
+    ds = _latlon_ds()
+    speed, direction = uv_to_speed_dir(ds["u10"].values, ds["v10"].values)
+    speed[0, 0, 0] = 0.0  # calm: direction NaN
+    direction[0, 0, 0] = np.nan
+    dims = ("time", "latitude", "longitude")
+    sd = xr.Dataset(
+        {
+            "ff": (dims, speed, {"standard_name": "wind_speed", "units": "m s-1"}),
+            "dd": (dims, direction, {"standard_name": "wind_from_direction", "units": "degree"}),
+        },
+        coords=ds.coords,
+    )
+    nwp = open_nwp(sd)
+    assert (nwp.u_name, nwp.v_name) == ("ff", "dd")
+    expected_u = ds["u10"].values.copy()
+    expected_v = ds["v10"].values.copy()
+    expected_u[0, 0, 0] = expected_v[0, 0, 0] = 0.0
+    np.testing.assert_allclose(nwp.u.values, expected_u, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nwp.v.values, expected_v, rtol=1e-5, atol=1e-5)
+    assert nwp.u.dtype == np.float32
+    # By name, in radians; other direction units are refused.
+    by_name = sd.rename(ff="wind_speed", dd="wind_from_direction")
+    by_name["wind_from_direction"] = by_name["wind_from_direction"].copy(data=np.radians(direction))
+    by_name["wind_from_direction"].attrs = {"units": "radian"}
+    np.testing.assert_allclose(open_nwp(by_name).v.values, expected_v, rtol=1e-5, atol=1e-5)
+    by_name["wind_from_direction"].attrs = {"units": "gradians"}
+    with pytest.raises(NWPError, match="units 'gradians', expected degrees"):
+        open_nwp(by_name)
 
 
 def test_nwp_crs_overrides_geographic_crs():
     nwp = open_nwp(_latlon_ds(), nwp_crs="EPSG:4258")
     assert nwp.crs.to_epsg() == 4258
-    with pytest.raises(OptionError, match="nwp_crs"):
+    with pytest.raises(OptionError, match="nwp_crs='not a crs': not a CRS"):
         open_nwp(_latlon_ds(), nwp_crs="not a crs")
-
-
-def test_grid_relative_components_on_projected_grid_are_refused():
-    ds, _, _ = _projected_ds()
-    ds["u"].attrs["standard_name"] = "x_wind"
-    ds["v"].attrs["standard_name"] = "y_wind"
-    with pytest.raises(NWPError, match="grid-relative"):
-        open_nwp(ds, nwp_crs="EPSG:2154")
 
 
 def test_units_other_than_m_per_s_are_refused():

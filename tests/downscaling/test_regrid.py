@@ -1,4 +1,4 @@
-"""Delaunay barycentric regridding weights (METHOD §5)."""
+"""Delaunay barycentric regridding weights (docs/method.md §5)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from scipy.interpolate import LinearNDInterpolator
 from devine_onnx.downscaling.regrid import (
     OutsideHullWarning,
     RegridWeights,
+    cache_file,
+    check_weights_path,
     grid_fingerprint,
     load_or_build,
     source_grid_fingerprint,
     source_grid_shape,
     target_grid_fingerprint,
 )
-from devine_onnx.errors import InputFileError, NWPError, WeightsMismatchError
+from devine_onnx.errors import InputFileError, NWPError, OutputError, WeightsMismatchError
 
 # A regular lat/lon grid around Grenoble (AROME-like spacing) and a Lambert-93 table grid.
 LON = np.linspace(5.6, 6.8, 25)
@@ -345,39 +347,79 @@ def test_apply_xarray_lazy(l93_weights):
         l93_weights.apply_xarray(da.isel(longitude=slice(1, None)), ("latitude", "longitude"))
 
 
-def test_load_or_build(tmp_path):
-    p = tmp_path / "cache.nc"
-    w1 = load_or_build(p, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+def test_load_or_build_keys_the_cache_on_both_grids(tmp_path):
+    cache = tmp_path / "cache"  # created on first use
+    w1 = load_or_build(cache, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+    p = cache_file(cache, w1.source_fingerprint, w1.target_fingerprint)
     assert p.is_file() and w1.path == p
+    assert [f.name for f in cache.iterdir()] == [p.name]  # no temporary file left
     mtime = p.stat().st_mtime_ns
-    w2 = load_or_build(p, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+    w2 = load_or_build(cache, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
     assert p.stat().st_mtime_ns == mtime  # loaded, not rebuilt
     np.testing.assert_array_equal(w2.weights, w1.weights)
-    # Another table grid: rebuilt and overwritten.
-    w3 = load_or_build(p, LON, LAT, "EPSG:4326", TX[:-1], TY, "EPSG:2154")
+    # Another table grid: another file, the first one is kept.
+    w3 = load_or_build(cache, LON, LAT, "EPSG:4326", TX[:-1], TY, "EPSG:2154")
     assert w3.target_shape == (TY.size, TX.size - 1)
-    assert RegridWeights.from_netcdf(p).target_shape == (TY.size, TX.size - 1)
-    # A corrupt cache file is rebuilt too.
+    assert len(list(cache.iterdir())) == 2 and p.stat().st_mtime_ns == mtime
+    # A corrupt cache file is rebuilt.
     p.write_text("garbage")
-    w4 = load_or_build(p, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+    w4 = load_or_build(cache, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
     assert RegridWeights.from_netcdf(p).target_fingerprint == w4.target_fingerprint
+    # No cache folder: built, nothing written.
+    assert load_or_build(None, LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154").path is None
 
 
-def test_check_grids(l93_weights):
+def test_load_or_build_warns_outside_once_from_cache_too(tmp_path):
+    tx = np.concatenate([TX, TX[-1] + 200_000.0 + TX[:5] - TX[0]])  # 5 columns far east
+    with pytest.warns(OutsideHullWarning, match=f"{5 * TY.size} of {tx.size * TY.size} table"):
+        load_or_build(tmp_path, LON, LAT, "EPSG:4326", tx, TY, "EPSG:2154")
+    with pytest.warns(OutsideHullWarning, match=r"lie outside the NWP grid \(cached weights"):
+        load_or_build(tmp_path, LON, LAT, "EPSG:4326", tx, TY, "EPSG:2154")
+
+
+def test_unwritable_cache_is_a_warning(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.warns(RuntimeWarning, match="cannot cache the regridding weights"):
+        w = load_or_build(blocker / "cache", LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+    assert w.path is None and w.n_target == TX.size * TY.size
+
+
+def test_matches_with_grid_fingerprints(l93_weights):
     w = l93_weights
     assert w.source_fingerprint == source_grid_fingerprint(LON, LAT, "EPSG:4326")
     assert w.target_fingerprint == target_grid_fingerprint(TX, TY, "EPSG:2154")
     assert source_grid_shape(LON, LAT) == (21, 25)
-    w.check_grids(LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
-    assert w.matches_grids(LON, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+    same = {
+        "source_fingerprint": source_grid_fingerprint(LON, LAT, "EPSG:4326"),
+        "target_fingerprint": target_grid_fingerprint(TX, TY, "EPSG:2154"),
+        "source_shape": (21, 25),
+        "target_shape": (30, 40),
+    }
+    w.validate(**same)
+    assert w.matches(**same)
     with pytest.raises(WeightsMismatchError, match=r"\(21, 25\).*\(21, 24\)"):
-        w.check_grids(LON[:-1], LAT, "EPSG:4326", TX, TY, "EPSG:2154")
+        w.validate(source_shape=source_grid_shape(LON[:-1], LAT))
     # Same shapes, shifted NWP grid: only the fingerprint tells.
-    assert not w.matches_grids(LON + 0.01, LAT, "EPSG:4326", TX, TY, "EPSG:2154")
-    assert not w.matches_grids(LON, LAT, "EPSG:4326", TX + 10, TY, "EPSG:2154")
+    assert not w.matches(source_fingerprint=source_grid_fingerprint(LON + 0.01, LAT, "EPSG:4326"))
+    assert not w.matches(target_fingerprint=target_grid_fingerprint(TX + 10, TY, "EPSG:2154"))
     glon, glat = np.meshgrid(LON, LAT)
     assert source_grid_shape(glon.ravel(), glat.ravel(), scattered=True) == (glon.size,)
     ws = RegridWeights.from_grids(
         glon.ravel(), glat.ravel(), "EPSG:4326", TX, TY, "EPSG:2154", scattered=True
     )
-    ws.check_grids(glon.ravel(), glat.ravel(), "EPSG:4326", TX, TY, "EPSG:2154", scattered=True)
+    assert ws.matches(
+        source_fingerprint=source_grid_fingerprint(
+            glon.ravel(), glat.ravel(), "EPSG:4326", scattered=True
+        ),
+        source_shape=(glon.size,),
+    )
+
+
+@pytest.mark.parametrize("name", ["w.zarr", "w.txt", "w"])
+def test_weights_are_written_as_nc_only(tmp_path, l93_weights, name):
+    with pytest.raises(OutputError, match=r"written as NetCDF.*give a \.nc name") as exc:
+        l93_weights.to_netcdf(tmp_path / name)
+    assert "\n" not in str(exc.value) and name in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+    assert check_weights_path(tmp_path / "w.nc") == tmp_path / "w.nc"
