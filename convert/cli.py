@@ -11,10 +11,14 @@ import typer
 
 from devine_onnx.errors import DevineError, MissingDependencyError
 
+from .readers import ConversionError
+
 CONVERT_HELP = """Convert the official DEVINE weights to a size-agnostic ONNX model.
 
 SRC is the official model folder (date_21_12_2021_name_simu_classic_all_low_epochs_0_model_UNet/,
 a Keras-2 SavedModel) or its weights.h5. σ is read from the dict_norm.csv next to SRC.
+A devine-torch model folder (model.pt, norm.json, info.yaml) is converted with PyTorch
+instead (pip install "devine-onnx[torch]") into a feature-network model.
 
 Example:
 
@@ -33,8 +37,48 @@ def _require_tensorflow() -> None:
         )
 
 
+def _require_torch() -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("torch", "onnx") if find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"converting a devine-torch model needs {', '.join(missing)}: install them with "
+            "pip install 'devine-onnx[torch]' (or pip install -e '.[torch]' in a checkout)"
+        )
+
+
+def _convert_torch(src, output, *, check, synthetic, fp16, trusted, quiet) -> None:
+    """``convert`` for a devine-torch model folder (model.pt + norm.json + info.yaml)."""
+    _require_torch()
+    from .torch_export import PARITY_TOLERANCE, convert_torch_model
+
+    report = convert_torch_model(
+        src, output, check=check, synthetic=synthetic, fp16=fp16, trusted=trusted
+    )
+    if quiet:
+        return
+    typer.echo(
+        f"wrote {report.output} (devine-torch model {report.model_id}, feature network, "
+        f"source sha256 {report.source_sha256[:12]}…)"
+    )
+    for (h, w), diff in report.parity.items():
+        typer.echo(f"  parity ONNX Runtime vs PyTorch on {h}x{w}: max |diff| = {diff:.2e} m/s")
+    if report.parity:
+        typer.echo(f"  parity check passed (tolerance {PARITY_TOLERANCE})")
+    if report.fp16_output is not None:
+        worst = max(report.fp16_error.values())
+        typer.echo(f"wrote {report.fp16_output} (fp16 vs fp32: max |diff| = {worst:.2e} m/s)")
+
+
 def convert_command(
-    src: Annotated[Path, typer.Argument(help="Official model folder or weights.h5.")],
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Official model folder or weights.h5, or a devine-torch model folder "
+            "(model.pt, norm.json, info.yaml)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")],
     std: Annotated[
         float | None, typer.Option(help="σ in metres (default: train_std of dict_norm.csv).")
@@ -50,8 +94,34 @@ def convert_command(
         typer.Option("--synthetic", help="Mark the model as untrained (demonstration models)."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    trusted_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="devine-torch: load a checkpoint holding Python objects (pickle); only for "
+            "files you trust.",
+        ),
+    ] = False,
 ) -> None:
     """Convert the official DEVINE weights to a size-agnostic ONNX model."""
+    from .torch_folder import is_torch_folder
+
+    if is_torch_folder(src):
+        if std is not None:
+            raise ConversionError(
+                f"--std {std}: only for the official DEVINE weights; a devine-torch model "
+                "takes its normalisation from norm.json"
+            )
+        _convert_torch(
+            src,
+            output,
+            check=check,
+            synthetic=synthetic,
+            fp16=fp16,
+            trusted=trusted_checkpoint,
+            quiet=quiet,
+        )
+        return
     _require_tensorflow()
     from .export import PARITY_TOLERANCE, convert_model
 

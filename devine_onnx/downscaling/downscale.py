@@ -1,4 +1,4 @@
-"""Downscale NWP wind with a correction table (METHOD §4-§5), streaming over time.
+"""Downscale NWP wind with a correction table (docs/method.md §4-§5), streaming over time.
 
 Pipeline for each chunk of ``chunk_time`` time steps:
 
@@ -42,17 +42,21 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx._version import __version__
-from devine_onnx.errors import InputFileError, OptionError, OutputError, TableError
+from devine_onnx.errors import DevineWarning, OptionError, OutputError, TableError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
 from devine_onnx.progress import progress_bar
 
 from . import lookup as _lookup
 from .conventions import meridian_convergence, uv_to_speed_dir
-from .nwp import NWPWinds, open_nwp
-from .regrid import OutsideHullWarning, RegridWeights, grid_fingerprint
+from .nwp import NWPWinds, _open_nwp
+from .regrid import RegridWeights, cache_file, check_weights_path, grid_fingerprint, load_or_build
+from .vertical import add_vertical, read_vertical, table_vertical, vertical_block
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "MAX_BLOCK_ELEMENTS",
+    "CoarsenRemainderWarning",
+    "NWPNaNWarning",
     "build_weights",
     "default_cache_dir",
     "downscale",
@@ -67,6 +71,16 @@ MAX_BLOCK_ELEMENTS = 1_000_000
 _OUTPUT_CHUNK_BYTES = 4 << 20
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 _ZARR_SUFFIXES = (".zarr",)
+#: Environment variable naming the weights cache folder (see :func:`default_cache_dir`).
+CACHE_DIR_ENV = "DEVINE_ONNX_CACHE_DIR"
+
+
+class NWPNaNWarning(DevineWarning):
+    """NaN in the NWP wind blanked output pixel-steps (the warning gives their number)."""
+
+
+class CoarsenRemainderWarning(DevineWarning):
+    """The table size is not a multiple of ``coarsen``: the last rows/columns are dropped."""
 
 
 # --------------------------------------------------------------------------- table
@@ -241,10 +255,13 @@ def _read_table_arrays(table: xr.Dataset, dtype=np.float32) -> tuple[np.ndarray,
 
 # --------------------------------------------------------------------------- weights
 def default_cache_dir() -> Path:
-    """User cache folder: ``$XDG_CACHE_HOME/devine-onnx`` or ``~/.cache/devine-onnx``.
+    """Per-user folder of cached regridding weights.
 
-    On Windows ``%LOCALAPPDATA%\\devine-onnx\\Cache``.
+    ``$DEVINE_ONNX_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/devine-onnx`` or
+    ``~/.cache/devine-onnx``; on Windows ``%LOCALAPPDATA%\\devine-onnx\\Cache``.
     """
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         return Path(os.environ["LOCALAPPDATA"]) / "devine-onnx" / "Cache"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -261,51 +278,40 @@ def _fingerprints(nwp: NWPWinds, table: xr.Dataset, crs: CRS) -> tuple[str, str]
     return src, tgt
 
 
-def weights_cache_path(
-    nwp: NWPWinds, table: xr.Dataset, *, output=None, cache_dir=None
-) -> Path | None:
-    """Where :func:`downscale` caches the regridding weights.
-
-    ``cache_dir`` given: ``<cache_dir>/weights-<nwp fingerprint>-<table fingerprint>.nc``;
-    else with an ``output``: ``<output folder>/<output stem>.weights.nc``; else the same
-    fingerprint-keyed name in :func:`default_cache_dir`. ``cache_dir=False``: no cache (None).
-    """
+def _cache_folder(cache_dir) -> Path | None:
     if cache_dir is False:
         return None
-    if cache_dir is None and output is not None:
-        out = Path(output)
-        return out.with_name(out.stem + ".weights.nc")
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    src, tgt = _fingerprints(nwp, table, table_crs(table))
-    return folder / f"weights-{src}-{tgt}.nc"
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
-def _warn_outside(w: RegridWeights, where: str) -> None:
-    if w.n_outside:
-        n_out, n_t = w.n_outside, w.n_target
-        warnings.warn(
-            f"{n_out} of {n_t} table pixels ({100.0 * n_out / n_t:.2f}%) lie outside the NWP "
-            f"grid ({where}); they get NaN",
-            OutsideHullWarning,
-            stacklevel=3,
-        )
+def weights_cache_path(nwp: NWPWinds, table: xr.Dataset, *, cache_dir=None) -> Path | None:
+    """Where :func:`downscale` caches the regridding weights of an NWP grid and a table.
+
+    ``<folder>/weights-<nwp grid fingerprint>-<table grid fingerprint>.nc``, with the folder
+    ``cache_dir``, or :func:`default_cache_dir` when None: every forecast on the same NWP
+    grid shares one file, whatever the output is called. ``cache_dir=False``: no cache
+    (None).
+    """
+    folder = _cache_folder(cache_dir)
+    if folder is None:
+        return None
+    return cache_file(folder, *_fingerprints(nwp, table, table_crs(table)))
 
 
-def _build(nwp: NWPWinds, table: xr.Dataset, crs: CRS) -> RegridWeights:
-    return RegridWeights.from_grids(
-        nwp.lon_or_x,
-        nwp.lat_or_y,
-        nwp.crs,
-        np.asarray(table["x"].values, dtype=np.float64),
-        np.asarray(table["y"].values, dtype=np.float64),
-        crs,
-    )
-
-
-def _as_nwp(nwp, *, nwp_crs=None, u_var=None, v_var=None, chunk_time=None) -> NWPWinds:
+def _as_nwp(
+    nwp, *, nwp_crs=None, u_var=None, v_var=None, chunk_time=None, nwp_wind_frame=None, rotate=True
+) -> NWPWinds:
     if isinstance(nwp, NWPWinds):
         return nwp
-    return open_nwp(nwp, u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, chunk_time=chunk_time)
+    return _open_nwp(
+        nwp,
+        u_var=u_var,
+        v_var=v_var,
+        nwp_crs=nwp_crs,
+        nwp_wind_frame=nwp_wind_frame,
+        chunk_time=chunk_time,
+        rotate=rotate,
+    )
 
 
 def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
@@ -320,65 +326,64 @@ def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
     nwp_crs : optional
         CRS of the NWP coordinates (see :func:`~devine_onnx.downscaling.nwp.open_nwp`).
     output : str or os.PathLike, optional
-        NetCDF file to save the weights to (written atomically).
+        NetCDF file (``.nc``) to save the weights to (written atomically).
 
     Returns
     -------
     RegridWeights
+        Pass it (or the file) to :func:`downscale` as ``weights``.
 
     Raises
     ------
+    OutputError
+        An output that is not ``.nc``, or whose folder is missing or read-only (checked
+        before any work).
     NWPError
         If the NWP grid does not cover the table at all (a warning,
         :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning`, if only part of it).
     """
-    nwp = _as_nwp(nwp, nwp_crs=nwp_crs)
+    if output is not None:
+        check_weights_path(output)
+    # Only the grid is read: the wind frame does not matter here.
+    nwp = _as_nwp(nwp, nwp_crs=nwp_crs, rotate=False)
     tbl = open_table(table)
-    weights = _build(nwp, tbl, table_crs(tbl))
+    weights = RegridWeights.from_grids(
+        nwp.lon_or_x,
+        nwp.lat_or_y,
+        nwp.crs,
+        np.asarray(tbl["x"].values, dtype=np.float64),
+        np.asarray(tbl["y"].values, dtype=np.float64),
+        table_crs(tbl),
+    )
     if output is not None:
         weights.to_netcdf(output)
         weights.path = Path(output)
     return weights
 
 
-def _resolve_weights(weights, nwp, tbl, crs, *, output, cache_dir) -> RegridWeights:
-    src_fp, tgt_fp = _fingerprints(nwp, tbl, crs)
-    target_shape = (tbl.sizes["y"], tbl.sizes["x"])
-    check = {
-        "source_fingerprint": src_fp,
-        "target_fingerprint": tgt_fp,
-        "source_shape": nwp.source_shape,
-        "target_shape": target_shape,
-    }
+def _resolve_weights(weights, nwp, tbl, crs, *, cache_dir) -> RegridWeights:
+    """Weights given (checked against the grids), else cached or built by ``load_or_build``."""
     if weights is not None:
         if not isinstance(weights, RegridWeights):
             weights = RegridWeights.from_netcdf(weights)
-        weights.validate(**check)
-        _warn_outside(weights, f"weights {weights.path or 'given'}")
+        src_fp, tgt_fp = _fingerprints(nwp, tbl, crs)
+        weights.validate(
+            source_fingerprint=src_fp,
+            target_fingerprint=tgt_fp,
+            source_shape=nwp.source_shape,
+            target_shape=(tbl.sizes["y"], tbl.sizes["x"]),
+        )
+        weights.warn_outside()
         return weights
-    path = weights_cache_path(nwp, tbl, output=output, cache_dir=cache_dir)
-    if path is not None and path.is_file():
-        try:
-            cached = RegridWeights.from_netcdf(path)
-        except InputFileError:
-            cached = None
-        if cached is not None and cached.matches(**check):
-            _warn_outside(cached, f"cached weights {path}")
-            return cached
-    built = _build(nwp, tbl, crs)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            built.to_netcdf(path)
-            built.path = path
-        except (OSError, OutputError) as exc:
-            warnings.warn(
-                f"cannot cache the regridding weights in {path} ({_first_line(exc)}); "
-                "continuing without cache",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-    return built
+    return load_or_build(
+        _cache_folder(cache_dir),
+        nwp.lon_or_x,
+        nwp.lat_or_y,
+        nwp.crs,
+        np.asarray(tbl["x"].values, dtype=np.float64),
+        np.asarray(tbl["y"].values, dtype=np.float64),
+        crs,
+    )
 
 
 # --------------------------------------------------------------------------- kernel
@@ -394,7 +399,43 @@ def _block_mean(a: np.ndarray, n: int) -> np.ndarray:
     return mean.astype(a.dtype, copy=False)
 
 
-def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
+class _NaNCount:
+    """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run."""
+
+    def __init__(self, acc: np.ndarray, alpha: np.ndarray):
+        self._tables = (acc, alpha)
+        self._has_data: np.ndarray | None = None
+        self.blanked = 0
+        self.steps = 0
+
+    def has_data(self) -> np.ndarray:
+        """``(ny, nx)`` True where the table has values for some direction (computed once)."""
+        if self._has_data is None:
+            acc, alpha = self._tables
+            self._has_data = (np.isfinite(acc) & np.isfinite(alpha)).any(axis=0)
+        return self._has_data
+
+    def add(self, ur, vr, w: RegridWeights, coarsen, out_u) -> None:
+        """Count the pixel-steps of ``out_u`` that are NaN because ``ur``/``vr`` are."""
+        hit = np.isnan(ur) | np.isnan(vr)
+        hit &= (w.valid.reshape(w.target_shape) & self.has_data())[None]
+        if coarsen:
+            hit = _block_any(hit, coarsen) & np.isnan(out_u)
+        n = hit.reshape(hit.shape[0], -1).sum(axis=1)
+        self.blanked += int(n.sum())
+        self.steps += int(np.count_nonzero(n))
+
+
+def _block_any(a: np.ndarray, n: int) -> np.ndarray:
+    """Any over n x n blocks of the last two axes (trimmed like :func:`_block_mean`)."""
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
+    return b.any(axis=(-3, -1))
+
+
+def _downscale_block(
+    u, v, acc, alpha, params, nan_count=None, vertical=None
+) -> tuple[np.ndarray, ...]:
     """Downscale one chunk of NWP wind: regrid, lookup, optional coarsening.
 
     Parameters
@@ -405,11 +446,17 @@ def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
     acc, alpha : numpy.ndarray
         ``(n_angles, ny, nx)`` table.
     params : _KernelParams
+    nan_count : _NaNCount, optional
+        Counts the output pixel-steps that NaN in ``u``/``v`` blanked (checked only when the
+        NWP chunk has NaN).
+    vertical : numpy.ndarray, optional
+        ``(n_angles, ny, nx)`` table of w / inflow speed: adds ``upward_air_velocity``.
 
     Returns
     -------
     tuple of numpy.ndarray
-        ``(speed, from_dir, u_out, v_out)``, float32, shape ``(..., ny_out, nx_out)``.
+        ``(speed, from_dir, u_out, v_out)`` (and ``w_out`` with ``vertical``), float32, shape
+        ``(..., ny_out, nx_out)``.
     """
     w: RegridWeights = params.weights
     nsrc = len(w.source_shape)
@@ -423,6 +470,10 @@ def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
     outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(4))
     table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
     step = max(1, MAX_BLOCK_ELEMENTS // max(1, w.n_target))
+    # NaN in the (small) NWP chunk: count what it blanks in the output.
+    count = (
+        nan_count if nan_count is not None and (np.isnan(u).any() or np.isnan(v).any()) else None
+    )
     for a in range(0, n, step):
         b = min(n, a + step)
         ur = w.apply(np.asarray(u[a:b], dtype=np.float32))
@@ -430,15 +481,22 @@ def _downscale_block(u, v, acc, alpha, params) -> tuple[np.ndarray, ...]:
         if not params.coarsen:
             # Straight into the outputs: no result arrays to allocate and copy.
             table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs))
+            if count is not None:
+                count.add(ur, vr, w, None, outs[2][a:b])
             continue
         _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
-        del ur, vr
         uo = _block_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
         vo = _block_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
+        if count is not None:
+            count.add(ur, vr, w, params.coarsen, uo)
+        del ur, vr
         speed, dirs = uv_to_speed_dir(uo, vo)
         for o, r in zip(outs, (speed, dirs, uo, vo), strict=True):
             o[a:b] = r
-    return tuple(o.reshape(lead + out_shape) for o in outs)
+    result = tuple(o.reshape(lead + out_shape) for o in outs)
+    if vertical is not None:
+        result += (vertical_block(u, v, vertical, params).reshape(lead + out_shape),)
+    return result
 
 
 class _KernelParams:
@@ -459,8 +517,8 @@ class _BlockKernel:
     def __init__(self, params: _KernelParams):
         self.params = params
 
-    def __call__(self, u, v, acc, alpha):
-        return _downscale_block(u, v, acc, alpha, self.params)
+    def __call__(self, u, v, acc, alpha, vertical=None):
+        return _downscale_block(u, v, acc, alpha, self.params, vertical=vertical)
 
 
 # --------------------------------------------------------------------------- layout
@@ -560,19 +618,28 @@ class _Layout:
         )
         attrs = {
             "Conventions": "CF-1.8",
-            "title": "DEVINE downscaled wind",
+            "title": "Downscaled wind (" + str(tattrs.get("engine_title", "DEVINE")) + ")",
             "source": str(nwp.source),
             "table_source": table_name,
             "table_model_sha256": str(tattrs.get("model_sha256", "unknown")),
+            # Which engine built the table (devine, micromet, features), and what to cite.
+            "table_engine": str(tattrs.get("engine", "devine")),
+            "table_engine_title": str(tattrs.get("engine_title", "")),
+            "table_engine_citation": str(tattrs.get("engine_citation", "")),
             "software": f"devine-onnx {__version__}",
             "history": (
                 f"{now}: devine-onnx {__version__} downscale {nwp.source} "
                 f"(variables {nwp.u_name}/{nwp.v_name}) with table {table_name} ({options})"
             ),
-            "references": "Le Toumelin et al. 2023, AIES, doi:10.1175/AIES-D-22-0034.1",
+            "references": str(
+                tattrs.get("engine_citation")
+                or "Le Toumelin et al. 2023, AIES, doi:10.1175/AIES-D-22-0034.1"
+            ),
         }
         if "valid_radius" in tattrs:
             attrs["table_valid_radius"] = tattrs["valid_radius"]
+        if nwp.wind_frame:
+            attrs["nwp_wind_frame"] = f"NWP components: {nwp.wind_frame}"
         if grid_relative:
             attrs["wind_frame"] = (
                 "grid-relative: x_wind/y_wind and wind_from_direction refer to the grid "
@@ -628,7 +695,7 @@ class _MemoryWriter:
     def __init__(self, layout: _Layout):
         self.layout = layout
         self.arrays = [
-            np.empty((layout.n_times,) + layout.shape, dtype=np.float32) for _ in range(4)
+            np.empty((layout.n_times,) + layout.shape, dtype=np.float32) for _ in layout.names
         ]
 
     def write(self, a, b, outs):
@@ -799,28 +866,67 @@ def _output_kind(output) -> str:
     )
 
 
-def _check_options(chunk_time, coarsen, angular_interpolation) -> None:
-    if isinstance(chunk_time, bool) or int(chunk_time) != chunk_time or chunk_time < 1:
-        raise OptionError(f"chunk_time={chunk_time!r}: expected a positive integer")
-    if coarsen is not None and (
-        isinstance(coarsen, bool) or int(coarsen) != coarsen or coarsen < 1
-    ):
-        raise OptionError(f"coarsen={coarsen!r}: expected a positive integer (block size)")
+def _is_int(value, low: int, high: int | None = None) -> bool:
+    return (
+        isinstance(value, int | np.integer)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    )
+
+
+def _check_options(chunk_time, coarsen, angular_interpolation, complevel=1) -> None:
+    if not _is_int(chunk_time, 1):
+        raise OptionError(f"{option('chunk_time', chunk_time)}: expected a positive integer")
+    if coarsen is not None and not _is_int(coarsen, 1):
+        raise OptionError(
+            f"{option('coarsen', coarsen)}: expected a positive integer (block size in pixels)"
+        )
     if angular_interpolation not in _lookup.METHODS:
         raise OptionError(
-            f"angular_interpolation={angular_interpolation!r}: use one of "
+            f"{option('angular_interpolation', angular_interpolation)}: use one of "
             f"{', '.join(_lookup.METHODS)}"
         )
+    if not _is_int(complevel, 0, 9):
+        raise OptionError(
+            f"{option('complevel', complevel)}: expected an integer from 0 (none) to 9"
+        )
+
+
+def _warn_coarsen_remainder(coarsen: int, ny: int, nx: int) -> None:
+    """Say which rows/columns block averaging drops (they do not fill a whole block)."""
+    ry, rx = ny % coarsen, nx % coarsen
+    if not (ry or rx):
+        return
+    common = [d for d in range(2, min(ny, nx) + 1) if ny % d == 0 and nx % d == 0][:6]
+    hint = (
+        f"use a block size dividing both ({', '.join(map(str, common))})"
+        if common
+        else "no block size > 1 divides both"
+    )
+    left = [
+        f"{r} {what}{'' if r == 1 else 's'} ({side})"
+        for r, what, side in ((ry, "row", "south"), (rx, "column", "east"))
+        if r
+    ]
+    warnings.warn(
+        f"{option('coarsen', coarsen)}: the table's {ny} x {nx} pixels are not whole blocks: "
+        f"the last {' and '.join(left)} {'is' if ry + rx == 1 else 'are'} left out of the "
+        f"output; {hint} to keep every pixel",
+        CoarsenRemainderWarning,
+        stacklevel=3,
+    )
 
 
 def downscale(
     wind,
-    table,
+    table=None,
     *,
     output=None,
     u_var: str | None = None,
     v_var: str | None = None,
     nwp_crs=None,
+    nwp_wind_frame: str | None = None,
     weights=None,
     cache_dir=None,
     chunk_time: int = 24,
@@ -829,14 +935,20 @@ def downscale(
     angular_interpolation: str = "nearest",
     complevel: int = 1,
     quiet: bool = False,
+    model=None,
+    per_step: bool = False,
+    dem=None,
+    device: str = "auto",
+    coarse_cell: float | None = None,
 ) -> xr.Dataset:
-    """Downscale NWP wind with a correction table.
+    """Downscale NWP wind with a correction table (or, ``per_step``, a feature network).
 
     Parameters
     ----------
     wind : str, os.PathLike, xarray.Dataset or NWPWinds
-        NWP wind: NetCDF/Zarr/GRIB file or Dataset (see :func:`~devine_onnx.downscaling.nwp.open_nwp`).
-        Earth-relative components unless ``grid_relative``.
+        NWP wind: NetCDF/Zarr/GRIB file or Dataset (see :func:`~devine_onnx.downscaling.nwp.open_nwp`):
+        components (grid-relative ones are rotated to true north first), or speed and
+        direction. Taken as they are with ``grid_relative``.
     table : str, os.PathLike or xarray.Dataset
         Correction table (see :func:`open_table`).
     output : str or os.PathLike, optional
@@ -844,29 +956,35 @@ def downscale(
         ``<output>.partial`` and renamed when complete (no file carries the final name after
         a failure). None: return the result (lazy if the NWP input is dask-backed, which is
         the case for any file path; in memory otherwise).
-    u_var, v_var, nwp_crs
-        See :func:`~devine_onnx.downscaling.nwp.open_nwp`.
+    u_var, v_var, nwp_crs, nwp_wind_frame
+        See :func:`~devine_onnx.downscaling.nwp.open_nwp`. ``nwp_wind_frame`` ("earth" or
+        "grid") is required for a projected or curvilinear NWP grid whose file does not say
+        whether its components are relative to true north or to the grid.
     weights : RegridWeights or str or os.PathLike, optional
         Regridding weights (object or file). They must have been built for these grids,
         else :class:`~devine_onnx.errors.WeightsMismatchError`. None: loaded from the cache
         if a matching file is there, else built and cached (see :func:`weights_cache_path`).
     cache_dir : str or os.PathLike or False, optional
-        Folder for cached weights (key: fingerprints of both grids). Default: next to the
-        output as ``<output stem>.weights.nc``, or :func:`default_cache_dir` without output.
-        ``False`` disables caching.
+        Folder for cached weights, one file per pair of grids named by their fingerprints,
+        so that every forecast on the same NWP grid reuses it whatever the output is
+        called. Default: :func:`default_cache_dir` (``$DEVINE_ONNX_CACHE_DIR``, else the
+        user cache folder). ``False`` disables caching.
     chunk_time : int
         Time steps read, processed and written at once (memory scales with it, not with the
         length of the series). File inputs are read in dask chunks of this size.
     coarsen : int, optional
-        Block-average ``u`` and ``v`` over ``coarsen x coarsen`` pixels (incomplete blocks at
-        the east/south edges are trimmed; NaN pixels are ignored, a block with no data is
-        NaN), then recompute speed and direction; ``x``/``y`` become the block centres.
+        Block-average ``u`` and ``v`` over ``coarsen x coarsen`` pixels (NaN pixels are
+        ignored, a block with no data is NaN), then recompute speed and direction; ``x``/``y``
+        become the block centres. Incomplete blocks at the east/south edges are left out,
+        with a :class:`CoarsenRemainderWarning` saying how many rows and columns.
     grid_relative : bool
         Treat the NWP components as relative to the table's grid north (no meridian
         convergence rotation) and write ``x_wind``/``y_wind`` and a direction from grid
         north.
     angular_interpolation : {"nearest", "linear"}
         Table lookup between directions (see :class:`~devine_onnx.downscaling.lookup.TableLookup`).
+        "nearest" on a table whose directions are more than 1° apart gives a
+        :class:`~devine_onnx.downscaling.lookup.CoarseTableWarning`.
     complevel : int
         Deflate level (0-9) of ``.nc`` outputs, stored with HDF5's standard shuffle + deflate
         filters (readable by any netCDF-4/HDF5 tool). 1-3 are compressed with ISA-L where
@@ -875,6 +993,12 @@ def downscale(
         larger. Ignored for ``.zarr``.
     quiet : bool
         No progress bar.
+    model, per_step, dem, device, coarse_cell
+        ``per_step=True``: no table; a devine-torch feature network (``model``, converted
+        with ``devine-onnx convert``) runs once per time step on the features of ``dem``
+        (with its 2-cell frame) for the local wind direction, on ``device``; see
+        :func:`~devine_onnx.downscaling.per_step.downscale_per_step`. The output then also
+        has ``upward_air_velocity``.
 
     Returns
     -------
@@ -892,16 +1016,43 @@ def downscale(
 
         NaN outside the NWP grid's hull (with an
         :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning` giving the count) and where the
-        table has no data. With ``output``, the written file opened lazily.
+        table has no data. NaN in the NWP wind blanks the output pixels around it: with an
+        ``output`` or an in-memory result, one :class:`NWPNaNWarning` gives the number of
+        output pixel-steps blanked (not counted for a lazy result). With ``output``, the
+        written file opened lazily.
 
     Raises
     ------
     NWPError, TableError, WeightsMismatchError, OutputError, OptionError
         One-line messages naming the file or option.
     """
-    _check_options(chunk_time, coarsen, angular_interpolation)
-    if not (isinstance(complevel, int | np.integer) and 0 <= complevel <= 9):
-        raise OptionError(f"--complevel {complevel!r}: expected an integer from 0 (none) to 9")
+    if per_step or model is not None or dem is not None:
+        if not per_step or table is not None:
+            raise OptionError(
+                "per-step downscaling (per_step=True / --per-step) takes a feature-network "
+                "model and the DEM instead of a table; table mode takes only the table"
+            )
+        from .per_step import downscale_per_step
+
+        if angular_interpolation != "nearest":
+            raise OptionError("angular_interpolation applies to tables, not to per-step mode")
+        return downscale_per_step(
+            wind, dem, model, output=output, u_var=u_var, v_var=v_var, nwp_crs=nwp_crs,
+            nwp_wind_frame=nwp_wind_frame, weights=weights, cache_dir=cache_dir,
+            chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
+            complevel=complevel, quiet=quiet, device=device, coarse_cell=coarse_cell,
+        )  # fmt: skip
+    if table is None:
+        raise OptionError(
+            "no correction table: give one (--table), or use per-step mode with a "
+            "feature-network model and the DEM (--per-step -m MODEL --dem DEM)"
+        )
+    _check_options(chunk_time, coarsen, angular_interpolation, complevel)
+    if grid_relative and nwp_wind_frame is not None:
+        raise OptionError(
+            f"{option('grid_relative')} takes the NWP components as they are (relative to the "
+            f"table's grid north): do not combine it with {option('nwp_wind_frame')}"
+        )
     chunk_time = int(chunk_time)
     coarsen = int(coarsen) if coarsen not in (None, 1) else None
     kind = _output_kind(output) if output is not None else None
@@ -917,12 +1068,21 @@ def downscale(
         u_var=u_var,
         v_var=v_var,
         chunk_time=chunk_time if is_path else None,
+        nwp_wind_frame=nwp_wind_frame,
+        rotate=not grid_relative,
     )
     ny, nx = tbl.sizes["y"], tbl.sizes["x"]
     if coarsen and (coarsen > ny or coarsen > nx):
-        raise OptionError(f"coarsen={coarsen}: larger than the table ({ny} x {nx} pixels)")
+        raise OptionError(
+            f"{option('coarsen', coarsen)}: larger than the table ({ny} x {nx} pixels); give "
+            "a smaller block size"
+        )
+    if coarsen:
+        _warn_coarsen_remainder(coarsen, ny, nx)
+    table_label = str(tbl.encoding.get("source") or "correction table (in memory)")
+    _lookup.warn_if_coarse(tbl["angle"].values, angular_interpolation, label=table_label)
 
-    w = _resolve_weights(weights, nwp, tbl, crs, output=output, cache_dir=cache_dir)
+    w = _resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
     gamma = None
     if not grid_relative:
         x = np.asarray(tbl["x"].values, dtype=np.float64)
@@ -937,6 +1097,8 @@ def downscale(
         chunk_time=chunk_time,
         method=angular_interpolation,
     )
+    if table_vertical(tbl):
+        add_vertical(layout)  # upward_air_velocity = vertical[k] * speed
     params = _KernelParams(
         w, tbl["angle"].values, gamma, angular_interpolation, coarsen, layout.shape
     )
@@ -945,11 +1107,13 @@ def downscale(
         return _lazy(nwp, tbl, params, layout)
 
     acc, alpha = _read_table_arrays(tbl)
+    vertical = read_vertical(tbl)
     if not isinstance(table, xr.Dataset):
         tbl.close()  # we opened it: release the file and its HDF5 chunk caches
     if output is None:
         writer = _MemoryWriter(layout)
-        _stream(nwp, acc, alpha, params, writer, chunk_time, quiet)
+        nan_count = _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical)
+        _warn_nan(nan_count, nwp, layout.shape)
         return writer.result()
     with atomic_output(output) as tmp:
         writer = (
@@ -958,10 +1122,11 @@ def downscale(
             else _ZarrWriter(tmp, layout, label=output)
         )
         try:
-            _stream(nwp, acc, alpha, params, writer, chunk_time, quiet)
+            nan_count = _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical)
         finally:
             writer.close()
-    del acc, alpha
+    del acc, alpha, vertical
+    _warn_nan(nan_count, nwp, layout.shape)
     if kind == "zarr":
         return xr.open_zarr(output)
     return xr.open_dataset(output, engine="netcdf4", chunks={})
@@ -978,8 +1143,8 @@ def _read_inputs(nwp: NWPWinds, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(u_c.values), np.asarray(v_c.values)
 
 
-def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet) -> None:
-    """Loop over time chunks: read, downscale, write.
+def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical=None) -> _NaNCount:
+    """Loop over time chunks: read, downscale, write; return the count of NaN-blanked outputs.
 
     File writers run in one background thread, so that compressing and writing chunk ``k``
     overlaps the computation of chunk ``k + 1``; at most two chunks of output are alive at
@@ -990,6 +1155,7 @@ def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet) -> None:
 
     nt = nwp.n_times
     starts = list(range(0, nt, chunk_time))
+    nan_count = _NaNCount(acc, alpha)
     background = not isinstance(writer, _MemoryWriter)
     pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
     pending = None
@@ -999,7 +1165,9 @@ def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet) -> None:
             inputs = _read_inputs(nwp, 0, min(nt, chunk_time)) if starts else None
             for i, a in enumerate(starts):
                 b = min(nt, a + chunk_time)
-                outs = _downscale_block(inputs[0], inputs[1], acc, alpha, params)
+                outs = _downscale_block(
+                    inputs[0], inputs[1], acc, alpha, params, nan_count, vertical=vertical
+                )
                 inputs = None
                 if pending is not None:
                     pending.result()
@@ -1024,6 +1192,22 @@ def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet) -> None:
             pending.exception()  # wait for the write in flight before the file is closed
         if pool is not None:
             pool.shutdown(wait=True)
+    return nan_count
+
+
+def _warn_nan(nan_count: _NaNCount, nwp: NWPWinds, shape) -> None:
+    """One warning per run: how many output pixel-steps NaN in the forecast blanked."""
+    if nan_count.blanked:
+        total = nwp.n_times * int(np.prod(shape))
+        warnings.warn(
+            f"{nwp.source}: NaN in the NWP wind ({nwp.u_name}/{nwp.v_name}) blanked "
+            f"{nan_count.blanked} output pixel-steps ({100.0 * nan_count.blanked / total:.2g}% "
+            f"of {total}, in {nan_count.steps} of {nwp.n_times} time steps): each missing NWP "
+            "value makes every table pixel of the triangles around it NaN; fill or mask the "
+            "missing values in the forecast if that is not intended",
+            NWPNaNWarning,
+            stacklevel=3,
+        )
 
 
 def _lazy(nwp: NWPWinds, tbl: xr.Dataset, params: _KernelParams, layout: _Layout) -> xr.Dataset:
@@ -1033,8 +1217,9 @@ def _lazy(nwp: NWPWinds, tbl: xr.Dataset, params: _KernelParams, layout: _Layout
     v = nwp.v.rename(ren).chunk({"_nwp_y": -1, "_nwp_x": -1})
     tren = {"angle": "_angle", "y": "_ty", "x": "_tx"}
     tables = []
-    for name in ("acceleration", "alpha"):
-        var = tbl[name].variable.chunk({"angle": -1, "y": -1, "x": -1})
+    names = ("acceleration", "alpha") + (("vertical",) if table_vertical(tbl) else ())
+    for name in names:
+        var = tbl[name].transpose("angle", "y", "x").variable.chunk({"angle": -1, "y": -1, "x": -1})
         if name == "alpha" and _alpha_in_degrees(tbl):
             var = var * (np.pi / 180.0)
         var = var.astype(np.float32)
@@ -1043,12 +1228,11 @@ def _lazy(nwp: NWPWinds, tbl: xr.Dataset, params: _KernelParams, layout: _Layout
         _BlockKernel(params),
         u,
         v,
-        tables[0],
-        tables[1],
-        input_core_dims=[["_nwp_y", "_nwp_x"]] * 2 + [["_angle", "_ty", "_tx"]] * 2,
-        output_core_dims=[["y", "x"]] * 4,
+        *tables,
+        input_core_dims=[["_nwp_y", "_nwp_x"]] * 2 + [["_angle", "_ty", "_tx"]] * len(tables),
+        output_core_dims=[["y", "x"]] * len(layout.names),
         dask="parallelized",
-        output_dtypes=[np.float32] * 4,
+        output_dtypes=[np.float32] * len(layout.names),
         dask_gufunc_kwargs={"output_sizes": {"y": layout.shape[0], "x": layout.shape[1]}},
     )
     arrays = [r.transpose("time", "y", "x").data for r in results]

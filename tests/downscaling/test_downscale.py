@@ -10,8 +10,16 @@ import pytest
 import xarray as xr
 
 import devine_onnx.downscaling.downscale as dsmod
-from devine_onnx.downscaling.conventions import meridian_convergence
-from devine_onnx.downscaling.downscale import build_weights, downscale, open_table
+from devine_onnx.downscaling.conventions import meridian_convergence, uv_to_speed_dir
+from devine_onnx.downscaling.downscale import (
+    CoarsenRemainderWarning,
+    NWPNaNWarning,
+    build_weights,
+    default_cache_dir,
+    downscale,
+    open_table,
+)
+from devine_onnx.downscaling.lookup import CoarseTableWarning
 from devine_onnx.downscaling.regrid import OutsideHullWarning, RegridWeights
 from devine_onnx.errors import (
     NWPError,
@@ -178,8 +186,69 @@ def test_projected_nwp_grid(table):
         },
         coords={"time": pd.date_range("2026-01-01", periods=3, freq="h"), "y": y, "x": x},
     )
-    out = run(nwp, table, nwp_crs="EPSG:2154")
+    # u/v on a projected grid: relative to true north or to the grid? The file must say.
+    with pytest.raises(NWPError, match="nwp_wind_frame='earth' or nwp_wind_frame='grid'"):
+        run(nwp, table, nwp_crs="EPSG:2154")
+    out = run(nwp, table, nwp_crs="EPSG:2154", nwp_wind_frame="earth")
     np.testing.assert_allclose(out.wind_speed.values, S * 1.268, rtol=1e-5)
+    assert "earth-relative" in out.attrs["nwp_wind_frame"]
+    # A westerly along the Lambert-93 grid's x axis is a grid direction of 270 on the table
+    # (also Lambert-93): k = 270, as with grid_relative.
+    out = run(nwp, table, nwp_crs="EPSG:2154", nwp_wind_frame="grid")
+    np.testing.assert_allclose(out.wind_speed.values, S * 1.270, rtol=1e-5)
+    ref = run(nwp, table, nwp_crs="EPSG:2154", grid_relative=True)
+    np.testing.assert_allclose(out.wind_speed.values, ref.wind_speed.values, rtol=1e-6)
+    assert "meridian convergence" in out.attrs["nwp_wind_frame"]
+    with pytest.raises(OptionError, match="grid_relative .* nwp_wind_frame"):
+        run(nwp, table, nwp_crs="EPSG:2154", nwp_wind_frame="grid", grid_relative=True)
+
+
+def test_speed_and_direction_input_equals_components(table):
+    nwp = sample_nwp(n_times=5)
+    speed, direction = uv_to_speed_dir(nwp["u10"].values, nwp["v10"].values)
+    sd = xr.Dataset(
+        {
+            "wind_speed": (nwp["u10"].dims, speed, {"units": "m s-1"}),
+            "wind_from_direction": (nwp["u10"].dims, direction, {"units": "degree"}),
+        },
+        coords=nwp.coords,
+    )
+    ref = run(nwp, table)
+    got = run(sd, table)
+    assert "variables wind_speed/wind_from_direction" in got.attrs["history"]
+    for name in ref.data_vars:
+        np.testing.assert_allclose(got[name].values, ref[name].values, rtol=1e-4, atol=1e-4)
+
+
+def test_nan_in_the_forecast_is_counted_once(tmp_path, table):
+    nwp = sample_nwp(n_times=6)
+    clean = run(nwp, table)
+    bad = nwp.copy(deep=True)
+    bad["u10"][1, 4, 5] = np.nan  # one NWP value at one step
+    bad["v10"][4, 5, 6] = np.nan  # another at another step
+    blanked = np.isnan(clean.wind_speed.values) != np.isnan(run(bad, table).wind_speed.values)
+    n = int(blanked.sum())
+    assert n > 0 and blanked[[0, 2, 3, 5]].sum() == 0
+    for kw in ({}, {"output": tmp_path / "w.nc", "chunk_time": 2}):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            run(bad, table, **kw)
+        nan_warnings = [w for w in rec if issubclass(w.category, NWPNaNWarning)]
+        assert len(nan_warnings) == 1  # one per run, whatever the number of chunks
+        msg = str(nan_warnings[0].message)
+        assert f"blanked {n} output pixel-steps" in msg and "in 2 of 6 time steps" in msg
+    # With block averaging: the output blocks left NaN.
+    coarse_clean = run(nwp, table, coarsen=3)
+    with pytest.warns(NWPNaNWarning) as rec:
+        coarse = run(bad, table, coarsen=3)
+    n3 = int((np.isnan(coarse.wind_speed.values) & ~np.isnan(coarse_clean.wind_speed.values)).sum())
+    assert f"blanked {n3} output pixel-steps" in str(
+        next(w for w in rec if issubclass(w.category, NWPNaNWarning)).message
+    )
+    # No NaN, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NWPNaNWarning)
+        run(nwp, table)
 
 
 def test_nwp_not_covering_table_is_an_error(table):
@@ -274,22 +343,31 @@ def _count_builds(monkeypatch):
     return calls
 
 
-def test_weights_cache_next_to_output_is_reused(tmp_path, table, monkeypatch):
+def test_two_outputs_reuse_one_cached_weights_file(tmp_path, table, monkeypatch):
+    """An operational chain: one output per forecast, one weights file for all of them."""
     calls = _count_builds(monkeypatch)
-    nwp = sample_nwp(n_times=3)
-    out = tmp_path / "wind.nc"
-    downscale(nwp, table, output=out, quiet=True)
-    cache = tmp_path / "wind.weights.nc"
-    assert cache.is_file() and len(calls) == 1
-    downscale(nwp, table, output=out, quiet=True)
-    assert len(calls) == 1  # loaded, not rebuilt
-    # Another NWP grid: the cache does not match, the weights are rebuilt.
-    downscale(sample_nwp(n_times=3, n_lon=13), table, output=out, quiet=True)
-    assert len(calls) == 2
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEVINE_ONNX_CACHE_DIR", str(cache))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for day in ("2026112400", "2026112500"):
+        downscale(sample_nwp(n_times=3), table, output=out_dir / f"wind_{day}.nc", quiet=True)
+    assert len(calls) == 1  # built once, loaded the second time
+    assert len(list(cache.glob("weights-*.nc"))) == 1
+    assert sorted(p.name for p in out_dir.iterdir()) == ["wind_2026112400.nc", "wind_2026112500.nc"]
+    # Another NWP grid: another cache file, the weights are built for it.
+    downscale(sample_nwp(n_times=3, n_lon=13), table, output=out_dir / "other.nc", quiet=True)
+    assert len(calls) == 2 and len(list(cache.glob("weights-*.nc"))) == 2
+    # cache_dir=False: neither read nor written.
+    downscale(
+        sample_nwp(n_times=3), table, output=out_dir / "nocache.nc", quiet=True, cache_dir=False
+    )
+    assert len(calls) == 3 and len(list(cache.glob("weights-*.nc"))) == 2
 
 
 def test_weights_cache_in_user_cache_dir(tmp_path, table, monkeypatch):
     calls = _count_builds(monkeypatch)
+    monkeypatch.delenv("DEVINE_ONNX_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("LOCALAPPDATA", raising=False)
     nwp = sample_nwp(n_times=2)
@@ -301,6 +379,9 @@ def test_weights_cache_in_user_cache_dir(tmp_path, table, monkeypatch):
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
     downscale(nwp, table, quiet=True, cache_dir=tmp_path / "mine")
     assert len(list((tmp_path / "mine").glob("weights-*.nc"))) == 1
+    # $DEVINE_ONNX_CACHE_DIR comes first.
+    monkeypatch.setenv("DEVINE_ONNX_CACHE_DIR", str(tmp_path / "env"))
+    assert default_cache_dir() == tmp_path / "env"
 
 
 def test_explicit_weights_object_and_file(tmp_path, table):
@@ -333,7 +414,8 @@ def test_mismatched_weights_are_refused(tmp_path, table):
 def test_coarsen_block_means(table):
     nwp = sample_nwp(n_times=4)
     full = run(nwp, table)
-    out = run(nwp, table, coarsen=2)
+    with pytest.warns(CoarsenRemainderWarning):
+        out = run(nwp, table, coarsen=2)
     ny, nx = SHAPE[0] // 2, SHAPE[1] // 2
     assert out.wind_speed.shape == (4, ny, nx)
 
@@ -349,8 +431,30 @@ def test_coarsen_block_means(table):
     np.testing.assert_allclose(out.wind_from_direction.values, direction, atol=1e-3)
     np.testing.assert_allclose(out.x.values, table.x.values[: 2 * nx].reshape(nx, 2).mean(axis=1))
     np.testing.assert_allclose(out.y.values, table.y.values[: 2 * ny].reshape(ny, 2).mean(axis=1))
-    with pytest.raises(OptionError, match="coarsen"):
+    with pytest.raises(OptionError, match="coarsen=0: expected a positive integer"):
         run(nwp, table, coarsen=0)
+    with pytest.raises(OptionError, match=r"coarsen=62: larger than the table \(61 x 81"):
+        run(nwp, table, coarsen=62)
+
+
+def test_coarsen_remainder_is_a_warning(table):
+    """61 x 81 pixels in blocks of 8: 5 rows and 1 column do not fill a block; said once."""
+    nwp = sample_nwp(n_times=2)
+    with pytest.warns(CoarsenRemainderWarning) as rec:
+        out = run(nwp, table, coarsen=8)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, CoarsenRemainderWarning)]
+    assert len(msgs) == 1 and "\n" not in msgs[0]
+    assert "coarsen=8" in msgs[0] and "61 x 81" in msgs[0]
+    assert "last 5 rows (south) and 1 column (east)" in msgs[0]
+    assert out.wind_speed.shape == (2, 7, 10)
+    # A block size dividing both sides: no warning.
+    table60 = make_table(shape=(60, 80), n_angles=360)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoarsenRemainderWarning)
+        assert run(nwp, table60, coarsen=4).wind_speed.shape == (2, 15, 20)
+    # Also suggested by the warning when it is given.
+    with pytest.warns(CoarsenRemainderWarning, match=r"dividing both \(2, 4, 5, 10, 20\)"):
+        run(nwp, table60, coarsen=3)
 
 
 def test_chunked_equals_unchunked(tmp_path, table):
@@ -366,10 +470,31 @@ def test_chunked_equals_unchunked(tmp_path, table):
 
 def test_bad_options(table):
     nwp = sample_nwp(n_times=2)
-    with pytest.raises(OptionError, match="chunk_time"):
+    with pytest.raises(OptionError, match="chunk_time=0: expected a positive integer"):
         run(nwp, table, chunk_time=0)
-    with pytest.raises(OptionError, match="angular_interpolation"):
+    with pytest.raises(OptionError, match="angular_interpolation='cubic': use one of"):
         run(nwp, table, angular_interpolation="cubic")
+    with pytest.raises(OptionError, match="complevel=12: expected an integer from 0"):
+        run(nwp, table, complevel=12)
+
+
+@pytest.mark.parametrize("n_angles", [4, 36])
+def test_coarse_table_warns_and_suggests_linear(n_angles):
+    """A table with fewer than 360 directions snaps winds with the nearest lookup: said."""
+    coarse = make_table(n_angles=n_angles)
+    coarse["angle"] = np.arange(n_angles) * (360.0 / n_angles)
+    nwp = sample_nwp(n_times=2)
+    with pytest.warns(CoarseTableWarning) as rec:
+        run(nwp, coarse)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, CoarseTableWarning)]
+    assert len(msgs) == 1 and "\n" not in msgs[0]
+    step = 360 // n_angles
+    assert f"{n_angles} directions up to {step}° apart" in msgs[0]
+    assert "angular_interpolation='linear'" in msgs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoarseTableWarning)
+        run(nwp, coarse, angular_interpolation="linear")  # blends: nothing to say
+        run(nwp, make_table(n_angles=360))  # 1° steps: nothing to say
 
 
 # --------------------------------------------------------------------------- table

@@ -1,0 +1,388 @@
+"""Per-step downscaling with a devine-torch feature network (what devine-torch itself does).
+
+For each time step: the NWP ``u, v`` are interpolated to the DEM grid (without its 2-cell
+frame) with the same cached Delaunay weights as table mode, rotated into grid components by
+the meridian convergence, the terrain features are computed with the *local* FROM direction
+field, the network runs once over the exact domain, and its ``(u, v, w)`` (for a 3 m/s inflow)
+are scaled by ``S / 3`` (``S`` the interpolated NWP speed) and rotated back to earth-relative
+components. The output has the layout of table mode (:func:`~.downscale.downscale`), plus
+``upward_air_velocity``.
+
+Differences from devine-torch's scripts: the direction field comes from the interpolated
+components (no interpolation of angles across 0/360), and the scaling speed is their norm (the
+same ``S`` table mode uses). Where the direction is undefined (calm wind, outside the NWP
+grid) the features use the circular mean direction of the step (the output is then 0 for calm
+wind, NaN outside the grid); neighbouring pixels see that direction through the network's
+receptive field.
+
+Memory: one chunk of ``chunk_time`` steps of wind lives at a time; the network runs on
+``max_pixels // (ny * nx)`` steps at once (at least one whole-domain pass per step).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import xarray as xr
+
+from devine_onnx.engines.features import (
+    DEFAULT_HALO,
+    DEFAULT_MAX_PIXELS,
+    FeatureNetwork,
+    _interior_and_orientation,
+    check_dem_size,
+)
+from devine_onnx.engines.terrain_features import (
+    FRAME,
+    TerrainGeometry,
+    direction_features,
+    normalise,
+    terrain_geometry,
+)
+from devine_onnx.errors import OptionError
+from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.progress import progress_bar
+
+from . import downscale as _ds
+from .conventions import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
+from .vertical import add_vertical
+
+__all__ = ["PerStepKernel", "downscale_per_step", "fill_directions"]
+
+
+def fill_directions(from_dir: np.ndarray) -> np.ndarray:
+    """Directions with NaN replaced by the circular mean of each step's valid directions
+    (270 where a step has none). ``from_dir`` is ``(n, ny, nx)`` degrees."""
+    d = np.asarray(from_dir, dtype=np.float64)
+    ok = np.isfinite(d)
+    if ok.all():
+        return d
+    rad = np.radians(np.where(ok, d, 0.0))
+    s = np.where(ok, np.sin(rad), 0.0).sum(axis=(-2, -1))
+    c = np.where(ok, np.cos(rad), 0.0).sum(axis=(-2, -1))
+    mean = np.where((s == 0) & (c == 0), 270.0, np.mod(np.degrees(np.arctan2(s, c)), 360.0))
+    return np.where(ok, d, mean[..., None, None])
+
+
+class PerStepKernel:
+    """Downscale chunks of NWP wind with the network, one pass per time step.
+
+    Parameters
+    ----------
+    network : FeatureNetwork
+    geom : TerrainGeometry
+        Features' geometry of the DEM interior (north-up working view).
+    weights : RegridWeights
+        NWP grid -> DEM interior (in the DEM's own row order).
+    gamma : numpy.ndarray or None
+        Meridian convergence (degrees) of the interior pixels; None for grid-relative wind.
+    flips : (bool, bool)
+        Whether the DEM's rows (y) / columns (x) are flipped relative to the working view.
+    coarsen : int or None
+    max_pixels, halo
+        See :meth:`FeatureNetwork.predict`.
+    """
+
+    def __init__(self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo):
+        self.network = network
+        self.geom = geom
+        self.weights = weights
+        self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float32)
+        self.flips = flips
+        self.coarsen = coarsen
+        self.max_pixels = max_pixels
+        self.halo = halo
+
+    def _orient(self, a):
+        fy, fx = self.flips
+        return a[..., :: -1 if fy else 1, :: -1 if fx else 1]
+
+    def steps_per_pass(self) -> int:
+        h, w = self.geom.shape
+        if self.max_pixels is None:
+            return 64
+        return max(1, self.max_pixels // (h * w))
+
+    def network_uvw(self, ug: np.ndarray, vg: np.ndarray):
+        """Grid components ``(n, ny, nx)`` (DEM order) -> scaled ``(u, v, w)`` grid components,
+        float32, NaN where the wind is unknown."""
+        speed, from_dir = uv_to_speed_dir(ug, vg)
+        theta = self._orient(fill_directions(from_dir))
+        defl, ydsc = direction_features(self.geom, theta)
+        net = self.network
+        x = normalise(defl, self.geom.reldem, ydsc, net.mean, net.std)
+        del defl, ydsc, theta
+        out = self._orient(net.predict(x, self.max_pixels, self.halo))
+        scale = (np.asarray(speed, dtype=np.float32) / np.float32(net.inflow))[:, None]
+        out *= scale
+        return out[:, 0], out[:, 1], out[:, 2]
+
+    def __call__(self, u, v) -> tuple[np.ndarray, ...]:
+        """``(speed, from_dir, u, v, w)`` float32 ``(n, ny_out, nx_out)`` for NWP ``u, v``."""
+        w8 = self.weights
+        u = np.asarray(u).reshape((-1,) + w8.source_shape)
+        v = np.asarray(v).reshape((-1,) + w8.source_shape)
+        n = u.shape[0]
+        step = self.steps_per_pass()
+        results: list[list[np.ndarray]] = [[] for _ in range(5)]
+        for a in range(0, n, step):
+            ur = w8.apply(np.asarray(u[a : a + step], dtype=np.float32))
+            vr = w8.apply(np.asarray(v[a : a + step], dtype=np.float32))
+            if self.gamma is not None:
+                ur, vr = earth_to_grid(ur, vr, self.gamma)
+            uo, vo, wo = self.network_uvw(ur, vr)
+            del ur, vr
+            if self.gamma is not None:
+                uo, vo = grid_to_earth(uo, vo, self.gamma)
+            if self.coarsen:
+                uo = _ds._block_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
+                vo = _ds._block_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
+                wo = _ds._block_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
+            speed, dirs = uv_to_speed_dir(uo, vo)
+            for lst, r in zip(results, (speed, dirs, uo, vo, wo), strict=True):
+                lst.append(np.asarray(r, dtype=np.float32))
+        return tuple(np.concatenate(r, axis=0) for r in results)
+
+
+def _positive_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= 1
+
+
+def _check_options(chunk_time, coarsen, complevel) -> None:
+    if not _positive_int(chunk_time):
+        raise OptionError(f"--chunk-time {chunk_time!r}: expected a positive integer")
+    if coarsen is not None and not _positive_int(coarsen):
+        raise OptionError(f"--coarsen {coarsen!r}: expected a positive integer (block size)")
+    if not (isinstance(complevel, int | np.integer) and 0 <= complevel <= 9):
+        raise OptionError(f"--complevel {complevel!r}: expected an integer from 0 (none) to 9")
+
+
+class _MemoryWriter(_ds._MemoryWriter):
+    """In-memory result with one array per output variable (five with the vertical)."""
+
+    def __init__(self, layout):
+        self.layout = layout
+        shape = (layout.n_times,) + tuple(layout.shape)
+        self.arrays = [np.empty(shape, dtype=np.float32) for _ in layout.names]
+
+
+def _grid_dataset(dem: xr.DataArray, network: FeatureNetwork, label: str) -> xr.Dataset:
+    """A table-like dataset of the DEM interior: x/y, CRS and provenance attributes."""
+    inner = dem.isel(y=slice(FRAME, dem.sizes["y"] - FRAME), x=slice(FRAME, dem.sizes["x"] - FRAME))
+    ds = xr.Dataset(
+        {"elevation": inner.drop_vars("spatial_ref", errors="ignore")},
+        attrs={
+            "model_sha256": network.sha256,
+            "model_kind": "features",
+            "model_id": network.model_id,
+            "synthetic_weights": "true" if network.synthetic else "false",
+        },
+    )
+    crs = dem.rio.crs
+    ds = ds.rio.write_crs(crs)
+    ds.encoding["source"] = label
+    return ds
+
+
+def downscale_per_step(
+    wind,
+    dem,
+    model,
+    *,
+    output=None,
+    u_var: str | None = None,
+    v_var: str | None = None,
+    nwp_crs=None,
+    nwp_wind_frame: str | None = None,
+    weights=None,
+    cache_dir=None,
+    chunk_time: int = 24,
+    coarsen: int | None = None,
+    grid_relative: bool = False,
+    complevel: int = 1,
+    quiet: bool = False,
+    device: str = "auto",
+    coarse_cell: float | None = None,
+    fill_nodata: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    halo: int = DEFAULT_HALO,
+    threads: int | None = None,
+) -> xr.Dataset:
+    """Downscale NWP wind with a feature network, one network pass per time step.
+
+    Parameters
+    ----------
+    wind
+        NWP wind (file or Dataset), as for :func:`~.downscale.downscale`.
+    dem
+        DEM file or DataArray (projected, metric) with the 2-cell frame the features need;
+        the output covers the DEM without its frame.
+    model
+        A converted feature-network model (``devine-onnx convert MODEL_FOLDER``).
+    output, u_var, v_var, nwp_crs, nwp_wind_frame, weights, cache_dir, chunk_time, coarsen,
+    grid_relative, complevel, quiet
+        As for :func:`~.downscale.downscale` (the regridding weights are those of a table
+        of the same DEM: same grid, same cache file).
+    device
+        ``"auto"`` (CUDA when usable), ``"cpu"`` or ``"cuda"``.
+    coarse_cell
+        Coarse cell of the relative-DEM feature in metres (default: the model's, 1000).
+    fill_nodata
+        Fill DEM holes from the nearest valid pixel.
+    max_pixels, halo
+        Pixels per network pass, and the halo of tiles for larger domains (see
+        :class:`~devine_onnx.engines.features.FeatureNetworkEngine`).
+    threads
+        ONNX Runtime intra-op threads.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`~.downscale.downscale`, plus ``upward_air_velocity(time, y, x)`` (m s-1).
+        Computed eagerly (also without ``output``, in memory).
+    """
+    from devine_onnx.tables.dem import load_dem
+
+    _check_options(chunk_time, coarsen, complevel)
+    if grid_relative and nwp_wind_frame is not None:
+        raise OptionError(
+            "--grid-relative takes the NWP components as they are: do not combine it with "
+            "--nwp-wind-frame"
+        )
+    if dem is None:
+        raise OptionError(
+            "per-step downscaling needs the DEM (--dem DEM): its features drive the network"
+        )
+    chunk_time = int(chunk_time)
+    coarsen = int(coarsen) if coarsen not in (None, 1) else None
+    kind = _ds._output_kind(output) if output is not None else None
+    if output is not None:
+        check_writable(output)
+
+    network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
+    da, notes = load_dem(dem, fill_nodata=fill_nodata)
+    label = str(da.attrs.get("source", "DEM"))
+    check_dem_size(da.shape, label)
+    z, cell, flip_y, flip_x = _interior_and_orientation(da)
+    network.check_resolution(cell, label)
+    cc = network.coarse_cell if coarse_cell is None else float(coarse_cell)
+    try:
+        geom: TerrainGeometry = terrain_geometry(z, cell, cc)
+    except ValueError as exc:
+        raise OptionError(f"--coarse-cell {cc}: {exc}") from None
+    tbl = _grid_dataset(da, network, label)
+    crs = _ds.table_crs(tbl)
+    is_path = isinstance(wind, str | os.PathLike)
+    nwp = _ds._as_nwp(
+        wind,
+        nwp_crs=nwp_crs,
+        u_var=u_var,
+        v_var=v_var,
+        chunk_time=chunk_time if is_path else None,
+        nwp_wind_frame=nwp_wind_frame,
+        rotate=not grid_relative,
+    )
+    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
+    if coarsen and (coarsen > ny or coarsen > nx):
+        raise OptionError(f"coarsen={coarsen}: larger than the domain ({ny} x {nx} pixels)")
+    w8 = _ds._resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
+    gamma = None
+    if not grid_relative:
+        x = np.asarray(tbl["x"].values, dtype=np.float64)
+        y = np.asarray(tbl["y"].values, dtype=np.float64)
+        gamma = meridian_convergence(x[None, :], y[:, None], crs)
+    layout = _ds._Layout(
+        nwp=nwp,
+        tbl=tbl,
+        crs=crs,
+        grid_relative=grid_relative,
+        coarsen=coarsen,
+        chunk_time=chunk_time,
+        method="per-step",
+    )
+    add_vertical(layout)
+    attrs = layout.global_attrs
+    attrs["title"] = "DEVINE downscaled wind (devine-torch feature network, per time step)"
+    attrs["downscaling_mode"] = "per-step: one network pass per time step, no table"
+    attrs["model_id"] = network.model_id
+    attrs["model_sha256"] = network.sha256
+    attrs["features_coarse_cell"] = cc
+    attrs["dem_source"] = label
+    if network.synthetic:
+        attrs["comment"] = (
+            f"the model {network.model_id} has synthetic (untrained) weights: this output is "
+            "NOT physical"
+        )
+    else:
+        attrs.pop("comment", None)
+    attrs["references"] = (
+        str(attrs.get("references", "")) + "; devine-torch (F. Hammer and N. Helbig); "
+        "Helbig et al. 2024 (terrain features)"
+    ).lstrip("; ")
+    attrs["history"] = str(attrs.get("history", "")).replace(
+        "with table", f"per time step with model {network.path.name} on DEM"
+    )
+    kernel = PerStepKernel(network, geom, w8, gamma, (flip_y, flip_x), coarsen, max_pixels, halo)
+    if output is None:
+        writer = _MemoryWriter(layout)
+        _stream(nwp, kernel, writer, chunk_time, quiet)
+        return writer.result()
+    with atomic_output(output) as tmp:
+        writer = (
+            _ds._NetCDFWriter(tmp, layout, complevel, label=output)
+            if kind == "netcdf"
+            else _ds._ZarrWriter(tmp, layout, label=output)
+        )
+        try:
+            _stream(nwp, kernel, writer, chunk_time, quiet)
+        finally:
+            writer.close()
+    if kind == "zarr":
+        return xr.open_zarr(output)
+    return xr.open_dataset(output, engine="netcdf4", chunks={})
+
+
+def _stream(nwp, kernel: PerStepKernel, writer, chunk_time: int, quiet: bool) -> None:
+    """Read, downscale and write chunk by chunk; files are written in a background thread
+    while the next chunk is computed (at most two chunks of output alive)."""
+    nt = nwp.n_times
+    background = not isinstance(writer, _ds._MemoryWriter)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
+    pending = None
+    try:
+        with progress_bar(nt, f"downscaling {nwp.source} per step", quiet) as bar:
+            for a in range(0, nt, chunk_time):
+                b = min(nt, a + chunk_time)
+                u, v = _ds._read_inputs(nwp, a, b)
+                outs = kernel(u, v)
+                del u, v
+                if pending is not None:
+                    pending.result()
+                    bar.advance(pending.n)
+                    pending = None
+                if pool is None:
+                    writer.write(a, b, outs)
+                    bar.advance(b - a)
+                else:
+                    fut = pool.submit(writer.write, a, b, outs)
+                    pending = _Pending(fut, b - a)
+                del outs
+            if pending is not None:
+                pending.result()
+                bar.advance(pending.n)
+                pending = None
+    finally:
+        if pending is not None:
+            pending.fut.exception()
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+class _Pending:
+    def __init__(self, fut, n):
+        self.fut, self.n = fut, n
+
+    def result(self):
+        return self.fut.result()

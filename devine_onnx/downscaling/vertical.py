@@ -1,0 +1,126 @@
+"""Vertical wind in the downscaled output: ``upward_air_velocity`` (m s-1).
+
+A correction table may hold ``vertical(angle, y, x)`` = w / inflow speed (the networks
+output w for a 3 m/s inflow). At each pixel and time step the downscaled upward wind is
+``vertical[k] * S``, with ``S`` the speed of the interpolated NWP wind and ``k`` the same
+table direction as the horizontal lookup (grid-relative FROM direction; nearest or linear
+between directions). Per-step mode (:mod:`.per_step`) computes it directly from the network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .conventions import earth_to_grid, uv_to_speed_dir
+from .lookup import TableLookup
+
+__all__ = [
+    "VERTICAL_ATTRS",
+    "VERTICAL_NAME",
+    "add_vertical",
+    "read_vertical",
+    "table_vertical",
+    "vertical_block",
+    "vertical_wind",
+]
+
+#: Name (and CF standard name) of the output variable.
+VERTICAL_NAME = "upward_air_velocity"
+#: Its attributes, without ``grid_mapping`` (added by :func:`add_vertical`).
+VERTICAL_ATTRS = {
+    "units": "m s-1",
+    "standard_name": "upward_air_velocity",
+    "long_name": "downscaled upward wind (w)",
+    "comment": "w of the network scaled by the NWP wind speed / 3 m/s; NaN where unknown",
+}
+
+
+def add_vertical(layout) -> None:
+    """Append ``upward_air_velocity`` to a downscale output layout (names and attributes)."""
+    if VERTICAL_NAME in layout.names:
+        return
+    layout.names = tuple(layout.names) + (VERTICAL_NAME,)
+    layout.var_attrs[VERTICAL_NAME] = {**VERTICAL_ATTRS, "grid_mapping": layout.gm_name}
+
+
+def table_vertical(table: xr.Dataset) -> bool:
+    """True when the table has a ``vertical(angle, y, x)`` variable."""
+    return "vertical" in table.data_vars and set(table["vertical"].dims) == {"angle", "y", "x"}
+
+
+def read_vertical(table: xr.Dataset, dtype=np.float32) -> np.ndarray | None:
+    """``vertical`` as a C-contiguous ``(angle, y, x)`` array, or None without one."""
+    if not table_vertical(table):
+        return None
+    var = table["vertical"].transpose("angle", "y", "x")
+    n, ny, nx = var.shape
+    out = np.empty((n, ny, nx), dtype=dtype)
+    slab = max(1, (32 << 20) // max(1, ny * nx * 8))
+    for a in range(0, n, slab):
+        out[a : a + slab] = np.asarray(var.isel(angle=slice(a, a + slab)).values)
+    return out
+
+
+def vertical_wind(vertical, angles, method, u, v, gamma=None) -> np.ndarray:
+    """Upward wind ``vertical[k] * S`` (float32) for interpolated NWP components ``u, v``.
+
+    Parameters
+    ----------
+    vertical : numpy.ndarray
+        ``(n_angles, ny, nx)`` table of w / inflow speed.
+    angles : array_like
+        Table directions in degrees (FROM, clockwise from grid north).
+    method : {"nearest", "linear"}
+        As the horizontal lookup.
+    u, v : numpy.ndarray
+        ``(..., ny, nx)`` wind components on the table grid, earth-relative (rotated into
+        the grid with ``gamma``) or grid-relative (``gamma`` None).
+    gamma : numpy.ndarray, optional
+        Meridian convergence in degrees of each table pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., ny, nx)`` float32 m/s; 0 for calm wind where the table has data, NaN where the
+        wind or the table is unknown.
+    """
+    u = np.asarray(u, dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    if gamma is not None:
+        u, v = earth_to_grid(u, v, np.asarray(gamma, dtype=np.float32))
+    speed, from_dir = uv_to_speed_dir(u, v)
+    # The lookup scales its first table by the speed: with vertical as that table, its first
+    # result is vertical[k] * S (the second table only sets the direction, unused here).
+    w, _ = TableLookup(vertical, vertical, angles, method)(speed, from_dir)
+    return np.asarray(w, dtype=np.float32)
+
+
+def vertical_block(u, v, vertical, params) -> np.ndarray:
+    """``upward_air_velocity`` of one chunk of NWP wind in table mode (float32).
+
+    ``u, v`` are the ``(..., *source_shape)`` NWP components and ``params`` the kernel
+    parameters of :func:`~.downscale.downscale` (weights, angles, gamma, method, coarsen,
+    out_shape): the same interpolation, rotation and direction lookup as the horizontal
+    wind, then the same block averaging when coarsening.
+    """
+    from .downscale import MAX_BLOCK_ELEMENTS, _block_mean
+
+    w = params.weights
+    nsrc = len(w.source_shape)
+    u = np.asarray(u)
+    v = np.asarray(v)
+    lead = u.shape[: u.ndim - nsrc]
+    u = u.reshape((-1,) + w.source_shape)
+    v = v.reshape((-1,) + w.source_shape)
+    n = u.shape[0]
+    out = np.empty((n,) + tuple(params.out_shape), dtype=np.float32)
+    step = max(1, MAX_BLOCK_ELEMENTS // max(1, w.n_target))
+    for a in range(0, n, step):
+        ur = w.apply(np.asarray(u[a : a + step], dtype=np.float32))
+        vr = w.apply(np.asarray(v[a : a + step], dtype=np.float32))
+        wv = vertical_wind(vertical, params.angles, params.method, ur, vr, params.gamma)
+        if params.coarsen:
+            wv = _block_mean(wv, params.coarsen)
+        out[a : a + step] = wv
+    return out.reshape(lead + tuple(params.out_shape))

@@ -1,0 +1,632 @@
+"""The ``features`` engine: devine-torch networks (DEVINE retrained on terrain features).
+
+devine-torch (F. Hammer & N. Helbig) feeds DEVINE's UNet with three direction-dependent
+terrain features (deflLis, reldem, ydsc; :mod:`.terrain_features`) on the geographic grid, no
+rotation. A converted model (``devine-onnx convert MODEL_FOLDER``, metadata ``devine.kind =
+features``) runs here with ONNX Runtime, in two ways:
+
+- **table mode** (:class:`FeatureNetworkEngine`): for each inflow direction ``theta`` the
+  features with that uniform direction, one network pass over the exact domain, then
+  ``acceleration = |(u, v)| / 3``, ``alpha`` = the turn of ``(u, v)`` away from the inflow
+  (radians, > 0 = to the left: downscaled FROM direction = ``theta - degrees(alpha)``) and
+  ``vertical = w / 3``. The table covers the DEM minus its 2-cell frame.
+- **per time step** (:mod:`devine_onnx.downscaling.per_step`): the features of the local
+  direction field of each step, one pass per step (what devine-torch itself does).
+
+The network's bilinear upsampling uses ``align_corners=True``: its sampling positions depend
+on the size of the whole input, so the output at a pixel is not a function of its
+neighbourhood alone. Padding the input changes every value and tiling is not exact: the
+faithful way, used up to :data:`DEFAULT_MAX_PIXELS` pixels per pass, is one pass over the exact
+domain. Larger domains are tiled with a halo (:data:`DEFAULT_HALO`), an approximation whose
+measured error is given in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from devine_onnx.errors import DEMError, ModelError, OptionError
+from devine_onnx.session import open_model_session
+
+from .base import TableEngine, TableWindow
+from .terrain_features import (
+    CHANNELS,
+    COARSE_CELL,
+    FRAME,
+    TerrainGeometry,
+    direction_features,
+    normalise,
+    terrain_geometry,
+)
+
+__all__ = [
+    "DEFAULT_HALO",
+    "DEFAULT_MAX_PIXELS",
+    "FeatureNetwork",
+    "FeatureNetworkEngine",
+    "ResolutionWarning",
+    "alpha_from_uv",
+    "compute_features",
+    "engine_for_model",
+    "model_kind_of",
+]
+
+#: Largest number of pixels (directions x rows x columns) run in one network pass. A
+#: 2048 x 2048 pass peaks at about 6 GB on CPU (docs/benchmarks.md); larger domains are tiled.
+DEFAULT_MAX_PIXELS = 2048 * 2048
+#: Halo of the tiles of domains larger than :data:`DEFAULT_MAX_PIXELS`, pixels (multiple of 8).
+DEFAULT_HALO = 128
+#: Smallest interior (DEM minus frame) side the network accepts: three 2x2 max pools.
+MIN_INTERIOR = 8
+#: Relative difference between the DEM cell and the training cell above which we warn.
+RESOLUTION_TOLERANCE = 0.05
+
+CITATION = (
+    "devine-torch (F. Hammer and N. Helbig, github.com/weid-ost/devine), DEVINE retrained on "
+    "terrain features; Le Toumelin et al. 2023, AIES, doi:10.1175/AIES-D-22-0034.1; "
+    "Helbig et al. 2024 (features)"
+)
+
+
+class ResolutionWarning(UserWarning):
+    """The DEM's cell size differs from the model's training resolution."""
+
+
+def model_kind_of(path) -> str:
+    """``"features"`` or ``"rotation"``: the family of a converted model (reads its metadata)."""
+    from devine_onnx.session import model_kind
+
+    _, _, meta = open_model_session(path, device="cpu", threads=1)
+    return model_kind(meta)
+
+
+def _threads_default() -> int | None:
+    value = os.environ.get("DEVINE_ONNX_THREADS")
+    return int(value) if value else None
+
+
+class FeatureNetwork:
+    """A converted devine-torch network on ONNX Runtime.
+
+    Parameters
+    ----------
+    path
+        ONNX file written by ``devine-onnx convert`` from a devine-torch model folder;
+        default ``$DEVINE_ONNX_MODEL``.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :class:`devine_onnx.session.DevineModel`).
+    threads
+        ONNX Runtime intra-op threads (default: all cores).
+
+    The session is not pickled: a copy sent to another process reopens the file.
+    """
+
+    def __init__(self, path=None, device: str = "auto", threads: int | None = None):
+        self.device_request = device
+        self.threads = threads if threads is not None else _threads_default()
+        path, session, meta = open_model_session(path, device, self.threads)
+        self.path = Path(path)
+        kind = meta.get("devine.kind", "rotation")
+        if kind != "features":
+            raise ModelError(
+                f"{self.path}: the DEVINE rotation model (devine.kind={kind}), not a feature "
+                "network; this needs a devine-torch model converted with 'devine-onnx convert "
+                "MODEL_FOLDER' (model.pt, norm.json, info.yaml)"
+            )
+        self.metadata = meta
+        try:
+            self.mean = [float(v) for v in json.loads(meta["devine.norm_mean"])]
+            self.std = [float(v) for v in json.loads(meta["devine.norm_std"])]
+            channels = tuple(meta["devine.channels"].split(","))
+            self.inflow = float(meta.get("devine.inflow_speed", "3.0"))
+            self.frame = int(meta.get("devine.frame", FRAME))
+            self.coarse_cell = float(meta.get("devine.coarse_cell_default", COARSE_CELL))
+        except (KeyError, ValueError, TypeError):
+            raise ModelError(
+                f"{self.path}: feature-network metadata (devine.norm_mean, devine.norm_std, "
+                "devine.channels) missing or malformed; convert the model folder again"
+            ) from None
+        if channels != CHANNELS or len(self.mean) != 3 or len(self.std) != 3:
+            raise ModelError(
+                f"{self.path}: channels {','.join(channels)} with {len(self.mean)} means; this "
+                f"version computes {','.join(CHANNELS)} only"
+            )
+        if self.frame != FRAME:
+            raise ModelError(f"{self.path}: devine.frame={self.frame}, expected {FRAME}")
+        res = meta.get("devine.training_resolution")
+        self.training_resolution = float(res) if res else None
+        self._session = session
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        ok = (
+            len(inputs) == 1
+            and len(outputs) == 1
+            and len(inputs[0].shape) == 4
+            and inputs[0].shape[1] == 3
+            and len(outputs[0].shape) == 4
+            and outputs[0].shape[1] == 3
+            and inputs[0].type == "tensor(float)"
+        )
+        if not ok:
+            found = [(i.name, i.shape, i.type) for i in inputs]
+            raise ModelError(
+                f"{self.path}: expected one float input (N, 3, H, W) and one output "
+                f"(N, 3, H, W), found inputs {found}; convert the model folder again"
+            )
+        self._input = inputs[0].name
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_session"] = None
+        state.pop("sha256", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _, self._session, _ = open_model_session(self.path, self.device_request, self.threads)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.metadata.get("devine.synthetic_weights", "false") == "true"
+
+    @property
+    def device(self) -> str:
+        return "cuda" if "CUDAExecutionProvider" in self._session.get_providers() else "cpu"
+
+    @cached_property
+    def sha256(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256()
+        with self.path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    @property
+    def model_id(self) -> str:
+        return self.metadata.get("devine.model_id", self.path.stem)
+
+    def check_resolution(self, cell: float, label: str = "the DEM") -> str | None:
+        """Warn (:class:`ResolutionWarning`) when ``cell`` differs from the training cell by
+        more than 5 %; return the message (None when the model states no training cell)."""
+        if self.training_resolution is None:
+            return None
+        ref = self.training_resolution
+        if abs(cell - ref) > RESOLUTION_TOLERANCE * ref:
+            msg = (
+                f"{label} has {cell:g} m cells but {self.model_id} was trained at {ref:g} m; "
+                "its outputs are outside the training conditions"
+            )
+            warnings.warn(msg, ResolutionWarning, stacklevel=3)
+            return msg
+        return None
+
+    # ------------------------------------------------------------------ inference
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One pass: normalised features ``(N, 3, H, W)`` float32 -> ``(N, 3, H, W)`` m/s."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W) features, got shape {x.shape}")
+        if min(x.shape[2:]) < MIN_INTERIOR:
+            raise ValueError(
+                f"the network needs at least {MIN_INTERIOR} x {MIN_INTERIOR} pixels, got "
+                f"{x.shape[2]} x {x.shape[3]}"
+            )
+        return self._session.run(None, {self._input: x})[0]
+
+    def predict(
+        self, x: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS, halo: int = DEFAULT_HALO
+    ) -> np.ndarray:
+        """Run ``(N, 3, H, W)``: whole-domain passes of at most ``max_pixels`` pixels (N
+        split as needed), or, when one ``H x W`` image is larger, halo tiles (approximate:
+        see the module notes). ``max_pixels=None``: always one pass."""
+        n, _, h, w = x.shape
+        if max_pixels is None or h * w <= max_pixels:
+            per = n if max_pixels is None else max(1, max_pixels // (h * w))
+            if per >= n:
+                return self.run(x)
+            out = np.empty((n, 3, h, w), dtype=np.float32)
+            for a in range(0, n, per):
+                out[a : a + per] = self.run(x[a : a + per])
+            return out
+        return self.predict_tiled(x, tile_for(max_pixels, halo), halo)
+
+    def predict_tiled(self, x: np.ndarray, tile: int, halo: int = DEFAULT_HALO) -> np.ndarray:
+        """Halo tiling: cores of ``tile`` pixels (multiple of 8) run with ``halo`` pixels of
+        context on each side (clipped at the domain edges; window origins stay multiples of
+        8, so the max pools align with the whole domain). Not exact (align-corners trap)."""
+        n, _, h, w = x.shape
+        out = np.empty((n, 3, h, w), dtype=np.float32)
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                wr0, wc0 = max(r0 - halo, 0), max(c0 - halo, 0)
+                wr1, wc1 = min(r0 + tile + halo, h), min(c0 + tile + halo, w)
+                # Keep every window at least MIN_INTERIOR wide (last tiles can be thin).
+                wr0 = max(0, min(wr0, wr1 - MIN_INTERIOR))
+                wc0 = max(0, min(wc0, wc1 - MIN_INTERIOR))
+                res = self.run(x[:, :, wr0:wr1, wc0:wc1])
+                r1, c1 = min(r0 + tile, h), min(c0 + tile, w)
+                out[:, :, r0:r1, c0:c1] = res[:, :, r0 - wr0 : r1 - wr0, c0 - wc0 : c1 - wc0]
+        return out
+
+    def __repr__(self) -> str:
+        return f"FeatureNetwork({str(self.path)!r}, device={self.device!r})"
+
+
+def tile_for(max_pixels: int, halo: int) -> int:
+    """Largest tile core (multiple of 8) whose window with halos has at most ``max_pixels``."""
+    side = int(math.isqrt(int(max_pixels))) - 2 * int(halo)
+    return max(8, side - side % 8)
+
+
+def alpha_from_uv(u: np.ndarray, v: np.ndarray, theta) -> np.ndarray:
+    """Turn (radians, in (-pi, pi]) of the flow ``(u, v)`` away from the inflow FROM direction
+    ``theta`` (degrees, clockwise from north); > 0 = turned to the left (counter-clockwise),
+    so that the downscaled FROM direction is ``theta - degrees(alpha)``. 0 where u = v = 0.
+
+    ``u`` points east (+x), ``v`` north (+y); the inflow blows toward
+    ``(-sin theta, -cos theta)``.
+    """
+    t = np.radians(np.asarray(theta, dtype=np.float64))
+    ix, iy = -np.sin(t), -np.cos(t)
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    cross = ix * v - iy * u
+    dot = ix * u + iy * v
+    return np.arctan2(cross, dot)
+
+
+def _interior_and_orientation(dem: xr.DataArray) -> tuple[np.ndarray, float, bool, bool]:
+    """North-up, west-to-east float64 elevations, cell size, and the flips applied."""
+    if {"y", "x"} <= set(dem.dims):
+        dem = dem.transpose("y", "x")
+    z = np.asarray(dem.values, dtype=np.float64)
+    x = np.asarray(dem.x.values, dtype=np.float64)
+    y = np.asarray(dem.y.values, dtype=np.float64)
+    cell = abs(float(x[1] - x[0])) if x.size > 1 else abs(float(y[1] - y[0]))
+    flip_y = bool(y.size > 1 and y[1] > y[0])
+    flip_x = bool(x.size > 1 and x[1] < x[0])
+    z = z[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
+    return z, cell, flip_y, flip_x
+
+
+def check_dem_size(shape, label: str = "DEM") -> None:
+    """DEMError unless both sides exceed the 2-cell frame by at least :data:`MIN_INTERIOR`."""
+    ny, nx = shape
+    need = MIN_INTERIOR + 2 * FRAME
+    if ny < need or nx < need:
+        raise DEMError(
+            f"{label}: {ny} x {nx} cells is too small for a feature network: it needs at "
+            f"least {need} x {need} (a {FRAME}-cell frame around at least {MIN_INTERIOR} x "
+            f"{MIN_INTERIOR} cells)"
+        )
+
+
+class FeatureNetworkEngine(TableEngine):
+    """devine-torch feature networks as a table engine.
+
+    Parameters
+    ----------
+    model
+        Path of a converted feature-network model (``devine.kind = features``).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    coarse_cell
+        Coarse cell of the relative-DEM feature in metres (default: the model's, 1000).
+    max_pixels
+        Pixels per network pass (directions x domain); a domain larger than this is tiled
+        with ``halo`` (approximate). None: always one whole-domain pass.
+    halo
+        Halo of the tiles, pixels.
+    threads
+        ONNX Runtime intra-op threads.
+
+    Hook for the engine-neutral loop: :func:`engine_for_model` returns this engine for a
+    feature-network model and None for the rotation model.
+    """
+
+    name = "features"
+    title = "devine-torch feature network (DEVINE retrained on deflLis, reldem, ydsc)"
+    citation = CITATION
+    variables = ("acceleration", "alpha", "vertical")
+    resume_keys = (
+        "model_sha256",
+        "features_coarse_cell",
+        "features_max_pixels",
+        "features_halo",
+    )
+
+    def __init__(
+        self,
+        model=None,
+        device: str = "auto",
+        coarse_cell: float | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        halo: int = DEFAULT_HALO,
+        threads: int | None = None,
+    ):
+        self.network = (
+            model
+            if isinstance(model, FeatureNetwork)
+            else FeatureNetwork(model, device=device, threads=threads)
+        )
+        cc = self.network.coarse_cell if coarse_cell is None else coarse_cell
+        try:
+            cc = float(cc)
+        except (TypeError, ValueError):
+            cc = float("nan")
+        if not (math.isfinite(cc) and cc > 0):
+            raise OptionError(
+                f"--coarse-cell {coarse_cell!r}: expected a length in metres > 0 (the NWP "
+                "resolution, 1000 by default)"
+            )
+        if max_pixels is not None and (int(max_pixels) < MIN_INTERIOR**2):
+            raise OptionError(f"max_pixels={max_pixels}: expected at least {MIN_INTERIOR**2}")
+        if int(halo) < 0 or int(halo) % 8:
+            raise OptionError(f"halo={halo}: expected a non-negative multiple of 8 pixels")
+        self.coarse_cell = cc
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
+        self.halo = int(halo)
+        self._geom: TerrainGeometry | None = None
+        self._crop: tuple[slice, slice] | None = None
+        self._flips = (False, False)
+        self.tiled = False
+
+    # ------------------------------------------------------------------ interface
+    def prepare_dem(self, dem: xr.DataArray, notes: list[str]) -> xr.DataArray:
+        """Refuse DEMs too small for the frame and the network; warn about the resolution."""
+        check_dem_size(dem.shape[-2:], str(dem.attrs.get("source", "DEM")))
+        _, cell, _, _ = _interior_and_orientation(dem)
+        self.network.check_resolution(cell, str(dem.attrs.get("source", "the DEM")))
+        from .terrain_features import block_size
+
+        numb = block_size(self.coarse_cell, cell)
+        if abs(numb * cell - self.coarse_cell) > 1e-3 * cell:
+            notes.append(
+                f"the coarse cell {self.coarse_cell:g} m is not a multiple of the DEM cell "
+                f"{cell:g} m: reldem uses blocks of {numb} x {numb} cells ({numb * cell:g} m)"
+            )
+        return dem
+
+    def coverage(self, dem: xr.DataArray) -> TableWindow:
+        """The DEM minus its 2-cell frame."""
+        ny, nx = dem.shape[-2:]
+        return TableWindow(slice(FRAME, int(ny) - FRAME), slice(FRAME, int(nx) - FRAME))
+
+    def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
+        """Terrain geometry of the whole DEM; the table is cut to ``window`` afterwards."""
+        check_dem_size(dem.shape[-2:])
+        z, cell, flip_y, flip_x = _interior_and_orientation(dem)
+        self._geom = terrain_geometry(z, cell, self.coarse_cell)
+        self._flips = (flip_y, flip_x)
+        ny, nx = dem.shape[-2:]
+        cov = self.coverage(dem)
+        if (
+            window.rows.start < cov.rows.start
+            or window.cols.start < cov.cols.start
+            or window.rows.stop > cov.rows.stop
+            or window.cols.stop > cov.cols.stop
+        ):
+            raise OptionError(
+                f"window rows {window.rows.start}:{window.rows.stop}, cols "
+                f"{window.cols.start}:{window.cols.stop} reaches into the {FRAME}-cell frame "
+                f"of the {ny} x {nx} DEM"
+            )
+        self._crop = (
+            slice(window.rows.start - FRAME, window.rows.stop - FRAME),
+            slice(window.cols.start - FRAME, window.cols.stop - FRAME),
+        )
+        h, w = self._geom.shape
+        self.tiled = self.max_pixels is not None and h * w > self.max_pixels
+
+    def _orient(self, a: np.ndarray) -> np.ndarray:
+        """Back from the north-up working view to the DEM's own row/column order."""
+        flip_y, flip_x = self._flips
+        return a[..., :: -1 if flip_y else 1, :: -1 if flip_x else 1]
+
+    def uvw(self, angles) -> np.ndarray:
+        """Network output ``(N, 3, h, w)`` (m/s, 3 m/s inflow) for uniform directions, on the
+        interior in the north-up working view."""
+        if self._geom is None:
+            raise RuntimeError("FeatureNetworkEngine.bind() must be called first")
+        theta = np.asarray(angles, dtype=np.float64).reshape(-1, 1, 1)
+        defl, ydsc = direction_features(self._geom, theta)
+        net = self.network
+        x = normalise(defl, self._geom.reldem, ydsc, net.mean, net.std)
+        del defl, ydsc
+        return net.predict(x, self.max_pixels, self.halo)
+
+    def batches(self, angles: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, dict]]:
+        """Yield ``(ks, {"acceleration", "alpha", "vertical"})`` over the bound window."""
+        if self._geom is None or self._crop is None:
+            raise RuntimeError("FeatureNetworkEngine.bind() must be called first")
+        angles = np.asarray(angles, dtype=np.int64).ravel()
+        h, w = self._geom.shape
+        per = max(1, int(batch))
+        if self.max_pixels is not None:
+            per = max(1, min(per, self.max_pixels // (h * w)))
+        inflow = self.network.inflow
+        for i in range(0, len(angles), per):
+            ks = angles[i : i + per]
+            out = self._orient(self.uvw(ks))
+            rows, cols = self._crop  # indices in the DEM's own order, like ``out`` now
+            u = out[:, 0, rows, cols]
+            v = out[:, 1, rows, cols]
+            wv = out[:, 2, rows, cols]
+            acc = np.sqrt(u.astype(np.float64) ** 2 + v.astype(np.float64) ** 2) / inflow
+            alpha = alpha_from_uv(u, v, ks.reshape(-1, 1, 1))
+            yield (
+                ks,
+                {
+                    "acceleration": acc.astype(np.float32),
+                    "alpha": alpha.astype(np.float32),
+                    "vertical": (wv / np.float32(inflow)).astype(np.float32),
+                },
+            )
+
+    def attrs(self) -> dict:
+        net = self.network
+        attrs = {
+            "engine": self.name,
+            "engine_title": self.title,
+            "engine_citation": self.citation,
+            "model_sha256": net.sha256,
+            "model_source_sha256": net.metadata.get("devine.source_sha256", "unknown"),
+            "model_id": net.model_id,
+            "model_kind": "features",
+            "synthetic_weights": "true" if net.synthetic else "false",
+            "features_channels": ",".join(CHANNELS),
+            "features_coarse_cell": self.coarse_cell,
+            "features_frame": FRAME,
+            "features_inflow_speed": net.inflow,
+            "features_max_pixels": -1 if self.max_pixels is None else self.max_pixels,
+            "features_halo": self.halo,
+            "features_tiled": "true" if self.tiled else "false",
+            "vertical_definition": "w / inflow speed (3 m/s): upward wind = vertical * speed",
+            "alpha_definition": "turn of (u, v) away from the inflow, atan2, radians, > 0 left",
+        }
+        if self._geom is not None:
+            attrs["features_block_cells"] = self._geom.numb
+        if net.training_resolution is not None:
+            attrs["model_training_resolution"] = net.training_resolution
+        return attrs
+
+
+def engine_for_model(model, device: str = "auto", **options) -> FeatureNetworkEngine | None:
+    """The table engine a model needs: a :class:`FeatureNetworkEngine` for a feature-network
+    model (``devine.kind = features``), None for the DEVINE rotation model.
+
+    ``options`` are passed to :class:`FeatureNetworkEngine` (``coarse_cell``, ``max_pixels``,
+    ``halo``, ``threads``). Opens the model once to read its metadata.
+    """
+    if isinstance(model, FeatureNetwork):
+        return FeatureNetworkEngine(model, **options)
+    if model_kind_of(model) != "features":
+        return None
+    return FeatureNetworkEngine(model, device=device, **options)
+
+
+# ---------------------------------------------------------------------- features API
+def compute_features(
+    dem,
+    angles,
+    *,
+    output=None,
+    coarse_cell: float | None = None,
+    model=None,
+    normalised: bool = False,
+    fill_nodata: bool = False,
+) -> xr.Dataset:
+    """The features of a DEM for uniform inflow directions, in devine-torch's input layout.
+
+    Parameters
+    ----------
+    dem
+        DEM file or DataArray (see :func:`devine_onnx.load_dem`), with its 2-cell frame.
+    angles
+        Inflow FROM directions in degrees clockwise from grid north.
+    output
+        NetCDF file to write (optional).
+    coarse_cell
+        Coarse cell of reldem in metres (default: the model's, else 1000).
+    model
+        Optional feature-network model: its coarse cell default, training resolution
+        (warning) and normalisation.
+    normalised
+        Write the normalised network input (float32) instead of the raw features.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``deflLis``, ``reldem``, ``ydsc`` on ``(n, nrows, ncols)`` (devine-torch's layout:
+        variables in that order, reldem repeated for each n), float64 (float32 if
+        ``normalised``), with ``angle(n)``, and ``x(ncols)``, ``y(nrows)`` coordinates of the
+        DEM without its frame.
+    """
+    from devine_onnx.tables.dem import load_dem
+
+    net = None
+    if model is not None:
+        net = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, "cpu", 1)
+    if normalised and net is None:
+        raise OptionError("normalised features need the model (-m/--model) for mean and std")
+    da, notes = load_dem(dem, fill_nodata=fill_nodata)
+    label = str(da.attrs.get("source", "DEM"))
+    check_dem_size(da.shape, label)
+    cc = coarse_cell if coarse_cell is not None else (net.coarse_cell if net else COARSE_CELL)
+    z, cell, flip_y, flip_x = _interior_and_orientation(da)
+    if net is not None:
+        net.check_resolution(cell, label)
+    try:
+        geom = terrain_geometry(z, cell, cc)
+    except ValueError as exc:
+        raise OptionError(f"--coarse-cell {cc}: {exc}") from None
+    ang = np.atleast_1d(np.asarray(angles, dtype=np.float64))
+    if ang.ndim != 1 or ang.size == 0 or not np.all(np.isfinite(ang)):
+        raise OptionError(f"angles {angles!r}: expected one or more directions in degrees")
+    defl, ydsc = direction_features(geom, ang.reshape(-1, 1, 1))
+    rel = np.broadcast_to(geom.reldem, defl.shape)
+    if normalised:
+        x = normalise(defl, geom.reldem, ydsc, net.mean, net.std)
+        defl, rel, ydsc = x[:, 0], x[:, 1], x[:, 2]
+
+    def orient(a):
+        return a[..., :: -1 if flip_y else 1, :: -1 if flip_x else 1]
+
+    dims = ("n", "nrows", "ncols")
+    kind = "normalised network input" if normalised else "terrain feature"
+    ds = xr.Dataset(
+        {
+            "deflLis": (dims, orient(defl), {"long_name": f"diverting factor ({kind})"}),
+            "reldem": (dims, orient(np.array(rel)), {"long_name": f"relative DEM ({kind})"}),
+            "ydsc": (dims, orient(ydsc), {"long_name": f"vertical wind factor ({kind})"}),
+        },
+        coords={
+            "n": ("n", np.arange(ang.size)),
+            "angle": (
+                "n",
+                ang,
+                {
+                    "units": "degree",
+                    "long_name": "inflow FROM direction, clockwise from grid north",
+                },
+            ),
+            "x": ("ncols", np.asarray(da.x.values[FRAME:-FRAME], dtype=np.float64)),
+            "y": ("nrows", np.asarray(da.y.values[FRAME:-FRAME], dtype=np.float64)),
+        },
+        attrs={
+            "title": "devine-torch input features computed by devine-onnx",
+            "source": label,
+            "cell_size": cell,
+            "coarse_cell": float(cc),
+            "coarse_block_cells": geom.numb,
+            "frame": f"{FRAME} cells removed around the DEM",
+            "normalised": "true" if normalised else "false",
+            "notes": "; ".join(notes),
+        },
+    )
+    if not normalised:
+        ds["reldem"].attrs["units"] = "m"
+    if output is not None:
+        from devine_onnx.io.atomic import atomic_output
+
+        out = Path(output)
+        if out.suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+            from devine_onnx.errors import OutputError
+
+            raise OutputError(f"{out}: features are written as NetCDF; use a .nc path")
+        with atomic_output(out) as tmp:
+            ds.to_netcdf(tmp, engine="netcdf4")
+    return ds

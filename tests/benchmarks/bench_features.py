@@ -1,0 +1,320 @@
+"""The price of the table for devine-torch feature networks (issue 10).
+
+Run from the repository root (needs PyTorch, only to convert the synthetic model folder):
+
+- ``python -m tests.benchmarks.bench_features compare [SIZE] [N_STEPS]``: a SIZE x SIZE domain
+  (sample DEM of SIZE + 4 cells with its 2-cell frame, default 201) and N_STEPS hourly steps
+  (default 72) of NWP wind whose direction varies across the grid and in time. Per-step mode
+  (what devine-torch does: one network pass per step on the local direction field) is the
+  reference; table mode (360 directions, nearest and linear lookup) is compared with it:
+  |speed|, circular |direction| and |w| differences, median and 95th percentile.
+- ``python -m tests.benchmarks.bench_features timing [SIZE] [MONTH_STEPS]``: wall time of the
+  360-direction table, of table-mode downscaling of a month (720) and a year (8760) of hourly
+  steps, and of per-step mode for a month; the per-step year is extrapolated from the measured
+  month (x 8760 / 720; the cost per step is constant). NetCDF output, weights cached once.
+- ``python -m tests.benchmarks.bench_features tiling [SIZE] [TILE] [HALO]``: network output of a
+  SIZE x SIZE domain in one pass vs tiled (cores of TILE, halo HALO): the error of tiling
+  (align_corners upsampling), and both times.
+- ``python -m tests.benchmarks.bench_features memory [SIZE ...]``: peak RSS (VmHWM, one
+  subprocess each) of one whole-domain network pass on SIZE x SIZE.
+
+The model has synthetic (untrained) weights: speeds are those of the real architecture,
+differences between the modes only show how the pipeline behaves, not physics.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._common import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+_RESULT = "RESULT "
+
+
+# --------------------------------------------------------------------------- inputs
+def synthetic_model(folder: Path) -> Path:
+    from devine_onnx_convert.torch_export import convert_torch_model
+    from devine_onnx_convert.torch_fixture import write_torch_folder
+
+    src = write_torch_folder(folder / "bench-devine-torch", seed=2024)
+    out = folder / "bench-devine-torch.onnx"
+    if not out.exists():
+        convert_torch_model(src, out)
+    return out
+
+
+def varying_nwp(n_times: int, seed: int = 0):
+    """AROME-like 10 m wind; the FROM direction varies by +-60 deg across the grid, drifts
+    with time (a full turn in 4 days plus a random walk), speed 2-10 m/s."""
+    from devine_onnx.sample_data import sample_nwp
+
+    ds = sample_nwp(n_times=n_times, n_lon=14, n_lat=12, seed=seed)
+    rng = np.random.default_rng(seed)
+    lon, lat = np.meshgrid(ds.longitude.values, ds.latitude.values)
+    hours = np.arange(n_times)[:, None, None]
+    walk = np.cumsum(rng.normal(0, 8.0, n_times))[:, None, None]
+    space = 60.0 * np.sin((lon - lon.mean()) * 40.0) * np.cos((lat - lat.mean()) * 35.0)
+    direction = np.radians(270.0 + space + 360.0 * hours / 96.0 + walk)
+    speed = 6.0 + 3.0 * np.sin(hours / 7.0) * np.cos(lat * 50.0) + rng.normal(0, 0.3, space.shape)
+    speed = np.clip(speed, 2.0, None)
+    ds["u10"].values[:] = (-speed * np.sin(direction)).astype(np.float32)
+    ds["v10"].values[:] = (-speed * np.cos(direction)).astype(np.float32)
+    return ds
+
+
+def build_table(model: Path, dem, angles=tuple(range(360))):
+    """The feature engine's table (acceleration, alpha, vertical) as a Dataset; seconds."""
+    import xarray as xr
+
+    from devine_onnx.engines.features import FeatureNetworkEngine
+
+    engine = FeatureNetworkEngine(model, device="cpu")
+    notes: list[str] = []
+    dem = engine.prepare_dem(dem, notes)
+    window = engine.coverage(dem)
+    engine.bind(dem, window)
+    t0 = time.perf_counter()
+    parts = {name: [] for name in engine.variables}
+    for _, values in engine.batches(np.asarray(angles), 8):
+        for name, arr in values.items():
+            parts[name].append(arr)
+    seconds = time.perf_counter() - t0
+    inner = dem.isel(y=window.rows, x=window.cols)
+    ds = xr.Dataset(
+        {k: (("angle", "y", "x"), np.concatenate(v)) for k, v in parts.items()},
+        coords={"angle": np.asarray(angles, dtype=np.float64), "y": inner.y, "x": inner.x},
+        attrs=engine.attrs(),
+    ).rio.write_crs(dem.rio.crs)
+    return ds, seconds
+
+
+def _stats(a: np.ndarray) -> str:
+    a = a[np.isfinite(a)]
+    return f"{np.median(a):.3g} | {np.percentile(a, 95):.3g} | {a.max():.3g}"
+
+
+# --------------------------------------------------------------------------- compare
+def compare(size: int = 201, n_steps: int = 72) -> None:
+    import devine_onnx as dv
+    from devine_onnx.sample_data import sample_dem
+
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = synthetic_model(Path(tmp))
+        dem = sample_dem((size + 4, size + 4), 30.0)
+        nwp = varying_nwp(n_steps)
+        table, t_table = build_table(model, dem)
+        print(f"table: 360 directions on {size}x{size} in {t_table:.1f} s")
+        t0 = time.perf_counter()
+        ref = dv.downscale(
+            nwp, model=model, per_step=True, dem=dem, device="cpu", cache_dir=tmp, quiet=True
+        )
+        t_step = time.perf_counter() - t0
+        print(f"per-step: {n_steps} steps in {t_step:.1f} s")
+        print()
+        print(
+            "| lookup | speed diff median (m/s) | p95 | max | relative speed diff p95 | "
+            "direction diff median (deg) | p95 | max | w diff median (m/s) | p95 | max |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for method in ("nearest", "linear"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tab = dv.downscale(
+                    nwp, table, cache_dir=tmp, quiet=True, angular_interpolation=method
+                )
+            s_ref = ref["wind_speed"].values
+            ds_ = np.abs(tab["wind_speed"].values - s_ref)
+            rel = ds_ / np.maximum(s_ref, 0.5)
+            dd = tab["wind_from_direction"].values - ref["wind_from_direction"].values
+            dd = np.abs((dd + 180.0) % 360.0 - 180.0)
+            dw = np.abs(tab["upward_air_velocity"].values - ref["upward_air_velocity"].values)
+            print(
+                f"| {method} | {_stats(ds_)} | {np.nanpercentile(rel, 95):.3g} | {_stats(dd)} | "
+                f"{_stats(dw)} |"
+            )
+        print(
+            f"\ninterpolated NWP direction across the domain: circular std per step, median "
+            f"{np.median(_direction_spread(nwp, dem)):.1f} deg; per-step mean speed "
+            f"{np.nanmean(ref['wind_speed'].values):.2f} m/s, mean |w| "
+            f"{np.nanmean(np.abs(ref['upward_air_velocity'].values)):.3f} m/s"
+        )
+
+
+def _direction_spread(nwp, dem) -> np.ndarray:
+    """Circular standard deviation (degrees) of the interpolated NWP direction, per step."""
+    from devine_onnx.downscaling.regrid import RegridWeights
+
+    w8 = RegridWeights.from_grids(
+        nwp.longitude.values, nwp.latitude.values, "EPSG:4326",
+        dem.x.values[2:-2], dem.y.values[2:-2], dem.rio.crs,
+    )  # fmt: skip
+    u = w8.apply(nwp.u10.values).astype(np.float64)
+    v = w8.apply(nwp.v10.values).astype(np.float64)
+    rad = np.arctan2(u, v)
+    r = np.hypot(np.cos(rad).mean(axis=(1, 2)), np.sin(rad).mean(axis=(1, 2)))
+    return np.degrees(np.sqrt(-2.0 * np.log(np.clip(r, 1e-12, 1.0))))
+
+
+# --------------------------------------------------------------------------- timing
+def timing(size: int = 201, month: int = 720) -> None:
+    import devine_onnx as dv
+    from devine_onnx.sample_data import sample_dem
+
+    print(f"machine: {machine()}")
+    year = 8760
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = synthetic_model(tmp)
+        dem = sample_dem((size + 4, size + 4), 30.0)
+        table, t_table = build_table(model, dem)
+        table_path = tmp / "table.nc"
+        table.to_netcdf(table_path)
+        rows = [("table: 360 network passes (once per domain)", t_table, "measured")]
+        for n, label in ((month, "month"), (year, "year")):
+            nwp_path = tmp / f"nwp_{n}.nc"
+            varying_nwp(n).to_netcdf(nwp_path)
+            out = tmp / f"tab_{n}.nc"
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dv.downscale(nwp_path, table_path, output=out, cache_dir=tmp, quiet=True)
+            rows.append((f"table mode, {label} ({n} steps)", time.perf_counter() - t0, "measured"))
+            out.unlink()
+        nwp_path = tmp / f"nwp_{month}.nc"
+        out = tmp / "step.nc"
+        t0 = time.perf_counter()
+        dv.downscale(
+            nwp_path, model=model, per_step=True, dem=dem, device="cpu", output=out,
+            cache_dir=tmp, quiet=True,
+        )  # fmt: skip
+        t_month = time.perf_counter() - t0
+        rows.append((f"per-step mode, month ({month} steps)", t_month, "measured"))
+        rows.append(
+            (
+                f"per-step mode, year ({year} steps)",
+                t_month * year / month,
+                "extrapolated x 8760/720",
+            )
+        )
+    print(f"\ndomain {size}x{size} (30 m), hourly steps, NetCDF output, CPU\n")
+    print("| run | wall time (s) | |")
+    print("|---|---|---|")
+    for label, seconds, how in rows:
+        print(f"| {label} | {seconds:.1f} | {how} |")
+
+
+# --------------------------------------------------------------------------- tiling
+def tiling(size: int = 1000, tile: int = 512, halo: int = 128) -> None:
+    from devine_onnx.engines.features import FeatureNetwork, alpha_from_uv
+    from devine_onnx.engines.terrain_features import direction_features, normalise, terrain_geometry
+    from devine_onnx.sample_data import sample_dem
+
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        net = FeatureNetwork(synthetic_model(Path(tmp)), device="cpu")
+        dem = sample_dem((size + 4, size + 4), 30.0)
+        geom = terrain_geometry(dem.values.astype(np.float64), 30.0)
+        theta = 280.0
+        defl, ydsc = direction_features(geom, theta)
+        x = normalise(defl[None], geom.reldem, ydsc[None], net.mean, net.std)
+        t0 = time.perf_counter()
+        whole = net.predict(x, max_pixels=None)[0]
+        t_whole = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tiled = net.predict_tiled(x, tile, halo)[0]
+        t_tiled = time.perf_counter() - t0
+    d = np.abs(tiled - whole)
+    acc_w = np.hypot(whole[0], whole[1]) / 3
+    acc_t = np.hypot(tiled[0], tiled[1]) / 3
+    da = np.abs(alpha_from_uv(tiled[0], tiled[1], theta) - alpha_from_uv(whole[0], whole[1], theta))
+    da = np.minimum(da, 2 * np.pi - da)
+    print(
+        f"\n{size}x{size}, tiles of {tile} + {halo} halo: whole {t_whole:.1f} s, tiled {t_tiled:.1f} s"
+    )
+    print("| quantity | median | p95 | max | typical value (median abs) |")
+    print("|---|---|---|---|---|")
+    for name, diff, ref in (
+        ("u (m/s)", d[0], whole[0]),
+        ("v (m/s)", d[1], whole[1]),
+        ("w (m/s)", d[2], whole[2]),
+        ("acceleration", np.abs(acc_t - acc_w), acc_w),
+        ("alpha (deg)", np.degrees(da), np.degrees(alpha_from_uv(whole[0], whole[1], theta))),
+    ):
+        print(
+            f"| {name} | {np.median(diff):.3g} | {np.percentile(diff, 95):.3g} | {diff.max():.3g} "
+            f"| {np.median(np.abs(ref)):.3g} |"
+        )
+
+
+# --------------------------------------------------------------------------- memory
+def _peak_gib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def _child_memory(model: str, size: int) -> None:
+    from devine_onnx.engines.features import FeatureNetworkEngine
+    from devine_onnx.sample_data import sample_dem
+
+    engine = FeatureNetworkEngine(model, device="cpu")
+    dem = sample_dem((size + 4, size + 4), 30.0)
+    engine.bind(dem, engine.coverage(dem))
+    base = _peak_gib()
+    t0 = time.perf_counter()
+    list(engine.batches(np.array([270]), 1))
+    seconds = time.perf_counter() - t0
+    print(_RESULT + json.dumps({"size": size, "peak_gib": _peak_gib(), "before_gib": base,
+                                "seconds": seconds, "tiled": engine.tiled}))  # fmt: skip
+
+
+def memory(sizes=(1000, 2000)) -> None:
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = synthetic_model(Path(tmp))
+        print("| domain | one direction (s) | peak RSS (GiB) | tiled |")
+        print("|---|---|---|---|")
+        for size in sizes:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.benchmarks.bench_features", "_child_memory",
+                 str(model), str(size)],
+                cwd=ROOT, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            line = next(x for x in proc.stdout.splitlines() if x.startswith(_RESULT))
+            r = json.loads(line[len(_RESULT) :])
+            print(f"| {size}x{size} | {r['seconds']:.1f} | {r['peak_gib']:.2f} | {r['tiled']} |")
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        print(__doc__)
+        return
+    cmd, args = argv[0], argv[1:]
+    if cmd == "compare":
+        compare(*(int(a) for a in args))
+    elif cmd == "timing":
+        timing(*(int(a) for a in args))
+    elif cmd == "tiling":
+        tiling(*(int(a) for a in args))
+    elif cmd == "memory":
+        memory(tuple(int(a) for a in args) or (1000, 2000))
+    elif cmd == "_child_memory":
+        _child_memory(args[0], int(args[1]))
+    else:
+        raise SystemExit(f"unknown mode {cmd!r}; see the module docstring")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

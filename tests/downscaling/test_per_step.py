@@ -1,0 +1,253 @@
+"""Per-step downscaling with a devine-torch network, and the vertical wind in table mode.
+
+The reference for per-step mode is a direct PyTorch run of the same steps: the NWP wind is
+interpolated with the public RegridWeights, rotated into the grid, the features of the local
+direction field are computed, the PyTorch network runs, and u, v, w are scaled by speed / 3.
+Synthetic weights: nothing here is physical.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import devine_onnx as dv
+from devine_onnx.cli import app
+from devine_onnx.downscaling.conventions import meridian_convergence
+from devine_onnx.downscaling.regrid import RegridWeights
+from devine_onnx.engines.features import FeatureNetworkEngine
+from devine_onnx.engines.terrain_features import direction_features, terrain_geometry
+from devine_onnx.errors import ModelError, OptionError
+from devine_onnx.sample_data import sample_dem, sample_nwp
+from tests.feature_models import convert_folder, norm_of, torch_net, torch_run
+
+DEM_SHAPE = (83, 89)  # interior 79 x 85
+CELL = 30.0
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return convert_folder(tmp_path_factory.mktemp("per_step"), seed=9)
+
+
+@pytest.fixture(scope="module")
+def dem():
+    return sample_dem(DEM_SHAPE, CELL)
+
+
+def varying_nwp(n_times=5):
+    """NWP wind whose direction varies across the grid and in time."""
+    ds = sample_nwp(n_times=n_times)
+    lon, lat = np.meshgrid(ds.longitude.values, ds.latitude.values)
+    hours = np.arange(n_times)[:, None, None]
+    direction = np.radians(230.0 + 60.0 * np.sin(lon * 60.0) * np.cos(lat * 50.0) + 25.0 * hours)
+    speed = 4.0 + 2.0 * np.cos(lat * 70.0 + hours)
+    ds["u10"].values[:] = (-speed * np.sin(direction)).astype(np.float32)
+    ds["v10"].values[:] = (-speed * np.cos(direction)).astype(np.float32)
+    return ds
+
+
+def uniform_nwp(from_dir=250.0, speed=5.0, n_times=2):
+    ds = sample_nwp(n_times=n_times)
+    rad = math.radians(from_dir)
+    ds["u10"].values[:] = np.float32(-speed * math.sin(rad))
+    ds["v10"].values[:] = np.float32(-speed * math.cos(rad))
+    return ds
+
+
+def reference(folder, dem, nwp):
+    """u, v (earth-relative) and w from a direct PyTorch run of every step."""
+    x = dem.x.values[2:-2]
+    y = dem.y.values[2:-2]
+    w8 = RegridWeights.from_grids(
+        nwp.longitude.values, nwp.latitude.values, "EPSG:4326", x, y, dem.rio.crs
+    )
+    gamma = np.radians(meridian_convergence(x[None, :], y[:, None], dem.rio.crs))
+    geom = terrain_geometry(dem.values.astype(np.float64), CELL)
+    mean, std = norm_of(folder)
+    net = torch_net(folder)
+    out_u, out_v, out_w = [], [], []
+    for t in range(nwp.sizes["time"]):
+        ue = w8.apply(nwp.u10.values[t]).astype(np.float64)
+        ve = w8.apply(nwp.v10.values[t]).astype(np.float64)
+        ug = ue * np.cos(gamma) - ve * np.sin(gamma)  # earth -> grid
+        vg = ve * np.cos(gamma) + ue * np.sin(gamma)
+        speed = np.hypot(ug, vg)
+        theta = np.mod(180.0 + np.degrees(np.arctan2(ug, vg)), 360.0)
+        defl, ydsc = direction_features(geom, theta)
+        feats = np.stack([defl, geom.reldem, ydsc])
+        feats = ((feats - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
+        u, v, w = torch_run(net, feats[None])[0].astype(np.float64) * speed / 3.0
+        out_u.append(u * np.cos(gamma) + v * np.sin(gamma))  # grid -> earth
+        out_v.append(v * np.cos(gamma) - u * np.sin(gamma))
+        out_w.append(w)
+    return np.stack(out_u), np.stack(out_v), np.stack(out_w)
+
+
+def test_per_step_matches_pytorch(model, dem):
+    folder, onnx_path = model
+    nwp = varying_nwp()
+    res = dv.downscale(
+        nwp, model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=False, quiet=True,
+        chunk_time=2,
+    )  # fmt: skip
+    ru, rv, rw = reference(folder, dem, nwp)
+    np.testing.assert_allclose(res["eastward_wind"], ru, atol=1e-4)
+    np.testing.assert_allclose(res["northward_wind"], rv, atol=1e-4)
+    np.testing.assert_allclose(res["upward_air_velocity"], rw, atol=1e-4)
+    np.testing.assert_allclose(res["wind_speed"], np.hypot(ru, rv), atol=1e-4)
+    assert res.sizes == {"time": 5, "y": 79, "x": 85}
+    np.testing.assert_array_equal(res.x, dem.x.values[2:-2])
+    # the direction field matters: steps differ by more than the speed scaling
+    assert np.std(res["wind_from_direction"].values[0]) > 1.0
+
+
+def test_per_step_netcdf_output(model, dem, tmp_path):
+    _, onnx_path = model
+    nwp = varying_nwp(3)
+    mem = dv.downscale(
+        nwp, model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=False, quiet=True
+    )
+    out = tmp_path / "wind.nc"
+    dv.downscale(
+        nwp, model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=tmp_path,
+        quiet=True, output=out, chunk_time=2,
+    )  # fmt: skip
+    with xr.open_dataset(out, engine="netcdf4") as back:
+        w = back["upward_air_velocity"]
+        assert w.attrs["standard_name"] == "upward_air_velocity"
+        assert w.attrs["units"] == "m s-1" and w.attrs["grid_mapping"] == "spatial_ref"
+        for name in ("wind_speed", "eastward_wind", "upward_air_velocity"):
+            np.testing.assert_array_equal(back[name].values, mem[name].values)
+        assert "per-step" in back.attrs["downscaling_mode"]
+        assert "NOT physical" in back.attrs["comment"]
+    assert list(tmp_path.glob("weights-*.nc"))  # the Delaunay weights were cached
+
+
+def table_dataset(onnx_path, dem, angles):
+    """A correction table of the feature engine (acceleration, alpha, vertical)."""
+    engine = FeatureNetworkEngine(onnx_path, device="cpu")
+    window = engine.coverage(dem)
+    engine.bind(dem, window)
+    parts = {name: [] for name in engine.variables}
+    for _, values in engine.batches(np.asarray(angles), 8):
+        for name, arr in values.items():
+            parts[name].append(arr)
+    inner = dem.isel(y=window.rows, x=window.cols)
+    ds = xr.Dataset(
+        {name: (("angle", "y", "x"), np.concatenate(arr)) for name, arr in parts.items()},
+        coords={
+            "angle": np.asarray(angles, dtype=np.float64),
+            "y": inner.y.values,
+            "x": inner.x.values,
+        },
+        attrs=engine.attrs(),
+    )
+    return ds.rio.write_crs(dem.rio.crs)
+
+
+def test_table_mode_equals_per_step_for_uniform_wind(model, dem):
+    """Grid-relative uniform wind on a table direction: both modes run the same features."""
+    _, onnx_path = model
+    nwp = uniform_nwp(250.0, 5.0)
+    table = table_dataset(onnx_path, dem, [240, 250, 260])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 3-direction table is coarse: warned, on purpose
+        tab = dv.downscale(nwp, table, grid_relative=True, cache_dir=False, quiet=True)
+    step = dv.downscale(
+        nwp, model=onnx_path, per_step=True, dem=dem, device="cpu", grid_relative=True,
+        cache_dir=False, quiet=True,
+    )  # fmt: skip
+    assert "upward_air_velocity" in tab and tab["upward_air_velocity"].attrs["units"] == "m s-1"
+    for name in ("wind_speed", "x_wind", "y_wind", "upward_air_velocity"):
+        np.testing.assert_allclose(tab[name], step[name], atol=2e-4)
+    np.testing.assert_allclose(
+        tab["upward_air_velocity"].values[0], table["vertical"].values[1] * 5.0, atol=1e-5
+    )
+
+
+def test_table_vertical_lazy_and_file(model, dem, tmp_path):
+    _, onnx_path = model
+    table = table_dataset(onnx_path, dem, np.arange(0, 360, 30))
+    tpath = tmp_path / "table.nc"
+    table.to_netcdf(tpath)
+    npath = tmp_path / "nwp.nc"
+    varying_nwp(3).to_netcdf(npath)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = dv.downscale(npath, tpath, cache_dir=False, quiet=True)
+        assert lazy["upward_air_velocity"].chunks is not None
+        eager = dv.downscale(xr.load_dataset(npath), tpath, cache_dir=False, quiet=True)
+    np.testing.assert_allclose(lazy["upward_air_velocity"].values, eager["upward_air_velocity"])
+    assert np.isfinite(eager["upward_air_velocity"].values).all()
+
+
+# --------------------------------------------------------------------------- CLI and refusals
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, dem):
+    folder = tmp_path_factory.mktemp("cli_per_step")
+    tif = folder / "dem.tif"
+    dem.rio.to_raster(tif)
+    nwp = folder / "nwp.nc"
+    varying_nwp(2).to_netcdf(nwp)
+    return folder, tif, nwp
+
+
+def run(args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error(result, code=1):
+    detail = f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+    assert result.exit_code == code, detail
+    assert "Traceback" not in result.output, detail
+    if code == 1:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, detail
+        return errors[0]
+    return result.output
+
+
+def test_cli_per_step(model, files, monkeypatch):
+    monkeypatch.delenv("DEVINE_ONNX_MODEL", raising=False)
+    _, onnx_path = model
+    folder, tif, nwp = files
+    out = folder / "wind.nc"
+    result = run(
+        ["downscale", nwp, "--per-step", "-m", onnx_path, "--dem", tif, "-o", out,
+         "--device", "cpu", "--no-cache", "-q"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(out, engine="netcdf4") as ds:
+        assert ds["upward_air_velocity"].shape == (2, 79, 85)
+
+
+def test_cli_per_step_refusals(files, demo_model_file, monkeypatch, model):
+    monkeypatch.delenv("DEVINE_ONNX_MODEL", raising=False)
+    folder, tif, nwp = files
+    out = folder / "x.nc"
+    base = ["downscale", nwp, "-o", out, "--device", "cpu", "--no-cache"]
+    err = one_error(run(base + ["--per-step", "-m", demo_model_file, "--dem", tif]))
+    assert "rotation model" in err and "feature network" in err
+    err = one_error(run(base + ["--per-step", "-m", model[1]]))
+    assert "--dem" in err
+    assert "--table" in one_error(run(base), code=2)
+    assert not out.exists()
+
+
+def test_api_refusals(model, dem):
+    _, onnx_path = model
+    nwp = uniform_nwp()
+    with pytest.raises(OptionError, match="per-step"):
+        dv.downscale(nwp, "table.nc", model=onnx_path, per_step=True, dem=dem)
+    with pytest.raises(OptionError, match="no correction table"):
+        dv.downscale(nwp)
+    with pytest.raises(ModelError, match="rotation model"):
+        from devine_onnx.session import demo_model_path
+
+        dv.downscale(nwp, model=demo_model_path(), per_step=True, dem=dem, device="cpu")
