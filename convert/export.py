@@ -58,7 +58,7 @@ def _set_metadata(proto, meta: dict) -> None:
 
 
 def export_onnx(weights: dict, metadata: dict, opset: int = OPSET):
-    """Return the ONNX ``ModelProto`` of the size-agnostic UNet (METHOD §2) with ``weights``."""
+    """Return the ONNX ``ModelProto`` of the size-agnostic UNet (docs/method.md §2) with ``weights``."""
     import tf2onnx
 
     from .unet import build_unet_function

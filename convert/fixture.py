@@ -1,6 +1,6 @@
 """Write a DEVINE model folder in the official layout, with synthetic weights.
 
-Builds the *trained* architecture (METHOD §1: 79x69 input, its ZeroPadding and Cropping
+Builds the *trained* architecture (docs/method.md §1: 79x69 input, its ZeroPadding and Cropping
 layers, dropouts, the official layer names) with ``tf_keras`` (Keras 2), sets seeded
 synthetic weights and saves it exactly like the official folder: a Keras-2 SavedModel
 (``save_format="tf"``), ``weights.h5`` and ``dict_norm.csv``. Used by the tests and to
@@ -18,7 +18,7 @@ def build_trained_architecture(weights: dict | None = None, input_shape=(79, 69)
     """The 79x69 Keras-2 model of the official folder, optionally with ``weights`` set.
 
     ``input_shape`` may be any (H, W) with H ≡ 7 and W ≡ 5 (mod 8): the same pads and crop
-    then fit (METHOD §1), which lets the trained graph be compared on large inputs.
+    then fit (docs/method.md §1), which lets the trained graph be compared on large inputs.
     """
     from ._tf import import_tensorflow
 

@@ -1,4 +1,4 @@
-"""The 18 convolution layers of DEVINE's UNet (METHOD §1), with no TensorFlow import.
+"""The 18 convolution layers of DEVINE's UNet (docs/method.md §1), with no TensorFlow import.
 
 ``LAYERS`` lists them in checkpoint order: ``layer_with_weights-N`` of the official SavedModel
 is ``LAYERS[N]``. Kernels are HWIO (height, width, in channels, out channels), as Keras stores

@@ -69,7 +69,7 @@ def metadata_conv_names(metadata_path: Path) -> list[str] | None:
 def checkpoint_mapping(folder: Path) -> dict[str, str]:
     """Map each layer name to its checkpoint prefix ``layer_with_weights-N``.
 
-    The checkpoint only numbers the layers; the order is METHOD §1's. When the folder has a
+    The checkpoint only numbers the layers; the order is docs/method.md §1's. When the folder has a
     ``keras_metadata.pb``, its Conv2D layer names must be exactly that order.
     """
     names = metadata_conv_names(folder / "keras_metadata.pb")

@@ -1,4 +1,4 @@
-"""The size-agnostic DEVINE UNet (METHOD §2) as a TensorFlow function of fixed weights.
+"""The size-agnostic DEVINE UNet (docs/method.md §2) as a TensorFlow function of fixed weights.
 
 Same layers and weights as the trained 79x69 graph, without its internal pads and crops:
 input ``(N, H, W, 1)`` with H and W multiples of 8, output ``(N, H, W, 3)`` = (u, v, w) in

@@ -1,13 +1,17 @@
-"""devine-onnx: DEVINE wind downscaling over complex terrain with ONNX Runtime.
+"""devine-onnx: wind downscaling over complex terrain (DEVINE, MicroMet, devine-torch).
 
 The public API (imported lazily, so that ``import devine_onnx`` stays fast):
 
-- :func:`compute_corrections`: the per-direction correction table of a DEM.
+- :func:`compute_corrections`: the per-direction correction table of a DEM, with any engine.
+- :func:`get_engine`: open a table engine (``devine``, ``micromet``, ``features``).
 - :func:`build_weights`, :class:`RegridWeights`: Delaunay interpolation weights NWP -> table.
 - :func:`downscale`: apply a table to an NWP wind series (CF NetCDF/Zarr, streaming or lazy).
 - :class:`DevineModel`: the converted UNet on ONNX Runtime (CPU or CUDA).
 - :func:`load_dem`, :func:`open_nwp`, :func:`open_table`: validated readers.
 - :func:`run_demo`, :func:`plot_wind`, :func:`plot_table`, :func:`info`.
+- :func:`evaluate`: scores of downscaled winds (and the raw NWP) at weather stations.
+- :class:`FeatureNetwork`, :func:`compute_features`: devine-torch feature networks (converted
+  to ONNX) and their terrain features; per-step downscaling: ``downscale(..., per_step=True)``.
 
 Conventions: wind directions are FROM directions in degrees clockwise from north, speeds in
 m/s; NaN marks "no data".
@@ -23,6 +27,7 @@ from .errors import DevineError
 _LAZY = {
     "DevineModel": "devine_onnx.session",
     "compute_corrections": "devine_onnx.tables.corrections",
+    "get_engine": "devine_onnx.engines",
     "load_dem": "devine_onnx.tables.dem",
     "RegridWeights": "devine_onnx.downscaling.regrid",
     "build_weights": "devine_onnx.downscaling.downscale",
@@ -33,6 +38,9 @@ _LAZY = {
     "plot_wind": "devine_onnx.plot",
     "plot_table": "devine_onnx.plot",
     "info": "devine_onnx.diagnostics",
+    "evaluate": "devine_onnx.evaluation",
+    "FeatureNetwork": "devine_onnx.engines.features",
+    "compute_features": "devine_onnx.engines.features",
 }
 
 

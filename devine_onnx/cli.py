@@ -29,7 +29,7 @@ import typer
 from typer.core import TyperGroup
 
 from ._version import __version__
-from .errors import DevineError, MissingDependencyError
+from .errors import DevineError, MissingDependencyError, cli_spelling
 
 #: Environment variable naming the default model (same as ``devine_onnx.session.MODEL_ENV``;
 #: repeated here so that ``--help`` does not import ONNX Runtime).
@@ -141,12 +141,33 @@ def _passthrough() -> tuple[type[BaseException], ...]:
 _PASSTHROUGH = _passthrough()
 
 
+def _plain_flags(command, ctx) -> None:
+    """Boolean flags take no value: no ``<bool>`` placeholder in their help line."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
 class _Group(TyperGroup):
-    """Typer group that turns errors into one-line messages and exit statuses."""
+    """Typer group that turns errors into one-line messages and exit statuses.
+
+    Messages name parameters as options (``--coarsen 300``, not ``coarsen=300``): the
+    commands run under :func:`~devine_onnx.errors.cli_spelling`.
+    """
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter):
+        _plain_flags(self, ctx)
+        return super().format_help(ctx, formatter)
 
     def invoke(self, ctx):
         debug = bool(ctx.params.get("debug")) or os.environ.get("DEVINE_ONNX_DEBUG") == "1"
-        with _warnings_to_stderr(debug), _log_to_stderr(debug):
+        with _warnings_to_stderr(debug), _log_to_stderr(debug), cli_spelling():
             try:
                 return super().invoke(ctx)
             except _PASSTHROUGH:
@@ -248,6 +269,11 @@ class Interp(str, Enum):
     linear = "linear"
 
 
+class WindFrame(str, Enum):
+    earth = "earth"
+    grid = "grid"
+
+
 def parse_angles(text: str | None) -> list[int] | None:
     """``"0,90,180"`` -> ``[0, 90, 180]``: whole degrees in 0..359, no duplicates.
 
@@ -336,7 +362,9 @@ CONVERT_EPILOG = (
 CONVERT_HELP = (
     "Convert the official DEVINE weights to a size-agnostic ONNX model.\n\n"
     "SRC is the official model folder (a Keras-2 SavedModel) or its weights.h5; σ is read from "
-    "the dict_norm.csv next to it. The export is checked against TensorFlow."
+    "the dict_norm.csv next to it. The export is checked against TensorFlow.\n\n"
+    "SRC may also be a devine-torch model folder (model.pt, norm.json, info.yaml): it becomes "
+    "a feature-network model, checked against PyTorch (needs the torch extra)."
 )
 
 try:
@@ -348,7 +376,11 @@ if _convert_command is not None:
 
     @functools.wraps(_convert_command)
     def _convert(*args, **kwargs):
-        _require_convert_extra()
+        from devine_onnx_convert.torch_folder import is_torch_folder
+
+        # A devine-torch folder needs PyTorch, not TensorFlow (checked by the converter).
+        if not is_torch_folder(kwargs.get("src", args[0] if args else None)):
+            _require_convert_extra()
         return _convert_command(*args, **kwargs)
 
     app.command("convert", help=CONVERT_HELP, epilog=CONVERT_EPILOG)(_convert)
@@ -360,28 +392,57 @@ else:  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------- corrections
+class EngineName(str, Enum):
+    devine = "devine"
+    micromet = "micromet"
+    features = "features"
+
+
+DemCrsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dem-crs",
+        help="CRS of a DEM file without one (.asc without .prj...), e.g. EPSG:2154.",
+    ),
+]
+
+
 @app.command(
     epilog=(
-        "[bold]Example[/bold]:\n\n"
-        "  devine-onnx corrections belledonne_lambert93.tif -m models/devine.onnx "
-        "-o belledonne_table.nc --angle-step 1\n\n"
-        "  devine-onnx corrections dem.tif -o table.nc --angles 0,90,180,270 --device cpu\n\n"
-        f"The model defaults to ${MODEL_ENV}. An interrupted run resumes where it stopped "
-        "(--no-resume starts again)."
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx corrections dem_30m.tif --engine micromet -o table.nc\n\n"
+        "  devine-onnx corrections dem_30m.tif -m models/devine.onnx -o table.nc "
+        "--angle-step 1\n\n"
+        "  devine-onnx corrections dem_50m.asc --dem-crs EPSG:2154 --resample 30 "
+        "-m models/devine.onnx -o table.nc\n\n"
+        f"Engines: devine and features need a converted model (-m, default ${MODEL_ENV}; "
+        "-m demo is the shipped demonstration model with synthetic weights); micromet needs "
+        "none. An interrupted run resumes where it stopped (--no-resume starts again)."
     )
 )
 def corrections(
-    dem: Annotated[Path, typer.Argument(help="DEM in a projected metric CRS (GeoTIFF or NetCDF).")],
+    dem: Annotated[Path, typer.Argument(help="DEM in a projected metric CRS (GeoTIFF, NetCDF).")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Correction table to write (.nc or .zarr).")
     ],
     model: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "-m",
             "--model",
             envvar=MODEL_ENV,
-            help="DEVINE ONNX model written by 'devine-onnx convert'.",
+            show_envvar=False,
+            metavar="MODEL",
+            help=f"ONNX model from 'devine-onnx convert', default from {MODEL_ENV} . 'demo': "
+            "the demonstration model.",
+        ),
+    ] = None,
+    engine: Annotated[
+        EngineName | None,
+        typer.Option(
+            "--engine",
+            metavar="NAME",
+            help="devine, micromet or features; default: the model's.",
         ),
     ] = None,
     angles: Annotated[
@@ -398,8 +459,53 @@ def corrections(
             "--angle-step", min=1, max=180, help="Every N degrees from 0 (default: all 360)."
         ),
     ] = None,
+    length_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--length-scale",
+            rich_help_panel="MicroMet engine",
+            metavar="X",
+            help="Curvature length scale, m (default 500).",
+        ),
+    ] = None,
+    slope_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--slope-weight",
+            rich_help_panel="MicroMet engine",
+            metavar="X",
+            help="Slope weight (default 0.58).",
+        ),
+    ] = None,
+    curvature_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--curvature-weight",
+            rich_help_panel="MicroMet engine",
+            metavar="X",
+            help="Curvature weight (default 0.42).",
+        ),
+    ] = None,
+    slope_reference: Annotated[
+        float | None,
+        typer.Option(
+            "--slope-reference",
+            rich_help_panel="MicroMet engine",
+            metavar="X",
+            help="Fixed slope reference, rad (default: domain maximum).",
+        ),
+    ] = None,
+    curvature_reference: Annotated[
+        float | None,
+        typer.Option(
+            "--curvature-reference",
+            rich_help_panel="MicroMet engine",
+            metavar="X",
+            help="Fixed curvature reference (default: domain maximum).",
+        ),
+    ] = None,
     device: Annotated[
-        Device, typer.Option("--device", help="Where the UNet runs (auto: CUDA when usable).")
+        Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
     ] = Device.auto,
     dtype: Annotated[
         Dtype,
@@ -409,7 +515,7 @@ def corrections(
             "(stored as float32 either way).",
         ),
     ] = Dtype.float32,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Directions per UNet call.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Directions per step.")] = 1,
     target: Annotated[
         str | None,
         typer.Option(
@@ -421,53 +527,167 @@ def corrections(
     fill_nodata: Annotated[
         bool, typer.Option("--fill-nodata", help="Fill DEM holes from the nearest valid pixel.")
     ] = False,
+    dem_crs: DemCrsOpt = None,
+    resample: Annotated[
+        float | None,
+        typer.Option("--resample", help="Resample the DEM to this pixel size (m) first."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue an interrupted table.")
     ] = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Compute the DEVINE correction table of a DEM for each wind direction.
+    """Compute the correction table of a DEM for each wind direction.
 
-    For each FROM direction the DEM is rotated, normalised and run through the UNet; the table stores acceleration (speed ratio) and alpha (deviation, radians) on the DEM's grid.
+    The table stores acceleration (speed ratio) and alpha (deviation, radians) per FROM direction on the DEM's grid, from the DEVINE UNet (devine), the MicroMet terrain parameterisation (micromet) or a devine-torch feature network (features).
     """
-    from .tables.corrections import compute_corrections
+    from .tables.corrections import compute_corrections as _corrections_call
 
     _quiet_notes(quiet)
-    from .session import resolve_model_path
-
     if angles is not None and angle_step is not None:
         raise typer.BadParameter(
             "give either --angles or --angle-step, not both", param_hint="'--angles'"
         )
-    model_path = resolve_model_path(model)
     if angles is not None:
         chosen = angles
     elif angle_step is not None:
         chosen = list(range(0, 360, angle_step))
     else:
         chosen = list(range(360))
-    table = compute_corrections(
-        dem,
-        model=model_path,
-        angles=chosen,
-        output=output,
-        device=device.value,
-        dtype=dtype.value,
-        batch=batch,
-        target=parse_target(target),
-        fill_nodata=fill_nodata,
-        resume=resume,
-        quiet=quiet,
-    )
-    sizes = dict(getattr(table, "sizes", {}))
-    shape = f" on a {sizes.get('y', '?')} x {sizes.get('x', '?')} grid" if sizes else ""
-    n = len(chosen)
-    _done(quiet, f"wrote {output}: {n} direction{'' if n == 1 else 's'}{shape}")
-    if str(getattr(table, "attrs", {}).get("synthetic_weights", "false")).lower() == "true":
+    micromet = {
+        "length_scale": length_scale,
+        "slope_weight": slope_weight,
+        "curvature_weight": curvature_weight,
+        "slope_reference": slope_reference,
+        "curvature_reference": curvature_reference,
+    }
+    given = {k: v for k, v in micromet.items() if v is not None}
+    name = engine.value if engine is not None else None
+    if given and name != "micromet":
+        first = "--" + next(iter(given)).replace("_", "-")
+        raise typer.BadParameter(f"{first} applies to --engine micromet only", param_hint=first)
+    try:
+        table = _corrections_call(
+            dem,
+            model=model,
+            angles=chosen,
+            engine=name,
+            engine_options=given,
+            output=output,
+            device=device.value,
+            dtype=dtype.value,
+            batch=batch,
+            target=parse_target(target),
+            fill_nodata=fill_nodata,
+            dem_crs=dem_crs,
+            resample=resample,
+            resume=resume,
+            quiet=quiet,
+        )
+    except KeyboardInterrupt:
+        from .io.atomic import partial_path
+
+        partial = partial_path(output)
+        if partial.exists():
+            _err(
+                f"interrupted: the partial table {partial} was kept; rerun the same command to "
+                "resume it (--no-resume starts over)"
+            )
+            raise typer.Exit(130) from None
+        raise
+    _done(quiet, f"wrote {output}: {table_summary(table)}")
+    if str(table.attrs.get("synthetic_weights", "false")).lower() == "true":
         _err(
-            f"warning: {model_path} has synthetic (untrained) weights: this table is NOT "
+            f"warning: {model} has synthetic (untrained) weights: this table is NOT "
             "physical; convert the official weights with 'devine-onnx convert'"
         )
+
+
+def table_summary(table) -> str:
+    """One line: engine, directions, grid, and for DEVINE the valid and reliable radii."""
+    sizes = dict(table.sizes)
+    n = sizes.get("angle", 0)
+    text = (
+        f"{table.attrs.get('engine', '?')} engine, {n} direction{'' if n == 1 else 's'} on a "
+        f"{sizes.get('y', '?')} x {sizes.get('x', '?')} grid"
+    )
+    attrs = table.attrs
+    if "valid_radius_m" in attrs:
+        text += (
+            f"; values within {float(attrs['valid_radius_m']):.0f} m of the centre "
+            f"({float(attrs['valid_radius']):g} px), reliable within "
+            f"{float(attrs['interior_radius_m']):.0f} m ({float(attrs['interior_radius']):g} px)"
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------- features
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx features dem_50m_wborder2.tif --angles 270 -o features.nc\n\n"
+        "  devine-onnx features dem.tif --angles 0,90,180,270 -m devine-low-bias.onnx "
+        "--normalised -o input.nc\n\n"
+        "The DEM carries a 2-cell frame, removed after the terrain derivatives. The file has "
+        "devine-torch's input layout: deflLis, reldem, ydsc on (n, nrows, ncols)."
+    )
+)
+def features(
+    dem: Annotated[
+        Path, typer.Argument(help="DEM in a projected metric CRS, with a 2-cell frame.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="NetCDF file to write (.nc).")],
+    angles: Annotated[
+        str,
+        typer.Option(
+            "--angles",
+            callback=_angles_callback,
+            help="Comma-separated inflow FROM directions in whole degrees, e.g. 270 or 0,90.",
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "-m",
+            "--model",
+            help="Feature-network model (devine-torch, converted): coarse cell default, "
+            "training resolution check, normalisation.",
+        ),
+    ] = None,
+    coarse_cell: Annotated[
+        float | None,
+        typer.Option(
+            "--coarse-cell", help="Coarse cell of reldem in metres (default: model's, else 1000)."
+        ),
+    ] = None,
+    normalised: Annotated[
+        bool,
+        typer.Option("--normalised", help="Write the normalised network input (needs --model)."),
+    ] = False,
+    fill_nodata: Annotated[
+        bool, typer.Option("--fill-nodata", help="Fill DEM holes from the nearest valid pixel.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the devine-torch terrain features (deflLis, reldem, ydsc) of a DEM for given directions."""
+    from .engines.features import compute_features
+
+    _quiet_notes(quiet)
+    ds = compute_features(
+        dem,
+        angles,
+        output=output,
+        coarse_cell=coarse_cell,
+        model=model,
+        normalised=normalised,
+        fill_nodata=fill_nodata,
+    )
+    n = ds.sizes["n"]
+    _done(
+        quiet,
+        f"wrote {output}: {n} direction{'' if n == 1 else 's'} on a {ds.sizes['nrows']} x "
+        f"{ds.sizes['ncols']} grid",
+    )
 
 
 # ---------------------------------------------------------------------------- regrid
@@ -482,7 +702,8 @@ def regrid(
     nwp: Annotated[Path, typer.Argument(help="NWP file (NetCDF/GRIB/Zarr) giving the grid.")],
     table: TableOpt,
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Regridding weights file to write (.nc).")
+        Path,
+        typer.Option("-o", "--output", help="Regridding weights file to write (NetCDF, .nc)."),
     ],
     nwp_crs: Annotated[
         str | None,
@@ -513,15 +734,20 @@ def regrid(
         "  devine-onnx downscale arome_2026-01.nc --table belledonne_table.nc "
         "--weights arome_weights.nc -o wind_2026-01.nc\n\n"
         "  devine-onnx downscale era5.zarr --table table.nc --u-var u10 --v-var v10 "
-        "-o wind.zarr --chunk-time 48"
+        "-o wind.zarr --chunk-time 48\n\n"
+        "  devine-onnx downscale arome.nc --per-step -m devine-low-bias.onnx "
+        "--dem dem_wborder2.tif -o wind.nc   (devine-torch, one network pass per step)"
     )
 )
 def downscale(
     nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
-    table: TableOpt,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr).")
     ],
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", "-t", help="Correction table from 'corrections'."),
+    ] = None,
     u_var: Annotated[
         str | None, typer.Option("--u-var", help="Name of the eastward wind variable.")
     ] = None,
@@ -531,6 +757,15 @@ def downscale(
     nwp_crs: Annotated[
         str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
     ] = None,
+    nwp_wind_frame: Annotated[
+        WindFrame | None,
+        typer.Option(
+            "--nwp-wind-frame",
+            metavar="<earth|grid>",
+            help="NWP u/v relative to true north (earth) or to the NWP grid (grid: rotated to "
+            "true north). Needed on a projected grid when the file does not say.",
+        ),
+    ] = None,
     weights: Annotated[
         Path | None, typer.Option("--weights", "-w", help="Weights from 'regrid'.")
     ] = None,
@@ -538,18 +773,24 @@ def downscale(
         Path | None,
         typer.Option(
             "--cache-dir",
-            help="Folder where weights are cached between runs (default: next to OUTPUT).",
+            help="Folder of the weights cache, shared by all forecasts on one NWP grid "
+            "(default: $DEVINE_ONNX_CACHE_DIR, else ~/.cache/devine-onnx).",
         ),
     ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not cache the regridding weights.")
     ] = False,
     chunk_time: Annotated[
-        int, typer.Option("--chunk-time", min=1, help="Time steps processed at once.")
+        int, typer.Option("--chunk-time", metavar="<n>", help="Time steps processed at once.")
     ] = 24,
     coarsen: Annotated[
         int | None,
-        typer.Option("--coarsen", min=1, help="Average N x N table pixels in the output."),
+        typer.Option(
+            "--coarsen",
+            metavar="<n>",
+            help="Average N x N table pixels in the output (a remainder is left out, with a "
+            "warning).",
+        ),
     ] = None,
     grid_relative: Annotated[
         bool,
@@ -561,23 +802,75 @@ def downscale(
     ] = False,
     angular_interpolation: Annotated[
         Interp,
-        typer.Option("--angular-interpolation", help="Table lookup between directions."),
+        typer.Option(
+            "--angular-interpolation",
+            metavar="<method>",
+            help="Table lookup between directions: nearest, or linear (blends the two nearest; "
+            "better for tables with fewer than 360 directions).",
+        ),
     ] = Interp.nearest,
     complevel: Annotated[
         int,
         typer.Option(
             "--complevel",
-            min=0,
-            max=9,
+            metavar="<0-9>",
             help="Deflate level of .nc outputs: 1-3 fast (ISA-L), 4-9 slower zlib, 0 none.",
         ),
     ] = 1,
+    per_step: Annotated[
+        bool,
+        typer.Option(
+            "--per-step",
+            help="No table: run a devine-torch feature network (-m) on the DEM (--dem) once "
+            "per time step, with the local wind direction (slower, no table approximation).",
+        ),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "-m", "--model", envvar=MODEL_ENV, help="Feature-network model, with --per-step."
+        ),
+    ] = None,
+    dem: Annotated[
+        Path | None,
+        typer.Option("--dem", help="DEM with its 2-cell frame, with --per-step."),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where the network runs, with --per-step.")
+    ] = Device.auto,
+    coarse_cell: Annotated[
+        float | None,
+        typer.Option("--coarse-cell", help="Coarse cell of reldem in metres, with --per-step."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Apply a correction table to an NWP wind series; write CF NetCDF or Zarr."""
+    """Apply a correction table (or, per step, a feature network) to an NWP wind series."""
     from .downscaling.downscale import downscale as run_downscale
 
     _quiet_notes(quiet)
+    if per_step and table is not None:
+        raise typer.BadParameter(
+            "--per-step computes the wind without a table: give -m MODEL and --dem DEM",
+            param_hint="'--table'",
+        )
+    if not per_step and table is None:
+        raise typer.BadParameter(
+            "give --table TABLE, or --per-step with -m MODEL and --dem DEM",
+            param_hint="'--table'",
+        )
+    if not per_step and dem is not None:
+        raise typer.BadParameter("--dem is only used with --per-step", param_hint="'--dem'")
+    per_step_options = {}
+    if per_step:
+        from .session import resolve_model_path
+
+        per_step_options = {
+            "per_step": True,
+            "model": resolve_model_path(model),
+            "dem": dem,
+            "device": device.value,
+            "coarse_cell": coarse_cell,
+        }
 
     result = run_downscale(
         nwp,
@@ -586,6 +879,7 @@ def downscale(
         u_var=u_var,
         v_var=v_var,
         nwp_crs=nwp_crs,
+        nwp_wind_frame=None if nwp_wind_frame is None else nwp_wind_frame.value,
         weights=weights,
         cache_dir=False if no_cache else cache_dir,
         chunk_time=chunk_time,
@@ -594,6 +888,7 @@ def downscale(
         angular_interpolation=angular_interpolation.value,
         complevel=complevel,
         quiet=quiet,
+        **per_step_options,
     )
     sizes = dict(getattr(result, "sizes", {}))
     shape = (
@@ -608,30 +903,32 @@ def downscale(
 # ---------------------------------------------------------------------------- demo
 @app.command(
     epilog=(
-        "[bold]Example[/bold]:\n\n"
-        "  devine-onnx demo --out demo/\n\n"
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx demo                 (MicroMet, no model: writes into demo/)\n\n"
+        "  devine-onnx demo -m devine.onnx --out demo-devine/\n\n"
         "Writes demo_dem.tif, demo_nwp.nc, demo_table.nc, demo_weights.nc, demo_wind.nc, "
-        "demo_wind.png and demo_table.png. Without --model (or $DEVINE_ONNX_MODEL) it uses the "
-        "shipped model with synthetic weights: the results only show the pipeline."
+        "demo_wind.png and demo_table.png into the folder. -m demo runs the shipped "
+        "demonstration model, whose synthetic weights only show the pipeline."
     )
 )
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo files.")] = Path("."),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo files.")] = Path("demo"),
     model: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "-m",
             "--model",
-            help=f"ONNX model (default ${MODEL_ENV}, else the demo model with synthetic weights).",
+            help="ONNX model for the table (default: the built-in MicroMet engine); "
+            "'demo': the demonstration model.",
         ),
     ] = None,
     device: Annotated[
-        Device, typer.Option("--device", help="Where the UNet runs (auto: CUDA when usable).")
+        Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
     ] = Device.auto,
     angle_step: Annotated[int, typer.Option("--angle-step", min=1, max=180, hidden=True)] = 1,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the whole chain on a synthetic DEM and wind series (a few minutes on a laptop)."""
+    """Run the whole chain on real terrain and a synthetic wind series (about a minute)."""
     from .demo import run_demo
 
     _quiet_notes(quiet)
@@ -674,6 +971,97 @@ def plot(
 
     kind, path = plot_file(file, output, time=time, angle=angle, table=table)
     _done(quiet, f"wrote {path} ({'table explorer' if kind == 'table' else 'wind map'})")
+
+
+# ---------------------------------------------------------------------------- evaluate
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx evaluate stations_obs.csv wind_30m.nc micromet_30m.nc --nwp arome.nc "
+        "-o metrics.csv --plots plots/\n\n"
+        "  devine-onnx evaluate obs.csv wind.nc --stations stations.csv --time-tolerance 30min "
+        "-o metrics.csv\n\n"
+        "OBSERVATIONS: CSV with columns station, time (ISO 8601, UTC unless a zone is given), "
+        "wind_speed (m s-1), wind_direction (degrees FROM), latitude, longitude (or in "
+        "--stations), optional altitude; or a CF timeSeries NetCDF. Each WIND is a source "
+        "named after its file stem; --nwp adds the source 'nwp'."
+    )
+)
+def evaluate(
+    observations: Annotated[
+        Path, typer.Argument(help="Station observations (CSV in long format or CF NetCDF).")
+    ],
+    winds: Annotated[
+        list[Path], typer.Argument(help="Downscaled outputs from 'downscale' (.nc or .zarr).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Metrics table to write (CSV).")],
+    nwp: Annotated[
+        Path | None,
+        typer.Option("--nwp", help="Raw NWP forecast, evaluated as the source 'nwp'."),
+    ] = None,
+    nwp_crs: Annotated[
+        str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
+    ] = None,
+    stations: Annotated[
+        Path | None,
+        typer.Option(
+            "--stations",
+            help="Station list (CSV: station, latitude, longitude, optional altitude).",
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option("--plots", help="Folder for scatter, direction-error and time-series PNGs."),
+    ] = None,
+    time_tolerance: Annotated[
+        str | None,
+        typer.Option(
+            "--time-tolerance",
+            help="Pair each observation with the nearest model time within this duration "
+            "(e.g. 30min); default: exact times only.",
+        ),
+    ] = None,
+    bilinear: Annotated[
+        bool,
+        typer.Option("--bilinear", help="Bilinear interpolation instead of the station's pixel."),
+    ] = False,
+    min_speed: Annotated[
+        float,
+        typer.Option(
+            "--min-speed", min=0.0, help="Observed speed (m s-1) from which directions count."
+        ),
+    ] = 1.0,
+    altitude_threshold: Annotated[
+        float,
+        typer.Option(
+            "--altitude-threshold",
+            min=0.0,
+            help="Report stations whose altitude differs from the model's by more (m).",
+        ),
+    ] = 50.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score downscaled winds (and the raw forecast) against weather-station observations."""
+    from .evaluation import evaluate as run_evaluate
+
+    _quiet_notes(quiet)
+
+    result = run_evaluate(
+        observations,
+        winds,
+        output=output,
+        nwp=nwp,
+        nwp_crs=nwp_crs,
+        stations=stations,
+        plots=plots,
+        time_tolerance=time_tolerance,
+        bilinear=bilinear,
+        min_speed=min_speed,
+        altitude_threshold=altitude_threshold,
+        quiet=quiet,
+    )
+    if not quiet:
+        result.print_summary()
 
 
 # ---------------------------------------------------------------------------- info

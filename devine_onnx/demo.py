@@ -1,10 +1,15 @@
-"""``devine-onnx demo``: the whole chain on synthetic inputs, in a few minutes on a laptop.
+"""``devine-onnx demo``: the whole chain on real terrain, in a minute on a laptop.
 
-Writes a synthetic DEM (Lambert-93, 30 m, near 6.15°E 45.2°N) and an AROME-like wind series,
-computes the correction table for all 360 directions, builds the regridding weights,
-downscales the series and draws two PNGs. Without a model it uses the shipped demonstration
-model, whose weights are synthetic: the notice printed before and after says that the results
-then only demonstrate the pipeline.
+Writes a DEM of real terrain (the Jacksboro fault area, Tennessee, that matplotlib ships,
+reprojected to UTM 16N) and a synthetic AROME-like wind series over it, computes the
+correction table for all 360 directions, builds the regridding weights, downscales the series
+and draws two PNGs.
+
+By default the table comes from the built-in ``micromet`` engine (Liston & Elder 2006): a
+physical terrain parameterisation that needs no weights. With ``model`` it comes from a
+DEVINE or devine-torch model on 30 m terrain; the shipped demonstration model (``"demo"``)
+has synthetic weights, and the notice printed before and after says that its results only
+demonstrate the pipeline.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OptionError, OutputError
+from .errors import OptionError, OutputError, option
 from .io.atomic import atomic_output
 
 __all__ = ["DemoResult", "run_demo"]
@@ -41,7 +46,8 @@ class DemoResult:
     wind: Path
     wind_png: Path
     table_png: Path
-    model: Path
+    engine: str
+    model: Path | None
     synthetic: bool
     angles: int
     seconds: float
@@ -60,8 +66,10 @@ class DemoResult:
         ]
 
     def summary(self) -> str:
+        used = f"model {self.model}" if self.model is not None else "no model"
         lines = [
-            f"demo done in {self.seconds:.0f} s ({self.angles} directions, model {self.model})"
+            f"demo done in {self.seconds:.0f} s ({self.engine} engine, {used}, {self.angles} "
+            f"directions); wrote into {self.out_dir}:"
         ]
         lines += [f"  {p}" for p in self.files]
         return "\n".join(lines)
@@ -103,17 +111,6 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _resolve_model(model) -> Path:
-    from .session import MODEL_ENV, demo_model_path
-
-    if model is not None:
-        return Path(model)
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env)
-    return demo_model_path()
-
-
 def _prepare_folder(out_dir) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -130,41 +127,43 @@ def _prepare_folder(out_dir) -> Path:
 
 
 def run_demo(
-    out_dir: str | os.PathLike = ".",
+    out_dir: str | os.PathLike = "demo",
     model: str | os.PathLike | None = None,
     quiet: bool = False,
     *,
     angle_step: int = 1,
     device: str = "auto",
 ) -> DemoResult:
-    """Run the full DEVINE chain on synthetic data and write its files to ``out_dir``.
+    """Run the full chain on real terrain and a synthetic forecast, writing into ``out_dir``.
 
     Parameters
     ----------
     out_dir
-        Folder for the outputs (created if needed): ``demo_dem.tif``, ``demo_nwp.nc``,
-        ``demo_table.nc``, ``demo_weights.nc``, ``demo_wind.nc`` (CF NetCDF),
-        ``demo_wind.png`` and ``demo_table.png``.
+        Folder for the outputs (created if needed; default ``demo``): ``demo_dem.tif``,
+        ``demo_nwp.nc``, ``demo_table.nc``, ``demo_weights.nc``, ``demo_wind.nc`` (CF
+        NetCDF), ``demo_wind.png`` and ``demo_table.png``.
     model
-        ONNX model; default ``$DEVINE_ONNX_MODEL``, else the shipped demonstration model
-        (synthetic weights).
+        None (default): the ``micromet`` engine on a 60 m DEM. An ONNX model path (or
+        ``"demo"`` for the shipped demonstration model with synthetic weights): that model's
+        engine on a 30 m DEM of the same area.
     quiet
         No progress bars or step messages. The not-physical notice after the run is printed
         even then when the model is synthetic.
     angle_step
         Compute the table every ``angle_step`` degrees only (tests; the demo uses all 360).
     device
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (model engines).
 
     Returns
     -------
     DemoResult
-        The paths written, the model used, whether it is synthetic and the wall time.
+        The paths written, the engine and model used, whether it is synthetic, the wall time.
     """
     from .downscaling.downscale import build_weights, downscale
+    from .engines import get_engine
     from .plot import plot_table, plot_wind
-    from .sample_data import sample_dem, sample_nwp
-    from .session import DevineModel
+    from .sample_data import JACKSBORO_CENTER, real_dem, sample_nwp
+    from .session import demo_model_path
     from .tables.corrections import compute_corrections
 
     if (
@@ -172,13 +171,19 @@ def run_demo(
         or not isinstance(angle_step, int)
         or not 1 <= angle_step <= 180
     ):
-        raise OptionError(f"angle_step={angle_step!r}: expected an integer in 1..180")
+        raise OptionError(f"{option('angle_step', angle_step)}: expected an integer in 1..180")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     out = _prepare_folder(out_dir)
-    model_path = _resolve_model(model)
-    net = DevineModel(model_path, device=device)
-    synthetic = bool(net.synthetic)
+    if model is None:
+        engine = get_engine("micromet")
+        model_path = None
+        dem = real_dem(resolution=60.0, size_km=18.0)
+    else:
+        model_path = demo_model_path() if str(model) == "demo" else Path(model)
+        engine = get_engine(None, model_path, device=device)
+        dem = real_dem(resolution=30.0, size_km=9.0)
+    synthetic = str(engine.attrs().get("synthetic_weights", "false")) == "true"
     if synthetic and not quiet:
         _say(synthetic_notice(model_path, "before"))
 
@@ -203,18 +208,19 @@ def run_demo(
     def done(name: str) -> None:
         timings[name] = time.perf_counter() - timings[name]
 
-    step("inputs", f"[1/5] writing the synthetic DEM and wind series to {out}")
-    dem = sample_dem()
+    step("inputs", f"[1/5] writing the DEM (real terrain) and a synthetic wind series to {out}")
     with atomic_output(paths["dem"]) as tmp:
         dem.rio.to_raster(tmp, driver="GTiff", compress="deflate")
-    nwp = sample_nwp()
+    nwp = sample_nwp(center_lonlat=JACKSBORO_CENTER)
     with atomic_output(paths["nwp"]) as tmp:
         nwp.to_netcdf(tmp, engine="netcdf4")
     done("inputs")
 
     angles = list(range(0, 360, angle_step))
-    step("corrections", f"[2/5] correction table, {len(angles)} directions ({net.device})")
-    compute_corrections(paths["dem"], model=net, angles=angles, output=paths["table"], quiet=quiet)
+    step("corrections", f"[2/5] correction table, {len(angles)} directions ({engine.title})")
+    compute_corrections(
+        paths["dem"], engine=engine, angles=angles, output=paths["table"], quiet=quiet
+    )
     done("corrections")
 
     step("regrid", "[3/5] regridding weights NWP -> table grid")
@@ -238,6 +244,7 @@ def run_demo(
 
     result = DemoResult(
         out_dir=out,
+        engine=engine.name,
         model=model_path,
         synthetic=synthetic,
         angles=len(angles),

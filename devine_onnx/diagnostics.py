@@ -43,12 +43,14 @@ def info() -> dict:
     dict
         Keys: ``devine_onnx`` (version), ``python``, ``platform``, ``onnxruntime`` (version),
         ``onnxruntime_package`` (``"onnxruntime-gpu"`` or ``"onnxruntime"``), ``providers``
-        (list of available execution providers), ``nvidia_gpu`` (an NVIDIA device is seen by
+        (execution providers the package offers), ``usable_providers`` (those that can run
+        here: without a usable GPU, not CUDA/TensorRT), ``nvidia_gpu`` (an NVIDIA device is seen by
         the driver), ``cuda_usable`` (ONNX Runtime can run on it), ``default_model`` (value of
         ``$DEVINE_ONNX_MODEL`` or None), ``default_model_exists``, ``demo_model`` (path of the
         shipped demonstration model or None), ``tensorflow`` (installed version or None),
         ``convert_extra`` (all modules of the ``convert`` extra are installed) and
-        ``convert_missing`` (those that are not).
+        ``convert_missing`` (those that are not), ``engines`` (name, title, citation and
+        ``needs_model`` of each table engine).
     """
     from .session import MODEL_ENV, cuda_usable, demo_model_path, nvidia_device_present
 
@@ -79,6 +81,12 @@ def info() -> dict:
             "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
         ),
         "providers": providers,
+        # What can really run here: the GPU build lists CUDA/TensorRT even without a GPU.
+        "usable_providers": [
+            p
+            for p in providers
+            if usable or p not in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        ],
         "nvidia_gpu": nvidia_device_present(),
         "cuda_usable": bool(usable),
         "model_env": MODEL_ENV,
@@ -88,7 +96,27 @@ def info() -> dict:
         "tensorflow": tf_version,
         "convert_extra": not missing,
         "convert_missing": missing,
+        "engines": _engines(),
     }
+
+
+def _engines() -> list[dict]:
+    """Name, method, citation and whether a model file is needed, for each table engine."""
+    from importlib import import_module
+
+    from .engines import ENGINES
+
+    rows = []
+    for name, (module, cls, needs_model) in ENGINES.items():
+        try:
+            engine = getattr(import_module(module), cls)
+            title, citation = engine.title, engine.citation
+        except Exception as exc:  # noqa: BLE001 - an info command must not fail
+            title, citation = f"unavailable ({type(exc).__name__})", ""
+        rows.append(
+            {"name": name, "title": title, "citation": citation, "needs_model": needs_model}
+        )
+    return rows
 
 
 def _yes(flag: bool) -> str:
@@ -112,19 +140,23 @@ def format_info(data: dict | None = None) -> str:
         ("devine-onnx", d["devine_onnx"]),
         ("Python", f"{d['python']} ({d['platform']})"),
         ("ONNX Runtime", f"{d['onnxruntime']} ({d['onnxruntime_package']})"),
-        ("providers", ", ".join(d["providers"]) or "none"),
+        ("usable providers", ", ".join(d["usable_providers"]) or "none"),
         ("NVIDIA GPU seen", _yes(d["nvidia_gpu"])),
         ("CUDA usable", _yes(d["cuda_usable"])),
         (f"default model (${d['model_env']})", model),
         ("demo model", d["demo_model"] or "missing"),
         ("TensorFlow", tf),
     ]
+    for e in d.get("engines", []):
+        need = "needs a converted model (-m)" if e["needs_model"] else "built in, no model"
+        rows.append((f"engine {e['name']}", f"{e['title']}; {need}"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k + ':':<{width + 1}} {v}" for k, v in rows]
     if not d["cuda_usable"] and "CUDAExecutionProvider" in d["providers"]:
         lines.append(
-            "note: onnxruntime-gpu lists CUDA but it is not usable here (no NVIDIA GPU, or "
-            "CUDA 13 / cuDNN 9 missing): inference runs on CPU"
+            "note: onnxruntime-gpu is installed and offers CUDA, but it is not usable here (no "
+            "NVIDIA GPU, or CUDA 13 / cuDNN 9 missing): networks run on CPU, and each run says "
+            "so in one note that -q silences"
         )
     if d["default_model"] is None:
         lines.append(

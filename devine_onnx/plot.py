@@ -6,7 +6,7 @@ never changes pyplot's backend or state. Images are written atomically.
 
 Direction arrows are drawn in grid coordinates: earth-relative components
 (``eastward_wind``, ``northward_wind``) are rotated into grid-relative ones by the meridian
-convergence of the output's CRS at each arrow (METHOD §4), so that an arrow points where the
+convergence of the output's CRS at each arrow (docs/method.md §4), so that an arrow points where the
 wind blows on the map.
 """
 
@@ -406,7 +406,7 @@ def plot_wind(
     Notes
     -----
     Arrows are rotated from earth-relative to grid-relative components by the meridian
-    convergence (METHOD §4), so they point along the wind on the projected map. Their length
+    convergence (docs/method.md §4), so they point along the wind on the projected map. Their length
     is proportional to the speed (see the key above the map).
     """
     out = _check_output(output)
@@ -473,6 +473,9 @@ def plot_wind(
         stamp.isoformat() if stamp is not None else (f"step {index}" if index is not None else "")
     )
     title = f"Downscaled wind speed ({units}) and direction" + (f", {when}" if when else "")
+    engine = ds.attrs.get("table_engine_title")
+    if engine:
+        title += f"\n{engine}"
     if _synthetic(ds.attrs):
         title += "\nsynthetic model weights: demonstration only, NOT physical"
     ax.set_title(title, loc="left", fontsize=11)
@@ -636,6 +639,8 @@ def plot_table(
     axes[0].set_title("acceleration", loc="left")
     axes[1].set_title("alpha", loc="left")
     title = f"Correction table for wind from {angles[i]:g}° (grid north)"
+    if ds.attrs.get("engine_title"):
+        title += f"\n{ds.attrs['engine_title']}"
     if _synthetic(ds.attrs):
         title += " - synthetic model weights: demonstration only, NOT physical"
     fig.suptitle(title, fontsize=12)

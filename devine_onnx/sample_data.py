@@ -1,6 +1,8 @@
-"""Synthetic sample inputs: a mountain DEM in Lambert-93 and an AROME-like wind series.
+"""Sample inputs: real terrain shipped by matplotlib, a synthetic DEM, an AROME-like wind series.
 
-Used by ``devine-onnx demo``, the tests and the benchmarks. Nothing here is real data.
+Used by ``devine-onnx demo``, the tests and the benchmarks. :func:`real_dem` is real terrain
+(the Jacksboro fault area, Tennessee, a 3 arc-second DEM that matplotlib ships);
+:func:`sample_dem` and :func:`sample_nwp` are synthetic.
 """
 
 from __future__ import annotations
@@ -66,6 +68,55 @@ def sample_dem(
     da.x.attrs.update(units="m", standard_name="projection_x_coordinate")
     da.y.attrs.update(units="m", standard_name="projection_y_coordinate")
     return da.rio.write_crs(crs)
+
+
+#: Centre of matplotlib's Jacksboro DEM (Cumberland Mountains, Tennessee), lon/lat degrees.
+JACKSBORO_CENTER = (-84.2458, 36.5896)
+#: UTM zone 16N (WGS 84), a metric projection for that area.
+UTM16N = "EPSG:32616"
+
+
+def real_dem(resolution: float = 60.0, size_km: float = 18.0) -> xr.DataArray:
+    """Real terrain: the centre of matplotlib's Jacksboro fault DEM, reprojected to UTM 16N.
+
+    The DEM ``jacksboro_fault_dem.npz`` ships with matplotlib (a 344 x 403 grid of 3 arc-second
+    pixels, 236-1076 m, Cumberland Mountains near Jacksboro, Tennessee). It is reprojected
+    (bilinear) to ``resolution`` m pixels and the central ``size_km`` x ``size_km`` km square
+    is kept.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``elevation(y, x)`` in metres, float32, north-up, CRS EPSG:32616.
+    """
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    from matplotlib import cbook
+    from pyproj import Transformer
+    from rasterio.enums import Resampling
+
+    with cbook.get_sample_data("jacksboro_fault_dem.npz") as data:
+        z = np.asarray(data["elevation"], dtype=np.float32)
+        dx, dy = float(data["dx"]), float(data["dy"])
+        west = float(data["xmin"])
+        # The file's "ymin" is the northern edge (row 0 is north).
+        north = max(float(data["ymin"]), float(data["ymax"]))
+    ny, nx = z.shape
+    lon = west + dx * (np.arange(nx) + 0.5)
+    lat = north - dy * (np.arange(ny) + 0.5)
+    geo = xr.DataArray(z, dims=("y", "x"), coords={"y": lat, "x": lon}, name="elevation")
+    geo = geo.rio.write_crs("EPSG:4326")
+    utm = geo.rio.reproject(UTM16N, resolution=resolution, resampling=Resampling.bilinear)
+    x0, y0 = Transformer.from_crs("EPSG:4326", UTM16N, always_xy=True).transform(*JACKSBORO_CENTER)
+    half = size_km * 500.0
+    utm = utm.sel(x=slice(x0 - half, x0 + half), y=slice(y0 + half, y0 - half))
+    out = utm.astype(np.float32)
+    out.attrs = {
+        "units": "m",
+        "long_name": "terrain elevation (Jacksboro fault DEM shipped with matplotlib)",
+    }
+    out.x.attrs.update(units="m", standard_name="projection_x_coordinate")
+    out.y.attrs.update(units="m", standard_name="projection_y_coordinate")
+    return out.rio.write_crs(UTM16N)
 
 
 def sample_nwp(

@@ -3,13 +3,14 @@
 Loads a model written by ``devine-onnx convert`` (or ``python -m convert``), checks that it is
 a DEVINE model, picks the execution provider (CUDA when usable, CPU otherwise), pads inputs to
 the multiple the UNet needs and crops outputs back, and tiles large inputs with halos so that
-memory stays bounded while the result equals the untiled one (METHOD §2).
+memory stays bounded while the result equals the untiled one (docs/method.md §2).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -23,7 +24,7 @@ from .errors import DeviceError, ModelError
 #: Environment variable naming the default model file.
 MODEL_ENV = "DEVINE_ONNX_MODEL"
 #: Halo added around each tile, in pixels: larger than the UNet's receptive field (≤ 58 px)
-#: and a multiple of 8, so that tiled inference is exact (METHOD §2).
+#: and a multiple of 8, so that tiled inference is exact (docs/method.md §2).
 HALO = 64
 #: Default core size of a tile (pixels per side) above which inputs are tiled.
 DEFAULT_TILE = 1024
@@ -37,7 +38,10 @@ class DeviceFallbackWarning(UserWarning):
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
-    """Path of the model: ``model``, else ``$DEVINE_ONNX_MODEL``; error if neither is set."""
+    """Path of the model: ``model`` (``"demo"``: the shipped demonstration model), else
+    ``$DEVINE_ONNX_MODEL``; error if neither is set."""
+    if isinstance(model, str) and model == "demo":
+        return demo_model_path()
     if model is None:
         model = os.environ.get(MODEL_ENV)
         if not model:
@@ -139,12 +143,63 @@ def _session(path: Path, device: str, threads: int | None):
             stacklevel=3,
         )
     elif device == "auto" and not want_cuda and CUDA in ort.get_available_providers():
-        warnings.warn(
-            "onnxruntime-gpu is installed but no NVIDIA GPU is usable; running on CPU",
-            DeviceFallbackWarning,
-            stacklevel=3,
-        )
+        _note_cpu_once()
     return session
+
+
+_CPU_NOTED = False
+
+
+def _note_cpu_once() -> None:
+    """A machine without a GPU is the ordinary case: a note (``-q`` silences it), once."""
+    global _CPU_NOTED
+    if not _CPU_NOTED:
+        _CPU_NOTED = True
+        logging.getLogger("devine_onnx").info(
+            "no NVIDIA GPU here; the network runs on CPU ('devine-onnx info' explains)"
+        )
+
+
+#: Metadata key telling which family a converted model belongs to.
+KIND_KEY = "devine.kind"
+#: ``rotation``: the original DEVINE UNet run on the rotated DEM (no key in older files);
+#: ``features``: a devine-torch network on terrain features.
+MODEL_KINDS = ("rotation", "features")
+
+
+def model_kind(metadata: dict) -> str:
+    """Family of a devine-onnx model from its metadata: ``"rotation"`` or ``"features"``."""
+    return str(metadata.get(KIND_KEY, "rotation")) or "rotation"
+
+
+def open_model_session(
+    path: str | os.PathLike | None, device: str = "auto", threads: int | None = None
+):
+    """``(path, session, metadata)`` of a model written by ``devine-onnx convert``.
+
+    The same provider choice and checks as :class:`DevineModel` (CUDA when usable, one
+    note otherwise); raises :class:`ModelError` for a missing or
+    unreadable file and for an ONNX file without devine-onnx metadata.
+    """
+    path = resolve_model_path(path)
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: model file not found; pass the .onnx written by 'devine-onnx convert' "
+            "(see models/README.md)"
+        )
+    session = _session(path, device, threads)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if meta.get("devine.format", "").split("/")[0] != "devine-onnx":
+        raise ModelError(
+            f"{path}: an ONNX model but not a DEVINE one (no devine.* metadata); convert the "
+            "weights with 'devine-onnx convert'"
+        )
+    if model_kind(meta) not in MODEL_KINDS:
+        raise ModelError(
+            f"{path}: unknown model kind {model_kind(meta)!r} (expected one of "
+            f"{', '.join(MODEL_KINDS)}); update devine-onnx or convert the weights again"
+        )
+    return path, session, meta
 
 
 class DevineModel:
@@ -155,7 +210,8 @@ class DevineModel:
     path
         ONNX file written by ``devine-onnx convert``; default ``$DEVINE_ONNX_MODEL``.
     device
-        ``"auto"`` (CUDA when usable, else CPU with one :class:`DeviceFallbackWarning` if
+        ``"auto"`` (CUDA when usable, else CPU; a :class:`DeviceFallbackWarning` when CUDA
+        should work but does not start, one logged note per process when
         onnxruntime-gpu is installed), ``"cpu"`` or ``"cuda"`` (error when unusable).
     tile
         Core size in pixels of the tiles used for inputs larger than ``tile + 2·HALO``; each
@@ -184,8 +240,15 @@ class DevineModel:
                 "'devine-onnx convert' (see models/README.md)"
             )
         self._session = _session(self.path, device, threads)
-        self._check_signature()
         meta = self._session.get_modelmeta().custom_metadata_map
+        if model_kind(meta) != "rotation":
+            raise ModelError(
+                f"{self.path}: a {model_kind(meta)} model (devine-torch feature network, "
+                f"{KIND_KEY}={model_kind(meta)}), not the DEVINE rotation model needed here; "
+                "give the model converted from the official DEVINE weights, or use this one "
+                "for a feature-network table or 'devine-onnx downscale --per-step'"
+            )
+        self._check_signature()
         if meta.get("devine.format", "").split("/")[0] != "devine-onnx":
             raise ModelError(
                 f"{self.path}: an ONNX model but not a DEVINE one (no devine.* metadata); "
@@ -265,7 +328,7 @@ class DevineModel:
         ----------
         x
             ``(H, W)`` or ``(N, H, W)`` float32: DEM minus its sliding mean, divided by σ
-            (METHOD §3.2). Any H, W ≥ 1: padded with zeros to the multiple of 8.
+            (docs/method.md §3.2). Any H, W ≥ 1: padded with zeros to the multiple of 8.
         tile
             Override the tile size given at construction (``None``: no tiling).
 

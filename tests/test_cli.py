@@ -22,8 +22,8 @@ from devine_onnx.cli import app, parse_angles, parse_target
 from devine_onnx.io.atomic import partial_path
 from devine_onnx.sample_data import sample_dem, sample_nwp
 
-COMMANDS = ["convert", "corrections", "regrid", "downscale", "demo", "plot", "info"]
-SMALL = (161, 161)  # table of 113 x 113 pixels
+COMMANDS = ["convert", "corrections", "regrid", "downscale", "demo", "plot", "evaluate", "info"]
+SMALL = (185, 185)  # table of 131 x 131 pixels
 ANGLES = "0,90,180,270"
 
 runner = CliRunner()
@@ -261,7 +261,9 @@ def test_corrections_summary_and_synthetic_warning(tmp_path, dem_tif, demo_model
         ]
     )
     assert result.exit_code == 0, result.output
-    assert f"wrote {out}: 1 direction on a" in result.stdout
+    assert f"wrote {out}: devine engine, 1 direction on a" in result.stdout
+    # The summary says where the table has values and where they are reliable.
+    assert "values within" in result.stdout and "reliable within" in result.stdout
     assert "synthetic" in result.stderr and "NOT physical" in result.stderr
 
 
@@ -367,7 +369,10 @@ def test_dem_too_small(tmp_path, demo_model_file):
 def test_no_model(tmp_path, dem_tif):
     out = tmp_path / "t.nc"
     result = invoke(["corrections", dem_tif, "-o", out, "--angles", "0"])
-    assert_refused(result, "DEVINE_ONNX_MODEL", outputs=[out])
+    assert_refused(result, "--engine micromet", outputs=[out])
+    # Useful after a pip install: the engines and the shipped demo model, no repository paths.
+    msg = result.stderr
+    assert "-m demo" in msg and "devine-onnx convert" in msg and "models/" not in msg
 
 
 def test_missing_model(tmp_path, dem_tif):
@@ -713,7 +718,7 @@ def test_downscale_options_and_plot(tmp_path, nwp_nc, table_nc):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no cached weights
     with xr.open_dataset(out) as ds:
         assert {"x_wind", "y_wind", "wind_speed"} <= set(ds.data_vars)
-        assert ds.sizes["x"] == 113 // 3
+        assert ds.sizes["x"] == 131 // 3
     png = tmp_path / "grid.png"
     result = invoke(["plot", out, "--table", table_nc, "-o", png, "--time", "2026-01-15T03"])
     assert result.exit_code == 0, result.output
@@ -760,3 +765,127 @@ def test_downscale_write_failure_is_one_line(tmp_path, nwp_nc, table_nc, suffix,
     )
     assert len(calls) == 2
     assert_refused(result, str(out), "No space left on device", "free disk space", outputs=[out])
+
+
+# ---------------------------------------------------------------------------- 80 columns, flags
+def _click_group():
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
+@pytest.mark.parametrize("command", [None, *_click_group().commands])
+def test_help_at_80_columns_shows_whole_option_names(command):
+    """Option names are never cut (``--angular-interpola…``); flags show no value."""
+    import re
+
+    group = _click_group()
+    cmd = group if command is None else group.commands[command]
+    names = {
+        name
+        for param in cmd.params
+        if param.param_type_name == "option" and not getattr(param, "hidden", False)
+        for name in (*param.opts, *param.secondary_opts)
+        if name.startswith("--")
+    }
+    result = invoke([command, "--help"] if command else ["--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    shown = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", out))
+    assert names <= shown, f"cut or missing: {sorted(names - shown)}"
+    assert "<bool>" not in out and "BOOLEAN" not in out
+
+
+# ---------------------------------------------------------------------------- option spelling
+@pytest.fixture(scope="module")
+def projected_nwp_nc(work, table_nc) -> Path:
+    """u/v on a Lambert-93 grid (with its grid mapping) covering the table; no standard names."""
+    with xr.open_dataset(table_nc) as t:
+        x0, x1 = float(t.x.min()), float(t.x.max())
+        y0, y1 = float(t.y.min()), float(t.y.max())
+    x = np.linspace(x0 - 5000, x1 + 5000, 8)
+    y = np.linspace(y1 + 5000, y0 - 5000, 7)
+    shape = (3, y.size, x.size)
+    time = np.datetime64("2026-01-15T00", "ns") + np.arange(3) * np.timedelta64(1, "h")
+    ds = xr.Dataset(
+        {
+            "u": (("time", "y", "x"), np.full(shape, 5.0, np.float32)),
+            "v": (("time", "y", "x"), np.zeros(shape, np.float32)),
+        },
+        coords={"time": time, "y": y, "x": x},
+    ).rio.write_crs("EPSG:2154")  # grid_mapping = spatial_ref on u and v
+    path = work / "projected_nwp.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--coarsen", "100000"], ["--coarsen 100000: larger than the table ("]),
+        (["--coarsen", "0"], ["--coarsen 0: expected a positive integer"]),
+        (["--chunk-time", "0"], ["--chunk-time 0: expected a positive integer"]),
+        (["--complevel", "12"], ["--complevel 12: expected an integer from 0"]),
+        (["--u-var", "u10"], ["give both --u-var and --v-var (got only --u-var u10)"]),
+        (["--nwp-crs", "EPSG:999999"], ["--nwp-crs EPSG:999999: not a CRS"]),
+    ],
+)
+def test_downscale_messages_name_the_option_typed(tmp_path, nwp_nc, table_nc, extra, needles):
+    out = tmp_path / "wind.nc"
+    result = invoke(["downscale", nwp_nc, "--table", table_nc, "-o", out, "-q", *extra])
+    assert_refused(result, *needles, outputs=[out])
+    for api in ("coarsen=", "chunk_time", "complevel=", "u_var", "v_var", "nwp_crs"):
+        assert api not in result.stderr
+
+
+def test_projected_nwp_needs_the_wind_frame(tmp_path, projected_nwp_nc, table_nc):
+    out = tmp_path / "wind.nc"
+    args = ["downscale", projected_nwp_nc, "--table", table_nc, "-o", out, "-q", "--no-cache"]
+    result = invoke(args)
+    assert_refused(
+        result,
+        projected_nwp_nc,
+        "say which with --nwp-wind-frame earth or --nwp-wind-frame grid",
+        outputs=[out],
+    )
+    assert "nwp_wind_frame" not in result.stderr
+    result = invoke([*args, "--nwp-wind-frame", "earth"])
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(out) as ds:
+        assert "earth-relative (--nwp-wind-frame earth)" in ds.attrs["nwp_wind_frame"]
+    result = invoke([*args, "--nwp-wind-frame", "sideways"])
+    assert result.exit_code == 2
+    # The same grid without its CRS: the message names --nwp-crs, not nwp_crs.
+    bare = tmp_path / "bare.nc"
+    with xr.open_dataset(projected_nwp_nc) as ds:
+        ds.drop_vars("spatial_ref").load().to_netcdf(bare)
+    assert_refused(invoke(["downscale", bare, "--table", table_nc, "-o", out]), "--nwp-crs")
+
+
+def test_regrid_refuses_a_non_nc_weights_file(tmp_path, nwp_nc, table_nc):
+    out = tmp_path / "w.zarr"
+    result = invoke(["regrid", nwp_nc, "--table", table_nc, "-o", out])
+    assert_refused(result, out, "written as NetCDF", "w.nc", outputs=[out])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_downscale_warnings_are_one_line_and_name_options(tmp_path, nwp_nc, table_nc):
+    """table_nc has 4 directions; blocks of n pixels that do not divide the table's sides."""
+    with xr.open_dataset(table_nc) as t:
+        ny, nx = t.sizes["y"], t.sizes["x"]
+    n = next(k for k in range(3, 50) if ny % k and nx % k)
+    out = tmp_path / "wind.nc"
+    args = ["downscale", nwp_nc, "--table", table_nc, "-o", out, "-q", "--no-cache"]
+    result = invoke([*args, "--coarsen", n])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    coarse = [line for line in lines if "directions up to 90° apart" in line]
+    assert len(coarse) == 1 and coarse[0].startswith("warning: ")
+    assert "use --angular-interpolation linear" in coarse[0]
+    rest = [line for line in lines if f"--coarsen {n}" in line]
+    assert len(rest) == 1 and rest[0].startswith(f"warning: --coarsen {n}: ")
+    assert f"the last {ny % n} row" in rest[0] and f"and {nx % n} column" in rest[0]
+    result = invoke([*args, "--angular-interpolation", "linear"])
+    assert result.exit_code == 0, result.output
+    assert "directions up to" not in result.stderr

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def keras_size_agnostic(weights_of):
-    """Independent rebuild of METHOD §2 with tf_keras layers (not convert/unet.py)."""
+    """Independent rebuild of docs/method.md §2 with tf_keras layers (not convert/unet.py)."""
     keras = pytest.importorskip("tf_keras")
     L = keras.layers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -72,18 +73,48 @@ def test_cuda_refused_without_gpu(demo_model_file):
         DevineModel(demo_model_file, device="cuda")
 
 
-def test_auto_falls_back_to_cpu(demo_model_file):
+def test_auto_falls_back_to_cpu(demo_model_file, caplog, monkeypatch):
     import onnxruntime as ort
+
+    from devine_onnx import session
 
     if cuda_usable():
         pytest.skip("a usable CUDA device is present")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = DevineModel(demo_model_file, device="auto")
+    monkeypatch.setattr(session, "_CPU_NOTED", False)
+    with warnings.catch_warnings():
+        # A machine without a GPU is the ordinary case: no warning ...
+        warnings.simplefilter("error")
+        with caplog.at_level(logging.INFO, logger="devine_onnx"):
+            m = DevineModel(demo_model_file, device="auto")
+            DevineModel(demo_model_file, device="auto")
     assert m.device == "cpu"
-    n_warn = sum("running on CPU" in str(w.message) for w in caught)
-    # One warning where the GPU build is installed (it offers CUDA), none with the CPU build.
-    assert n_warn == (1 if "CUDAExecutionProvider" in ort.get_available_providers() else 0)
+    # ... but one note per process where the GPU build is installed (it offers CUDA).
+    notes = [r for r in caplog.records if "runs on CPU" in r.getMessage()]
+    assert len(notes) == (1 if "CUDAExecutionProvider" in ort.get_available_providers() else 0)
+    assert all(r.levelno == logging.INFO for r in notes)
+
+
+def test_quiet_cpu_run_prints_nothing(tmp_path, demo_model_file):
+    """-q on a CPU machine: no note about the CPU (the synthetic-weights warning stays)."""
+    import subprocess
+    import sys
+
+    from devine_onnx.sample_data import sample_dem
+
+    dem = tmp_path / "dem.tif"
+    sample_dem((185, 185)).rio.to_raster(dem)
+    code = "from devine_onnx.cli import main; main()"
+    args = ["corrections", str(dem), "-m", str(demo_model_file), "-o", str(tmp_path / "t.nc")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--angles", "0", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert "CPU" not in proc.stderr and "GPU" not in proc.stderr
+    assert all(line.startswith("warning:") for line in proc.stderr.splitlines())
 
 
 def test_bad_device_name(demo_model_file):

@@ -1,9 +1,9 @@
-"""Independent TensorFlow implementation of one correction table (METHOD §3), for tests.
+"""Independent TensorFlow implementation of one correction table (docs/method.md §3), for tests.
 
 Built from core TensorFlow ops only (no Keras, no devine_onnx code), following the original
 scripts: ``ImageProjectiveTransformV3`` for both rotations with TensorFlow's own float32
-cos/sin, the box mean as a 'SAME' convolution (in float64, see FIELD_NOTES: the original's
-float32 convolution is off by up to 0.06 m), the crop, the size-agnostic UNet of METHOD §2
+cos/sin, the box mean as a 'SAME' convolution (in float64: the original's
+float32 convolution is off by up to 0.06 m), the crop, the size-agnostic UNet of docs/method.md §2
 from a weights dict, speed/alpha, and -1 written where the back-rotation falls outside the
 crop, as the original does. The original's rounding to float16 precision is not reproduced.
 
@@ -74,7 +74,7 @@ def box_mean(z, window=WINDOW):
 
 
 def crop_slices(h: int, w: int) -> tuple[slice, slice]:
-    """METHOD §3 step 3 crop of a ``(h, w)`` DEM."""
+    """docs/method.md §3 step 3 crop of a ``(h, w)`` DEM."""
     d = math.floor(math.floor(min(h, w) / math.sqrt(2)) / 2)
     return slice(h // 2 - d, h // 2 + d + 1), slice(w // 2 - d, w // 2 + d + 1)
 
@@ -103,7 +103,7 @@ def _upsample(x):
 
 
 def unet(x, weights: dict):
-    """The size-agnostic UNet (METHOD §2) on ``(N, H, W, 1)`` float32, H, W any size.
+    """The size-agnostic UNet (docs/method.md §2) on ``(N, H, W, 1)`` float32, H, W any size.
 
     Pads with zeros at the bottom/right to multiples of 8, crops the output back; returns
     ``(N, H, W, 3)`` = (u, v, w). 2x2 'SAME' convolutions pad 0 before and 1 after, as Keras.
@@ -128,7 +128,7 @@ def unet(x, weights: dict):
 
 
 def speed_alpha(u, v):
-    """METHOD §3 step 5 with TF float32 ops (atan, not atan2)."""
+    """docs/method.md §3 step 5 with TF float32 ops (atan, not atan2)."""
     tf = _tf()
     speed = tf.sqrt(u**2 + v**2)
     small_u = tf.abs(u) <= 1e-5

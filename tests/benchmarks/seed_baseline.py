@@ -1,21 +1,21 @@
 """Re-implementation of the seed scripts' downscaling algorithm: the baseline to beat (issue 4).
 
-Written from the description in METHOD §5-§6 (not copied from the seed). It is kept only to
+Written from the description in docs/method.md §5-§6 (not copied from the seed). It is kept only to
 time it and measure its memory next to :func:`devine_onnx.downscaling.downscale.downscale`; its results
 are NOT correct and nothing else may use it:
 
 - the Delaunay coefficients are computed in a Python loop over every table pixel
   (``find_simplex`` and a barycentric solve per point); a pixel outside the hull silently
-  reuses the previous pixel's triangle (extrapolation, METHOD §6.4);
+  reuses the previous pixel's triangle (extrapolation, docs/method.md §6.4);
 - the wind is interpolated one time step at a time, then the whole ``(time, y, x)`` series of
   ``u`` and ``v`` is held in an xarray Dataset, in float64;
-- speed and the TO direction (the 180° bug of METHOD §6.1, kept: it costs the same as the
+- speed and the TO direction (the 180° bug of docs/method.md §6.1, kept: it costs the same as the
   FROM direction) are computed in xarray over the whole series;
 - the table is applied in 360 passes of ``xr.where`` over the whole series, one per angle,
   for acceleration and for alpha;
 - the result is written with ``Dataset.to_netcdf`` (no compression).
 
-No meridian-convergence rotation (METHOD §6.3). The NWP coordinates are taken as WGS 84
+No meridian-convergence rotation (docs/method.md §6.3). The NWP coordinates are taken as WGS 84
 (the seed's EPSG:4324 mix-up of §6.2 changes nothing to the cost).
 
 Run ``python -m tests.benchmarks.bench_downscale`` to compare it with devine-onnx.
@@ -94,7 +94,7 @@ def seed_lookup(u: xr.DataArray, v: xr.DataArray, table: xr.Dataset) -> xr.Datas
     """
     ds = xr.Dataset({"u": u, "v": v})
     ds["speed"] = np.sqrt(ds.u**2 + ds.v**2)
-    # The seed's direction is the TO direction (METHOD §6.1): wrong, but it costs the same.
+    # The seed's direction is the TO direction (docs/method.md §6.1): wrong, but it costs the same.
     ds["direction"] = np.mod(np.degrees(np.arctan2(ds.u, ds.v)), 360)
     direction_index = np.mod(np.round(ds.direction), 360).astype(np.int64)
     acc_out = xr.full_like(ds.speed, np.nan)

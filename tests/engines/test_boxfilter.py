@@ -1,4 +1,4 @@
-"""Sliding box mean (METHOD §3.2) against TensorFlow's 'SAME' box convolution in float64."""
+"""Sliding box mean (docs/method.md §3.2) against TensorFlow's 'SAME' box convolution in float64."""
 
 from __future__ import annotations
 

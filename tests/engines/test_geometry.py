@@ -1,4 +1,4 @@
-"""Crop geometry (METHOD §3.3, §6.6), speed/alpha (§3.5), back-rotation (§3.6) and the
+"""Crop geometry (docs/method.md §3.3, §6.6), speed/alpha (§3.5), back-rotation (§3.6) and the
 per-direction steps around the UNet."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nearest-neighbour rotation (METHOD §3.1) against TensorFlow's ImageProjectiveTransformV3."""
+"""Nearest-neighbour rotation (docs/method.md §3.1) against TensorFlow's ImageProjectiveTransformV3."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_matches_tensorflow_own_cos_sin(tf, inverse):
             got = rotate_nearest(image, rotation_angle(k, inverse), -1.0)
             differ += np.count_nonzero(got != expected.numpy())
             total += got.size
-    # METHOD §3.1 tolerates a few per 10**7; the cos/sin table makes it exact in practice.
+    # docs/method.md §3.1 tolerates a few per 10**7; the cos/sin table makes it exact in practice.
     assert differ <= total / 1e6, f"{differ} of {total} pixels differ"
 
 
