@@ -741,7 +741,6 @@ def test_downscale_write_failure_is_one_line(tmp_path, nwp_nc, table_nc, suffix,
     """A disk that fills up mid-series: one line naming the output, nothing left behind."""
     import errno
 
-    from devine_onnx.downscaling import downscale as dsmod
     from devine_onnx.io.hdf5_chunks import ChunkAppender
 
     calls = []
@@ -758,7 +757,9 @@ def test_downscale_write_failure_is_one_line(tmp_path, nwp_nc, table_nc, suffix,
     if suffix == ".nc":
         monkeypatch.setattr(ChunkAppender, "append", full_disk(ChunkAppender.append))
     else:
-        monkeypatch.setattr(dsmod._ZarrWriter, "_write", full_disk(dsmod._ZarrWriter._write))
+        from devine_onnx.io import writers
+
+        monkeypatch.setattr(writers._ZarrWriter, "_write", full_disk(writers._ZarrWriter._write))
     out = tmp_path / f"wind{suffix}"
     result = invoke(
         ["downscale", nwp_nc, "--table", table_nc, "-o", out, "--chunk-time", "3", "-q"]

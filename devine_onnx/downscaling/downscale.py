@@ -42,8 +42,14 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx._version import __version__
-from devine_onnx.errors import DevineWarning, OptionError, OutputError, TableError, option
+from devine_onnx.errors import DevineWarning, OptionError, TableError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.io.writers import (
+    BlockWriter,
+    MemoryWriter,
+    create_writer,
+    output_format,
+)
 from devine_onnx.progress import progress_bar
 
 from . import lookup as _lookup
@@ -668,6 +674,22 @@ class _Layout:
             self.gm_name: xr.Variable((), np.int32(0), self.gm_attrs),
         }
 
+    def template(self) -> xr.Dataset:
+        """Everything of the output but its data variables (for :mod:`devine_onnx.io.writers`)."""
+        ds = xr.Dataset(coords=self.coords(self.times), attrs=dict(self.global_attrs))
+        if self.time_units is not None:
+            # One CF time encoding for the whole series, whatever the writer.
+            ds["time"].encoding = {
+                "units": self.time_units,
+                "calendar": self.time_calendar,
+                "dtype": self.time_num.dtype,
+            }
+        return ds
+
+    def variables(self) -> dict:
+        """Data variable name -> attributes, in output order."""
+        return {name: {**self.var_attrs[name], "coordinates": self.gm_name} for name in self.names}
+
     def dataset(self, arrays, times) -> xr.Dataset:
         data = {
             name: xr.Variable(("time", "y", "x"), arr, self.var_attrs[name])
@@ -691,179 +713,31 @@ def _synthetic_note(attrs: dict) -> str | None:
 
 
 # --------------------------------------------------------------------------- writers
-class _MemoryWriter:
-    def __init__(self, layout: _Layout):
-        self.layout = layout
-        self.arrays = [
-            np.empty((layout.n_times,) + layout.shape, dtype=np.float32) for _ in layout.names
-        ]
-
-    def write(self, a, b, outs):
-        for arr, o in zip(self.arrays, outs, strict=True):
-            arr[a:b] = o
-
-    def close(self):
-        pass
-
-    def result(self):
-        return self.layout.dataset(self.arrays, self.layout.times)
+def _memory_writer(layout: _Layout) -> MemoryWriter:
+    return MemoryWriter(layout.template(), "time", layout.variables())
 
 
-def _hdf5_lock():
-    """The lock xarray's netCDF4 backend holds around HDF5 calls (HDF5 is not thread-safe)."""
-    try:
-        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
-
-        return NETCDF4_PYTHON_LOCK
-    except ImportError:  # pragma: no cover - xarray internals moved
-        import threading
-
-        return threading.Lock()
-
-
-@contextmanager
-def _writing(output):
-    """Turn a failed write (disk full, permissions, I/O error) into an OutputError naming it."""
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(
-            f"{output}: writing failed ({exc.strerror or exc}); check the free disk space and "
-            "the permissions of its folder, then run again"
-        ) from exc
+def _file_writer(tmp, layout: _Layout, kind: str, complevel: int, label) -> BlockWriter:
+    """The shared incremental writer, one chunk of ``layout.time_chunk`` steps at a time."""
+    return create_writer(
+        tmp,
+        layout.template(),
+        "time",
+        layout.variables(),
+        fmt=kind,
+        chunk=layout.time_chunk,
+        complevel=complevel,
+        threads=_lookup.LOOKUP_THREADS,
+        label=label,
+    )
 
 
-class _NetCDFWriter:
-    """Chunk-by-chunk NetCDF-4 writer (unlimited time; shuffle + deflate unless level 0).
-
-    netCDF-C (the ``netCDF4`` package) creates the file with all its metadata; the data are
-    then appended with h5py by :class:`~devine_onnx.io.hdf5_chunks.ChunkAppender`, which
-    compresses the chunks of the four variables in parallel (ISA-L deflate when available)
-    and writes them as they are. The file is the same standard NetCDF-4 file, written
-    several times faster than by the HDF5 library's own single-threaded zlib.
-    """
-
-    def __init__(self, path: Path, layout: _Layout, complevel: int = 1, label=None):
-        import h5py
-
-        from devine_onnx.io.hdf5_chunks import ChunkAppender
-
-        self.lock = _hdf5_lock()
-        self.complevel = int(complevel)
-        self.layout = layout
-        self.label = label or path
-        self.h5 = None
-        with _writing(self.label):
-            with self.lock:
-                self._create(path, layout)
-            self.h5 = h5py.File(path, "r+")
-        self.appender = ChunkAppender(self.h5, layout.names, threads=_lookup.LOOKUP_THREADS)
-
-    def _create(self, path: Path, layout: _Layout):
-        import netCDF4
-
-        ny, nx = layout.shape
-        nc = netCDF4.Dataset(path, "w", format="NETCDF4")
-        try:
-            nc.set_fill_off()
-            nc.createDimension("time", None)
-            nc.createDimension("y", ny)
-            nc.createDimension("x", nx)
-            tnum = layout.time_num
-            tv = nc.createVariable("time", tnum.dtype, ("time",))
-            tattrs = dict(layout.time_attrs)
-            if layout.time_units is not None:
-                tattrs["units"] = layout.time_units
-                tattrs["calendar"] = layout.time_calendar
-            tv.setncatts(tattrs)
-            for name, values, attrs in (
-                ("y", layout.y, layout.y_attrs),
-                ("x", layout.x, layout.x_attrs),
-            ):
-                var = nc.createVariable(name, "f8", (name,))
-                var.setncatts(attrs)
-                var[:] = values
-            gm = nc.createVariable(layout.gm_name, "i4", ())
-            gm.setncatts(layout.gm_attrs)
-            gm.assignValue(0)  # fill is off: an unwritten scalar would hold garbage
-            for name in layout.names:
-                var = nc.createVariable(
-                    name,
-                    "f4",
-                    ("time", "y", "x"),
-                    zlib=self.complevel > 0,
-                    complevel=max(self.complevel, 1),
-                    shuffle=self.complevel > 0,
-                    chunksizes=(layout.time_chunk, ny, nx),
-                    fill_value=np.float32(np.nan),
-                )
-                var.setncatts({**layout.var_attrs[name], "coordinates": f"{layout.gm_name}"})
-            nc.setncatts(layout.global_attrs)
-        finally:
-            nc.close()
-
-    def write(self, a, b, outs):
-        layout = self.layout
-        with _writing(self.label):
-            self.appender.append(a, b, outs, time_name="time", times=layout.time_num[a:b])
-            self.h5.flush()
-
-    def close(self):
-        if self.h5 is not None:
-            with _writing(self.label):
-                self.h5.close()
-            self.h5 = None
-
-
-class _ZarrWriter:
-    """Zarr writer: the first chunk creates the store, the others append along time."""
-
-    def __init__(self, path: Path, layout: _Layout, label=None):
-        self.path = path
-        self.layout = layout
-        self.label = label or path
-        self.started = False
-
-    def write(self, a, b, outs):
-        with _writing(self.label):
-            self._write(a, b, outs)
-
-    def _write(self, a, b, outs):
-        layout = self.layout
-        ds = layout.dataset(outs, layout.times[a:b])
-        if not self.started:
-            ny, nx = layout.shape
-            enc = {
-                name: {"chunks": (layout.time_chunk, ny, nx), "_FillValue": np.float32(np.nan)}
-                for name in layout.names
-            }
-            if layout.time_units is not None:
-                enc["time"] = {
-                    "units": layout.time_units,
-                    "calendar": layout.time_calendar,
-                    "dtype": layout.time_num.dtype,
-                }
-            ds.to_zarr(self.path, mode="w", encoding=enc, zarr_format=2, consolidated=True)
-            self.started = True
-        else:
-            ds = ds.drop_vars(["x", "y", layout.gm_name])
-            ds.to_zarr(self.path, append_dim="time", zarr_format=2, consolidated=True)
-
-    def close(self):
-        pass
+def _output_kind(output) -> str:
+    kind = output_format(output)
+    return kind
 
 
 # --------------------------------------------------------------------------- downscale
-def _output_kind(output) -> str:
-    suffix = Path(output).suffix.lower()
-    if suffix in _NETCDF_SUFFIXES:
-        return "netcdf"
-    if suffix in _ZARR_SUFFIXES:
-        return "zarr"
-    raise OutputError(
-        f"{output}: unknown output format {suffix or '(no suffix)'!r}; use a .nc (NetCDF) or "
-        ".zarr (Zarr) path"
-    )
 
 
 def _is_int(value, low: int, high: int | None = None) -> bool:
@@ -1110,22 +984,23 @@ def downscale(
     vertical = read_vertical(tbl)
     if not isinstance(table, xr.Dataset):
         tbl.close()  # we opened it: release the file and its HDF5 chunk caches
+    nan_count = _NaNCount(acc, alpha)
+
+    def compute(u, v):
+        return _downscale_block(u, v, acc, alpha, params, nan_count, vertical=vertical)
+
     if output is None:
-        writer = _MemoryWriter(layout)
-        nan_count = _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical)
+        writer = _memory_writer(layout)
+        stream(nwp, compute, writer, chunk_time, quiet)
         _warn_nan(nan_count, nwp, layout.shape)
         return writer.result()
     with atomic_output(output) as tmp:
-        writer = (
-            _NetCDFWriter(tmp, layout, complevel, label=output)
-            if kind == "netcdf"
-            else _ZarrWriter(tmp, layout, label=output)
-        )
+        writer = _file_writer(tmp, layout, kind, complevel, output)
         try:
-            nan_count = _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical)
+            stream(nwp, compute, writer, chunk_time, quiet)
+            writer.finalize({})
         finally:
             writer.close()
-    del acc, alpha, vertical
     _warn_nan(nan_count, nwp, layout.shape)
     if kind == "zarr":
         return xr.open_zarr(output)
@@ -1143,31 +1018,29 @@ def _read_inputs(nwp: NWPWinds, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(u_c.values), np.asarray(v_c.values)
 
 
-def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical=None) -> _NaNCount:
-    """Loop over time chunks: read, downscale, write; return the count of NaN-blanked outputs.
+def stream(nwp, compute, writer, chunk_time: int, quiet: bool, what: str = "") -> None:
+    """Loop over time chunks: read, ``compute(u, v) -> outputs``, write.
 
-    File writers run in one background thread, so that compressing and writing chunk ``k``
-    overlaps the computation of chunk ``k + 1``; at most two chunks of output are alive at
-    once. NetCDF output is written through h5py and the input read through netCDF4: two
-    separate HDF5 libraries, each serialising its own calls.
+    The one streaming loop of table and per-step downscaling. File writers run in one
+    background thread, so that compressing and writing chunk ``k`` overlaps the computation of
+    chunk ``k + 1``, and the next chunk is read while this one is computed; at most two chunks
+    of output are alive at once. NetCDF output is written through h5py and the input read
+    through netCDF4: two separate HDF5 libraries, each serialising its own calls.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     nt = nwp.n_times
     starts = list(range(0, nt, chunk_time))
-    nan_count = _NaNCount(acc, alpha)
-    background = not isinstance(writer, _MemoryWriter)
+    background = not isinstance(writer, MemoryWriter)
     pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
     pending = None
     pending_n = 0
     try:
-        with progress_bar(nt, f"downscaling {nwp.source}", quiet) as bar:
+        with progress_bar(nt, f"downscaling {nwp.source}{what}", quiet) as bar:
             inputs = _read_inputs(nwp, 0, min(nt, chunk_time)) if starts else None
             for i, a in enumerate(starts):
                 b = min(nt, a + chunk_time)
-                outs = _downscale_block(
-                    inputs[0], inputs[1], acc, alpha, params, nan_count, vertical=vertical
-                )
+                outs = compute(inputs[0], inputs[1])
                 inputs = None
                 if pending is not None:
                     pending.result()
@@ -1192,7 +1065,6 @@ def _stream(nwp, acc, alpha, params, writer, chunk_time, quiet, vertical=None) -
             pending.exception()  # wait for the write in flight before the file is closed
         if pool is not None:
             pool.shutdown(wait=True)
-    return nan_count
 
 
 def _warn_nan(nan_count: _NaNCount, nwp: NWPWinds, shape) -> None:

@@ -22,7 +22,6 @@ Memory: one chunk of ``chunk_time`` steps of wind lives at a time; the network r
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import xarray as xr
@@ -41,9 +40,8 @@ from devine_onnx.engines.terrain_features import (
     normalise,
     terrain_geometry,
 )
-from devine_onnx.errors import OptionError
+from devine_onnx.errors import OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
-from devine_onnx.progress import progress_bar
 
 from . import downscale as _ds
 from .conventions import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
@@ -152,20 +150,13 @@ def _positive_int(value) -> bool:
 
 def _check_options(chunk_time, coarsen, complevel) -> None:
     if not _positive_int(chunk_time):
-        raise OptionError(f"--chunk-time {chunk_time!r}: expected a positive integer")
+        raise OptionError(f"{option('chunk_time', chunk_time)}: expected a positive integer")
     if coarsen is not None and not _positive_int(coarsen):
-        raise OptionError(f"--coarsen {coarsen!r}: expected a positive integer (block size)")
+        raise OptionError(f"{option('coarsen', coarsen)}: expected a positive integer (block size)")
     if not (isinstance(complevel, int | np.integer) and 0 <= complevel <= 9):
-        raise OptionError(f"--complevel {complevel!r}: expected an integer from 0 (none) to 9")
-
-
-class _MemoryWriter(_ds._MemoryWriter):
-    """In-memory result with one array per output variable (five with the vertical)."""
-
-    def __init__(self, layout):
-        self.layout = layout
-        shape = (layout.n_times,) + tuple(layout.shape)
-        self.arrays = [np.empty(shape, dtype=np.float32) for _ in layout.names]
+        raise OptionError(
+            f"{option('complevel', complevel)}: expected an integer from 0 (none) to 9"
+        )
 
 
 def _grid_dataset(dem: xr.DataArray, network: FeatureNetwork, label: str) -> xr.Dataset:
@@ -248,12 +239,12 @@ def downscale_per_step(
     _check_options(chunk_time, coarsen, complevel)
     if grid_relative and nwp_wind_frame is not None:
         raise OptionError(
-            "--grid-relative takes the NWP components as they are: do not combine it with "
-            "--nwp-wind-frame"
+            f"{option('grid_relative')} takes the NWP components as they are: do not combine "
+            f"it with {option('nwp_wind_frame')}"
         )
     if dem is None:
         raise OptionError(
-            "per-step downscaling needs the DEM (--dem DEM): its features drive the network"
+            f"per-step downscaling needs the DEM ({option('dem')}): its features drive the network"
         )
     chunk_time = int(chunk_time)
     coarsen = int(coarsen) if coarsen not in (None, 1) else None
@@ -271,7 +262,7 @@ def downscale_per_step(
     try:
         geom: TerrainGeometry = terrain_geometry(z, cell, cc)
     except ValueError as exc:
-        raise OptionError(f"--coarse-cell {cc}: {exc}") from None
+        raise OptionError(f"{option('coarse_cell', cc)}: {exc}") from None
     tbl = _grid_dataset(da, network, label)
     crs = _ds.table_crs(tbl)
     is_path = isinstance(wind, str | os.PathLike)
@@ -286,7 +277,9 @@ def downscale_per_step(
     )
     ny, nx = tbl.sizes["y"], tbl.sizes["x"]
     if coarsen and (coarsen > ny or coarsen > nx):
-        raise OptionError(f"coarsen={coarsen}: larger than the domain ({ny} x {nx} pixels)")
+        raise OptionError(
+            f"{option('coarsen', coarsen)}: larger than the domain ({ny} x {nx} pixels)"
+        )
     w8 = _ds._resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
     gamma = None
     if not grid_relative:
@@ -326,63 +319,16 @@ def downscale_per_step(
     )
     kernel = PerStepKernel(network, geom, w8, gamma, (flip_y, flip_x), coarsen, max_pixels, halo)
     if output is None:
-        writer = _MemoryWriter(layout)
-        _stream(nwp, kernel, writer, chunk_time, quiet)
+        writer = _ds._memory_writer(layout)
+        _ds.stream(nwp, kernel, writer, chunk_time, quiet, " per step")
         return writer.result()
     with atomic_output(output) as tmp:
-        writer = (
-            _ds._NetCDFWriter(tmp, layout, complevel, label=output)
-            if kind == "netcdf"
-            else _ds._ZarrWriter(tmp, layout, label=output)
-        )
+        writer = _ds._file_writer(tmp, layout, kind, complevel, output)
         try:
-            _stream(nwp, kernel, writer, chunk_time, quiet)
+            _ds.stream(nwp, kernel, writer, chunk_time, quiet, " per step")
+            writer.finalize({})
         finally:
             writer.close()
     if kind == "zarr":
         return xr.open_zarr(output)
     return xr.open_dataset(output, engine="netcdf4", chunks={})
-
-
-def _stream(nwp, kernel: PerStepKernel, writer, chunk_time: int, quiet: bool) -> None:
-    """Read, downscale and write chunk by chunk; files are written in a background thread
-    while the next chunk is computed (at most two chunks of output alive)."""
-    nt = nwp.n_times
-    background = not isinstance(writer, _ds._MemoryWriter)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
-    pending = None
-    try:
-        with progress_bar(nt, f"downscaling {nwp.source} per step", quiet) as bar:
-            for a in range(0, nt, chunk_time):
-                b = min(nt, a + chunk_time)
-                u, v = _ds._read_inputs(nwp, a, b)
-                outs = kernel(u, v)
-                del u, v
-                if pending is not None:
-                    pending.result()
-                    bar.advance(pending.n)
-                    pending = None
-                if pool is None:
-                    writer.write(a, b, outs)
-                    bar.advance(b - a)
-                else:
-                    fut = pool.submit(writer.write, a, b, outs)
-                    pending = _Pending(fut, b - a)
-                del outs
-            if pending is not None:
-                pending.result()
-                bar.advance(pending.n)
-                pending = None
-    finally:
-        if pending is not None:
-            pending.fut.exception()
-        if pool is not None:
-            pool.shutdown(wait=True)
-
-
-class _Pending:
-    def __init__(self, fut, n):
-        self.fut, self.n = fut, n
-
-    def result(self):
-        return self.fut.result()

@@ -302,8 +302,11 @@ class _ZarrWriter(BlockWriter):
 
     def write(self, a, b, arrays):
         with writing(self.label):
-            for name, arr in zip(self.names, self._as_list(arrays), strict=True):
-                self.group[name][a:b] = np.asarray(arr, dtype=np.float32)
+            self._write(a, b, self._as_list(arrays))
+
+    def _write(self, a, b, arrays):
+        for name, arr in zip(self.names, arrays, strict=True):
+            self.group[name][a:b] = np.asarray(arr, dtype=np.float32)
 
     def set_attrs(self, attrs):
         with writing(self.label):
