@@ -8,7 +8,7 @@ features``); the runtime (:mod:`devine_onnx.engines.features`) computes and norm
 features with numpy.
 
 Export: ``torch.onnx.export(..., opset_version=17, dynamo=False)`` with dynamic axes n, h, w
-(``shared/FIELD_NOTES.md``: the size-dependent padding of the decoder and the align-corners
+(checked here: the size-dependent padding of the decoder and the align-corners
 upsampling export correctly).
 """
 

@@ -1,6 +1,6 @@
 """Read a devine-torch model folder: ``model.pt``, ``norm.json`` and ``info.yaml``.
 
-Layout (``shared/DEVINE_TORCH.md``)::
+Layout (docs/devine_torch.md)::
 
     <name>/model.pt     state dict (torch.save(model.state_dict())) or a Lightning checkpoint
                         whose "state_dict" holds the same keys, possibly prefixed ("model.")

@@ -5,7 +5,7 @@ features. Its ``model.pt`` is a state dict of 36 tensors; :data:`TENSORS` lists 
 module order of the network with their shapes (PyTorch's OIHW kernels). A folder is accepted
 only when its keys and shapes are exactly these (see :mod:`.torch_folder`).
 
-Architecture (``shared/DEVINE_TORCH.md``): DoubleConv(cin, cout) = 3x3 "same" conv, act, 3x3
+Architecture (docs/method.md §11, docs/devine_torch.md): DoubleConv(cin, cout) = 3x3 "same" conv, act, 3x3
 "same" conv, act; conv1..conv4 = DoubleConv(3, 32), (32, 64), (64, 128), (128, 256) with 2x2
 max pools between them; up4/up3/up2 = bilinear x2 upsampling (align_corners=True), 2x2
 "same" conv, act; stack_conv3/2/1 = zero-pad the upsampled map to the skip's size, concatenate

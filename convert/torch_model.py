@@ -1,6 +1,6 @@
 """devine-torch's WindUNet rebuilt with PyTorch modules (for loading ``model.pt`` and exporting).
 
-Written from ``shared/DEVINE_TORCH.md``; attribute names follow the state-dict keys listed in
+Written from docs/devine_torch.md; attribute names follow the state-dict keys listed in
 :mod:`.torch_layout`, so ``load_state_dict`` takes a devine-torch ``model.pt`` as it is.
 PyTorch is imported here (converter only).
 """

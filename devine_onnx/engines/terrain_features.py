@@ -1,6 +1,6 @@
 """Terrain features of the devine-torch networks (deflLis, reldem, ydsc), numpy only.
 
-Written from ``shared/DEVINE_TORCH.md`` (the published pre-processing of devine-torch,
+Written from docs/method.md §11 (the published pre-processing of devine-torch,
 F. Hammer & N. Helbig; features after Helbig et al. 2024). The symbols follow it.
 
 Conventions

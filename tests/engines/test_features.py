@@ -1,6 +1,6 @@
 """Terrain features and the feature-network engine (devine-torch models).
 
-References: a plain-loop transcription of the equations of DEVINE_TORCH.md (math module only),
+References: a plain-loop transcription of the equations of docs/method.md §11 (math module only),
 xarray's coarsen + rolling for the relative DEM (the form the specification gives), a PyTorch
 float64 transcription on a real DEM (matplotlib's Jacksboro sample, used as a projected grid
 with an assumed 90 m cell), and direct PyTorch runs of the same network. Models have synthetic
@@ -87,7 +87,7 @@ def hills(ny=41, nx=53, seed=0):
 
 # --------------------------------------------------------------------------- references
 def loop_geometry(z, cell):
-    """q and azi (degrees) of the interior, one cell at a time (DEVINE_TORCH.md)."""
+    """q and azi (degrees) of the interior, one cell at a time (docs/method.md §11)."""
     ny, nx = z.shape
     q = np.empty((ny - 4, nx - 4))
     azi = np.empty_like(q)
@@ -508,3 +508,33 @@ def test_runtime_never_imports_torch(tmp_path):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corrections_cli_coarse_cell(tmp_path):
+    """--coarse-cell reaches the features engine; other engines refuse it in one line."""
+    import xarray as xr
+    from typer.testing import CliRunner
+
+    from devine_onnx.cli import app
+    from devine_onnx.sample_data import sample_dem
+
+    tif = tmp_path / "dem.tif"
+    sample_dem((81, 81), 30.0).rio.to_raster(tif)
+    model = constant_model(tmp_path / "c.onnx", (3, 0, 0))
+    runner = CliRunner()
+    out = tmp_path / "t.nc"
+    args = ["corrections", str(tif), "-m", str(model), "-o", str(out), "--angles", "270", "-q"]
+    result = runner.invoke(app, [*args, "--coarse-cell", "600"])
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(out) as table:
+        assert table.attrs["engine"] == "features"
+        assert float(table.attrs["features_coarse_cell"]) == 600.0
+    bad = runner.invoke(
+        app,
+        ["corrections", str(tif), "--engine", "micromet", "-o", str(tmp_path / "m.nc")]
+        + ["--coarse-cell", "600", "-q"],
+    )
+    assert bad.exit_code == 1
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--coarse-cell 600" in errors[0] and "micromet" in errors[0]
+    assert not (tmp_path / "m.nc").exists()
