@@ -504,6 +504,15 @@ def corrections(
             help="Fixed curvature reference (default: domain maximum).",
         ),
     ] = None,
+    coarse_cell: Annotated[
+        float | None,
+        typer.Option(
+            "--coarse-cell",
+            rich_help_panel="Feature networks",
+            metavar="M",
+            help="Coarse cell of the relative-DEM feature, m (default: the model's, 1000).",
+        ),
+    ] = None,
     device: Annotated[
         Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
     ] = Device.auto,
@@ -566,6 +575,8 @@ def corrections(
     if given and name != "micromet":
         first = "--" + next(iter(given)).replace("_", "-")
         raise typer.BadParameter(f"{first} applies to --engine micromet only", param_hint=first)
+    if coarse_cell is not None:
+        given["coarse_cell"] = coarse_cell  # the features engine; refused by the others
     try:
         table = _corrections_call(
             dem,

@@ -372,7 +372,7 @@ def test_no_model(tmp_path, dem_tif):
     assert_refused(result, "--engine micromet", outputs=[out])
     # Useful after a pip install: the engines and the shipped demo model, no repository paths.
     msg = result.stderr
-    assert "-m demo" in msg and "devine-onnx convert" in msg and "models/" not in msg
+    assert "--model demo" in msg and "devine-onnx convert" in msg and "models/" not in msg
 
 
 def test_missing_model(tmp_path, dem_tif):

@@ -100,10 +100,11 @@ def get_engine(engine=None, model=None, *, device: str = "auto", options=None) -
         return engine
     if engine is None and model is None and not os.environ.get(MODEL_ENV):
         raise OptionError(
-            "no model and no --engine: use the built-in physical default with --engine "
-            "micromet, or convert the official DEVINE weights (devine-onnx convert FOLDER -o "
-            "devine.onnx) and pass -m devine.onnx (-m demo runs the shipped demonstration model "
-            "with synthetic weights)"
+            f"no model and no {option('engine')}: use the built-in physical default with "
+            f"{option('engine', 'micromet')}, or convert the official DEVINE weights "
+            f"(devine-onnx convert FOLDER -o devine.onnx) and pass "
+            f"{option('model', 'devine.onnx')} ({option('model', 'demo')} runs the shipped "
+            "demonstration model with synthetic weights)"
         )
     if engine is not None:
         cls = engine_class(engine)
@@ -113,16 +114,41 @@ def get_engine(engine=None, model=None, *, device: str = "auto", options=None) -
                 f"{option('model', model)}: the {engine} engine needs no model; drop "
                 f"{option('model')}, or choose another engine"
             )
-    try:
-        if engine is None or ENGINES[engine][2]:
-            opened = engine_for_model(model, device=device, **options)
-            if engine is not None and opened.name != engine:
-                raise OptionError(
-                    f"{option('model', model)}: a {opened.name} model, but "
-                    f"{option('engine', engine)} was asked for; use "
-                    f"{option('engine', opened.name)} or a {engine} model"
-                )
-            return opened
-        return cls(**options)
-    except TypeError as exc:
-        raise OptionError(f"{option('engine', engine or 'of the model')}: {exc}") from None
+    if engine is None or ENGINES[engine][2]:
+        opened = engine_for_model(model, device=device, **_accepted(engine, model, options))
+        if engine is not None and opened.name != engine:
+            raise OptionError(
+                f"{option('model', model)}: a {opened.name} model, but "
+                f"{option('engine', engine)} was asked for; use "
+                f"{option('engine', opened.name)} or a {engine} model"
+            )
+        return opened
+    return cls(**_accepted(engine, model, options))
+
+
+def _accepted(engine, model, options: dict) -> dict:
+    """``options``, refused with one line when the engine does not take one of them."""
+    import inspect
+
+    if not options:
+        return options
+    name = engine
+    if name is None:
+        from devine_onnx.session import model_kind, open_model_session
+
+        if hasattr(model, "predict"):
+            name = "devine"
+        else:
+            try:
+                _, _, meta = open_model_session(model, device="cpu")
+            except Exception:  # noqa: BLE001 - the model's own error comes later, once
+                return options
+            name = "features" if model_kind(meta) == "features" else "devine"
+    params = inspect.signature(engine_class(name).__init__).parameters
+    for key in options:
+        if key not in params or key in ("self", "model", "device"):
+            raise OptionError(
+                f"{option(key, options[key])}: the {name} engine has no such option; see "
+                "'devine-onnx corrections --help'"
+            )
+    return options

@@ -71,10 +71,12 @@ def test_registry_choices(demo_model_file, monkeypatch):
         ("nope", None, "unknown engine", "--engine nope"),
         ("micromet", "demo", "needs no model", "--model demo"),
         (None, None, "no model and no --engine", "--engine micromet"),
+        ("micromet", None, "no such option", "--tile-size 3"),
     ],
 )
 def test_registry_refusals(monkeypatch, engine, model, match, cli):
     monkeypatch.delenv(MODEL_ENV, raising=False)
+    options = {"tile_size": 3} if cli == "--tile-size 3" else None
     with cli_spelling(), pytest.raises(OptionError, match=match) as info:
-        get_engine(engine, model)
+        get_engine(engine, model, options=options)
     assert cli in str(info.value) and "\n" not in str(info.value)
