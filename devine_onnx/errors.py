@@ -90,6 +90,16 @@ def cli_spelling(options: Mapping[str, str] | None = None) -> Iterator[None]:
         _CLI_OPTIONS.reset(token)
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """First line of an exception's message (its type name when empty), cut to ``limit``.
+
+    Backends (netCDF-C, GDAL, ONNX Runtime...) raise multi-line messages; a one-line error of
+    ours quotes only this.
+    """
+    text = str(exc).strip()
+    return (text.splitlines()[0][:limit] if text else "") or type(exc).__name__
+
+
 class MissingDependencyError(DevineError):
     """An optional dependency is missing; the message says which extra to install."""
 

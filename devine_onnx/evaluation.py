@@ -65,7 +65,14 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS, Transformer
 
-from devine_onnx.errors import InputFileError, NWPError, ObservationError, OptionError, OutputError
+from devine_onnx.errors import (
+    InputFileError,
+    NWPError,
+    ObservationError,
+    OptionError,
+    OutputError,
+    first_line,
+)
 from devine_onnx.io.atomic import atomic_output, check_writable
 from devine_onnx.progress import progress_bar
 
@@ -259,11 +266,6 @@ def _names(items, limit: int = _MAX_NAMES) -> str:
     return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0][:150] if text else "") or type(exc).__name__
-
-
 def _fmt_time(t) -> str:
     return str(np.datetime64(t, "s")).replace("T", " ")
 
@@ -313,7 +315,7 @@ def _read_csv(path: Path, label: str, dtype=None) -> pd.DataFrame:
         raise ObservationError(f"{label}: file not found; give a CSV or NetCDF file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise ObservationError(
-            f"{label}: cannot be read as CSV ({_first_line(e)}); expected a header line and "
+            f"{label}: cannot be read as CSV ({first_line(e)}); expected a header line and "
             "comma-separated values"
         ) from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -446,7 +448,7 @@ def _read_dsg(path: Path, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         ds = xr.open_dataset(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not readable"
         raise ObservationError(
-            f"{label}: cannot be read as NetCDF ({type(exc).__name__}: {_first_line(exc)})"
+            f"{label}: cannot be read as NetCDF ({type(exc).__name__}: {first_line(exc)})"
         ) from None
     with ds:
         ft = str(ds.attrs.get("featureType", ""))
@@ -740,7 +742,7 @@ def _open_wind(source, label: str) -> tuple[xr.Dataset, bool]:
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not a wind file"
         raise InputFileError(
             f"{label}: cannot be read as NetCDF or Zarr ({type(exc).__name__}: "
-            f"{_first_line(exc)}); give a wind file written by 'devine-onnx downscale'"
+            f"{first_line(exc)}); give a wind file written by 'devine-onnx downscale'"
         ) from None
     return ds, not is_zarr
 

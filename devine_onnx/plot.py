@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError, OptionError, OutputError, TableError
+from .errors import InputFileError, OptionError, OutputError, TableError, first_line
 from .io.atomic import atomic_output, check_writable
 
 __all__ = ["plot_file", "plot_table", "plot_wind"]
@@ -47,7 +47,7 @@ def _open(path_or_ds, what: str):
         else:
             ds = xr.open_dataset(p)
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not a dataset"
-        msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        msg = first_line(exc, 120)
         raise InputFileError(
             f"{p}: cannot be read as a NetCDF or Zarr {what} ({type(exc).__name__}"
             f"{': ' + msg if msg else ''})"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeviceError, ModelError
+from .errors import DeviceError, ModelError, first_line
 
 #: Environment variable naming the default model file.
 MODEL_ENV = "DEVINE_ONNX_MODEL"
@@ -125,7 +125,7 @@ def _session(path: Path, device: str, threads: int | None):
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for bad files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise ModelError(
             f"{path}: not a readable ONNX model ({msg[:160]}); convert the official weights "
             "with 'devine-onnx convert'"

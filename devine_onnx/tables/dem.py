@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.errors import DEMError, option
+from devine_onnx.errors import DEMError, first_line, option
 
 __all__ = ["NETCDF_SUFFIXES", "dem_fingerprint", "dem_resolution", "load_dem"]
 
@@ -209,7 +209,7 @@ def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.
             raise
         except Exception as exc:  # noqa: BLE001 - every backend has its own errors
             raise DEMError(
-                f"{label}: not a readable NetCDF file ({_short(exc)}); pass a GeoTIFF or NetCDF DEM"
+                f"{label}: not a readable NetCDF file ({first_line(exc)}); pass a GeoTIFF or NetCDF DEM"
             ) from None
         return da
     import rioxarray
@@ -223,7 +223,7 @@ def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.
             da = da.load()
     except Exception as exc:  # noqa: BLE001 - rasterio raises RasterioIOError and others
         raise DEMError(
-            f"{label}: not a readable raster ({_short(exc)}); pass a GeoTIFF (or another "
+            f"{label}: not a readable raster ({first_line(exc)}); pass a GeoTIFF (or another "
             "GDAL raster) or a NetCDF DEM"
         ) from None
     if n_bands > 1:
@@ -240,12 +240,6 @@ def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.
             "e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
         )
     return da
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else type(exc).__name__
-    return msg[:160]
 
 
 def _pick_variable(ds: xr.Dataset, var: str | None, label: str) -> xr.DataArray:
