@@ -595,6 +595,54 @@ def test_keyboard_interrupt(tmp_path, dem_tif, demo_model_file, monkeypatch):
     assert result.stderr.strip() == "interrupted"
 
 
+def test_keyboard_interrupt_keeps_partial_and_resumes(tmp_path, dem_tif, monkeypatch):
+    from devine_onnx.engines.micromet import MicroMetEngine
+
+    real = MicroMetEngine.batches
+
+    def first_then_interrupt(self, angles, batch):
+        for i, item in enumerate(real(self, angles, batch)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    out = tmp_path / "t.nc"
+    args = ["corrections", dem_tif, "--engine", "micromet", "-o", out, "--angles", "0,90,180,270"]
+    monkeypatch.setattr(MicroMetEngine, "batches", first_then_interrupt)
+    result = invoke(args)
+    assert result.exit_code == 130
+    partial = partial_path(out)
+    assert partial.exists() and not out.exists()
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("interrupted: the partial table") and str(partial) in lines[-1]
+    assert "rerun the same command to resume" in lines[-1]
+    monkeypatch.setattr(MicroMetEngine, "batches", real)
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not partial.exists()
+    assert "resuming" in result.stderr and "2 of 4 directions already done" in result.stderr
+
+
+def test_micromet_bad_options_write_nothing(tmp_path, dem_tif):
+    out = tmp_path / "t.nc"
+    base = ["corrections", dem_tif, "--engine", "micromet", "-o", out, "--angles", "0"]
+    assert_refused(invoke([*base, "--length-scale", "-5"]), "--length-scale -5", outputs=[out])
+    assert_refused(invoke([*base, "--slope-weight", "1.5"]), "--slope-weight 1.5", outputs=[out])
+    result = invoke([*base, "-m", "demo"])
+    assert_refused(result, "--model demo", "needs no model", outputs=[out])
+    assert invoke([*base[:3], "--engine", "nope", "-o", out]).exit_code == 2  # not a choice
+    assert not partial_path(out).exists()
+
+
+def test_target_outside_the_dem(tmp_path, dem_tif, demo_model_file):
+    out = tmp_path / "t.nc"
+    result = invoke(
+        [*corrections_args(dem_tif, out, demo_model_file), "--target", "0,0,100,100"]
+    )
+    assert_refused(result, "--target", "lies outside the DEM", outputs=[out])
+    assert "extend the DEM" not in result.stderr
+
+
 def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
     import devine_onnx.tables.corrections
     from devine_onnx.downscaling.regrid import OutsideHullWarning

@@ -528,6 +528,7 @@ def compute_features(
     model=None,
     normalised: bool = False,
     fill_nodata: bool = False,
+    dem_crs=None,
 ) -> xr.Dataset:
     """The features of a DEM for uniform inflow directions, in devine-torch's input layout.
 
@@ -546,6 +547,8 @@ def compute_features(
         (warning) and normalisation.
     normalised
         Write the normalised network input (float32) instead of the raw features.
+    fill_nodata, dem_crs
+        As for :func:`devine_onnx.load_dem` (``dem_crs``: CRS of a DEM file without one).
 
     Returns
     -------
@@ -562,7 +565,7 @@ def compute_features(
         net = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, "cpu", 1)
     if normalised and net is None:
         raise OptionError("normalised features need the model (-m/--model) for mean and std")
-    da, notes = load_dem(dem, fill_nodata=fill_nodata)
+    da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
     check_dem_size(da.shape, label)
     cc = coarse_cell if coarse_cell is not None else (net.coarse_cell if net else COARSE_CELL)
