@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from importlib import import_module
 
+# pyproj first: when the ecCodes wheel (cfgrib, GRIB input) is loaded before pyproj, for
+# instance by xarray looking for a backend, the process aborts at exit ("double free") after
+# its work is done. Loading pyproj first avoids that (0.1 s).
+import pyproj  # noqa: F401, I001
+
 from ._version import __version__
 from .errors import DevineError
 

@@ -701,6 +701,15 @@ def _run_main(*args, **kwargs):
     )
 
 
+def test_process_exits_cleanly_after_reading_netcdf(tmp_path, wind_nc):
+    """A whole process (not CliRunner) exits 0: with the ecCodes wheel of the GRIB extra
+    installed, xarray's backend search used to abort the process at exit ("double free")."""
+    png = tmp_path / "map.png"
+    proc = _run_main("plot", wind_nc, "-o", png)
+    assert proc.returncode == 0, proc.stderr
+    assert png.is_file() and "double free" not in proc.stderr
+
+
 def test_process_error_is_one_line(tmp_path, demo_model_file):
     missing = tmp_path / "missing.tif"
     out = tmp_path / "t.nc"
