@@ -191,6 +191,37 @@ def _draw_background(ax, elev) -> None:
         )
 
 
+def _shade_edge_influence(ax, ds, data: np.ndarray) -> bool:
+    """Shade the pixels whose values the table flags as edge-influenced (``edge_influence``
+    = 1, docs/method.md §9.1), where ``data`` (north-up, same grid) has values."""
+    if "edge_influence" not in ds.variables:
+        return False
+    flag = _north_up(ds["edge_influence"].load())
+    if flag.shape != data.shape:
+        return False
+    shade = (np.asarray(flag.values) == 1) & np.isfinite(data)
+    if not shade.any():
+        return False
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(
+        np.where(shade, 1.0, np.nan),
+        cmap=ListedColormap(["black"]),
+        vmin=0.0,
+        vmax=1.0,
+        alpha=0.35,
+        extent=_extent_km(flag),
+        origin="upper",
+        interpolation="nearest",
+        zorder=2,
+    )
+    return True
+
+
+#: Caption of the shading drawn by :func:`_shade_edge_influence`.
+_EDGE_NOTE = "darkened: values influenced by the DEM's edge (edge_influence = 1)"
+
+
 def _figure(figsize, dpi):
     from matplotlib.figure import Figure
 
@@ -456,6 +487,7 @@ def plot_wind(
         interpolation="nearest",
         zorder=1,
     )
+    edged = _shade_edge_influence(ax, ds, values)
     units = speed_all.attrs.get("units", "m s-1")
     cbar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
     cbar.set_label(f"wind speed ({units})")
@@ -478,6 +510,8 @@ def plot_wind(
         title += f"\n{engine}"
     if _synthetic(ds.attrs):
         title += "\nsynthetic model weights: demonstration only, NOT physical"
+    if edged:
+        title += f"\n{_EDGE_NOTE}"
     ax.set_title(title, loc="left", fontsize=11)
     return _save(fig, out, dpi)
 
@@ -627,6 +661,7 @@ def plot_table(
             interpolation="nearest",
             zorder=1,
         )
+        edged = _shade_edge_influence(ax, ds, data)
         cbar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
         cbar.set_label(name)
         cbar.solids.set_alpha(1.0)
@@ -643,6 +678,8 @@ def plot_table(
         title += f"\n{ds.attrs['engine_title']}"
     if _synthetic(ds.attrs):
         title += " - synthetic model weights: demonstration only, NOT physical"
+    if edged:
+        title += f"\n{_EDGE_NOTE}"
     fig.suptitle(title, fontsize=12)
     return _save(fig, out, dpi)
 

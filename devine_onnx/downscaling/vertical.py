@@ -14,6 +14,7 @@ import xarray as xr
 
 from .conventions import earth_to_grid, uv_to_speed_dir
 from .lookup import TableLookup
+from .tableio import read_variable
 
 __all__ = [
     "VERTICAL_ATTRS",
@@ -49,17 +50,14 @@ def table_vertical(table: xr.Dataset) -> bool:
     return "vertical" in table.data_vars and set(table["vertical"].dims) == {"angle", "y", "x"}
 
 
-def read_vertical(table: xr.Dataset, dtype=np.float32) -> np.ndarray | None:
-    """``vertical`` as a C-contiguous ``(angle, y, x)`` array, or None without one."""
+def read_vertical(table: xr.Dataset, dtype=np.float32, region=None) -> np.ndarray | None:
+    """``vertical`` as a C-contiguous ``(angle, y, x)`` array, or None without one.
+
+    ``region``: ``(rows, columns)`` slices of the table grid to read (a spatial block).
+    """
     if not table_vertical(table):
         return None
-    var = table["vertical"].transpose("angle", "y", "x")
-    n, ny, nx = var.shape
-    out = np.empty((n, ny, nx), dtype=dtype)
-    slab = max(1, (32 << 20) // max(1, ny * nx * 8))
-    for a in range(0, n, slab):
-        out[a : a + slab] = np.asarray(var.isel(angle=slice(a, a + slab)).values)
-    return out
+    return read_variable(table["vertical"], dtype, region)
 
 
 def vertical_wind(vertical, angles, method, u, v, gamma=None) -> np.ndarray:

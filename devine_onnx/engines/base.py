@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
-from devine_onnx.errors import OptionError
+from devine_onnx.errors import OptionError, option
 
 __all__ = ["TableEngine", "TableWindow"]
 
@@ -86,8 +86,12 @@ class TableEngine(abc.ABC):
         Engines whose values near the edge of their coverage are unreliable override this to
         refuse targets too close to it.
         """
+        return self.pixels_in(dem, bounds, self.coverage(dem))
+
+    @staticmethod
+    def pixels_in(dem: xr.DataArray, bounds, cov: TableWindow) -> TableWindow:
+        """The pixels of ``cov`` whose centres lie in ``bounds`` (:class:`OptionError` if none)."""
         xmin, ymin, xmax, ymax = bounds
-        cov = self.coverage(dem)
         res = abs(float(dem.x.values[1] - dem.x.values[0]))
         tol = 1e-3 * res
         xs = dem.x.values[cov.cols]
@@ -96,9 +100,9 @@ class TableEngine(abc.ABC):
         ri = np.flatnonzero((ys >= ymin - tol) & (ys <= ymax + tol))
         if ci.size == 0 or ri.size == 0:
             raise OptionError(
-                f"target ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f}): contains no pixel "
-                f"centre of the table grid; give bounds inside the DEM and at least one pixel "
-                f"({res:g} m) wide"
+                f"{option('target')} ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f}): contains "
+                "no pixel centre of the table grid; give bounds inside the DEM and at least one "
+                f"pixel ({res:g} m) wide"
             )
         r0, c0 = cov.rows.start, cov.cols.start
         return TableWindow(
@@ -109,6 +113,14 @@ class TableEngine(abc.ABC):
     @abc.abstractmethod
     def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
         """Precompute what does not depend on the direction (geometry, references...)."""
+
+    def static_variables(self) -> dict[str, np.ndarray]:
+        """Direction-independent ``(y, x)`` variables of the bound window (after :meth:`bind`),
+        written with the table's ``elevation``, e.g. ``edge_influence`` (docs/method.md §9.1).
+
+        The default has none.
+        """
+        return {}
 
     @abc.abstractmethod
     def batches(self, angles: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, dict]]:

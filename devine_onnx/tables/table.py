@@ -55,6 +55,20 @@ VARIABLE_ATTRS = {
         "comment": "downscaled upward_air_velocity = vertical[k] * NWP wind speed",
         "grid_mapping": "spatial_ref",
     },
+    # Direction-independent quality flag of the devine engine (docs/method.md §9.1).
+    "edge_influence": {
+        "long_name": "value influenced by the edge of the DEM or of the computed window",
+        "units": "1",
+        "flag_values": [0, 1],
+        "flag_meanings": "clean edge_influenced",
+        "comment": (
+            "1 where, for at least one of the 360 directions, the value depended on terrain "
+            "outside the DEM (the rotation fill, within the sliding-mean box and the UNet's "
+            "receptive field) or on the zero padding at the edge of the crop, and where the "
+            "table has no value; 0 where every direction's value depends on the DEM alone"
+        ),
+        "grid_mapping": "spatial_ref",
+    },
 }
 _ANGLE_ATTRS = {
     "long_name": "inflow wind from-direction (table index k)",
@@ -79,6 +93,7 @@ def table_template(
     notes: list[str],
     bounds=None,
     target=None,
+    static: dict | None = None,
 ) -> xr.Dataset:
     """Everything of a table but its per-direction variables (see :mod:`.writers`).
 
@@ -98,6 +113,10 @@ def table_template(
         What was changed on the way (stored in ``notes``).
     bounds, target
         The target bounds and what the user gave for them, when given.
+    static : dict, optional
+        Direction-independent ``(y, x)`` arrays of the engine
+        (:meth:`~devine_onnx.engines.base.TableEngine.static_variables`), written like
+        ``elevation`` with the attributes of :data:`VARIABLE_ATTRS`.
     """
     crop = dem.isel(y=window.rows, x=window.cols)
     ds = xr.Dataset(
@@ -117,6 +136,8 @@ def table_template(
     # time replaces: keep it as a plain attribute instead.
     ds["elevation"].encoding.pop("grid_mapping", None)
     ds["elevation"].attrs["grid_mapping"] = "spatial_ref"
+    for name, values in (static or {}).items():
+        ds[name] = (("y", "x"), np.asarray(values), dict(VARIABLE_ATTRS.get(name, {})))
     res = abs(float(dem.x.values[1] - dem.x.values[0]))
     attrs = {
         "title": f"Wind correction table ({engine_attrs.get('engine_title', '')})",

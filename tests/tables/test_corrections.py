@@ -105,7 +105,7 @@ def test_table_matches_tensorflow_reference(model, shape, offset):
 def test_in_memory_layout(table185, dem185, model):
     ds = table185
     geom = CropGeometry.from_shape(dem185.shape)
-    assert set(ds.data_vars) == {"acceleration", "alpha", "vertical", "elevation"}
+    assert set(ds.data_vars) == {"acceleration", "alpha", "vertical", "elevation", "edge_influence"}
     assert ds.attrs["engine"] == "devine"
     assert ds.acceleration.dims == ("angle", "y", "x")
     assert ds.acceleration.dtype == np.float32

@@ -147,3 +147,77 @@ def normalise(
     np.subtract(z[r0:r1, c0:c1], out, out=out)
     out /= float(sigma)
     return out.astype(np.float32)
+
+
+#: Largest window side (pixels) :func:`normalise_exact` accepts: with it and the scale of
+#: :func:`fixed_point_bits`, every int64 partial sum stays below 2**62.
+MAX_EXACT_SIDE = 1 << 17
+
+
+def fixed_point_bits(max_abs: float, window: tuple[int, int] = WINDOW) -> int:
+    """Binary digits after the point of the fixed-point sums of :func:`normalise_exact`.
+
+    At most 24 (a quantum of 2**-24 m ~ 6e-8 m), fewer for values so large that a prefix sum
+    over :data:`MAX_EXACT_SIDE` windows could reach 2**62. One value per table (from the
+    DEM's largest absolute elevation), so that every window of it uses the same quantum.
+    """
+    import math
+
+    span = math.ceil(math.log2(max(float(max_abs), 1.0) + 2.0))
+    per_window = math.ceil(math.log2(max(window)))
+    return max(0, min(24, 62 - span - per_window - MAX_EXACT_SIDE.bit_length() + 1))
+
+
+def normalise_exact(
+    z: np.ndarray, sigma: float, bits: int, window: tuple[int, int] = WINDOW
+) -> np.ndarray:
+    """UNet input ``(Zr - M) / sigma`` of the interior of ``z``, with exact, local box sums.
+
+    ``z`` holds the rotated DEM on an output window plus the half box (39 rows, 34 columns
+    for 79 x 69) on every side; the result covers the window (``z`` less that margin). The
+    box sums are computed in int64 on the values scaled by ``2**bits`` and rounded
+    (:func:`fixed_point_bits`): exact integer arithmetic, so the mean ``M`` of a pixel
+    depends only on the ``79 x 69`` values around it, never on where the window starts or on
+    values outside its box. That makes the frame method's input independent of the tile
+    (docs/method.md §9.1). ``M`` differs from the float64 mean of :func:`normalise` by less
+    than ``2**-(bits + 1)`` m (3e-8 m for bits = 24), far below float32 resolution of ``N``.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape ``(H - 2 * 39, W - 2 * 34)`` for the default window.
+    """
+    kr, kc = (int(k) for k in window)
+    if kr % 2 == 0 or kc % 2 == 0:
+        raise ValueError(f"normalise_exact needs odd window sizes, got {window}")
+    pr, pc = kr // 2, kc // 2
+    z = np.asarray(z, dtype=np.float32)
+    h, w = z.shape
+    if h <= 2 * pr or w <= 2 * pc:
+        raise ValueError(f"array {z.shape} smaller than the box window {window}")
+    if max(h, w) > MAX_EXACT_SIDE:
+        raise ValueError(f"array {z.shape} larger than {MAX_EXACT_SIDE} pixels on a side")
+    scale = float(2**bits)
+    q = np.rint(z.astype(np.float64) * scale).astype(np.int64)
+    # Sums over kr consecutive rows: prefix sum along rows, then differences.
+    cum = np.empty((h + 1, w), np.int64)
+    cum[0] = 0
+    np.cumsum(q, axis=0, out=cum[1:])
+    del q
+    rows = cum[kr:] - cum[: h + 1 - kr]  # (h - kr + 1, w)
+    del cum
+    cum = np.empty((rows.shape[0], w + 1), np.int64)
+    cum[:, 0] = 0
+    np.cumsum(rows, axis=1, out=cum[:, 1:])
+    del rows
+    box = cum[:, kc:] - cum[:, : w + 1 - kc]  # (h - 2 pr, w - 2 pc)
+    del cum
+    mean = box.astype(np.float64)  # < 2**53: exact
+    mean /= scale
+    mean /= kr * kc
+    out = np.subtract(z[pr : h - pr, pc : w - pc], mean, dtype=np.float64)
+    out /= float(sigma)
+    return out.astype(np.float32)
+
+
+#: Half sizes of the default box window: 39 rows and 34 columns on each side.
+BOX_HALF_ROWS, BOX_HALF_COLS = WINDOW[0] // 2, WINDOW[1] // 2

@@ -1,12 +1,20 @@
 """The ``devine`` table engine: the DEVINE UNet run on the DEM rotated to every direction.
 
 For each table direction ``k`` (docs/method.md §3) the DEM is rotated so that the inflow comes
-from the west, normalised by its sliding mean, cropped, run through the UNet and the speed
-ratio and deviation are rotated back. The table covers the central ``s x s`` crop of the DEM
-(§3.3); only the disc of ``valid_radius`` pixels lies inside the rotated DEM for every
-direction, so pixels outside it are NaN for every direction (§9), and the outer
-:data:`MARGIN` pixels of that disc are influenced by the UNet's zero padding for some
-directions.
+from the west, normalised by its sliding mean, run through the UNet and the speed ratio and
+deviation are rotated back. Two methods (``method=``):
+
+- ``crop`` (§3.3, §9): one central ``s x s`` crop per direction. The table covers that crop;
+  only the disc of ``valid_radius`` pixels lies inside the rotated DEM for every direction,
+  so pixels outside it are NaN for every direction, and the outer :data:`MARGIN` pixels of
+  that disc are influenced by the UNet's zero padding for some directions.
+- ``frame`` (§9.1, :mod:`.frame`): one extended rotated frame per direction, computed tile by
+  tile (``tile_size``); the table covers the whole DEM, seamless whatever the tile size.
+- ``auto`` (default): the one with more pixels free of edge influence, the crop on a tie.
+
+Every table gets ``edge_influence(y, x)``: 1 where some direction's value depended on terrain
+outside the DEM or on the edge of the computed window (or where there is no value), 0 where
+it is clean; the attribute ``devine_method`` says which method made it.
 """
 
 from __future__ import annotations
@@ -25,9 +33,25 @@ from devine_onnx.engines.base import TableEngine, TableWindow
 from devine_onnx.errors import DEMError, DevineWarning, OptionError, option
 from devine_onnx.session import HALO
 
+from .boxfilter import BOX_HALF_COLS, BOX_HALF_ROWS, fixed_point_bits, normalise_exact
+from .frame import (
+    DEFAULT_TILE_SIZE,
+    MAX_TILE_SIZE,
+    METHODS,
+    RECEPTIVE_FIELD,
+    FrameGeometry,
+    tiles,
+)
 from .geometry import MIN_SIZE, CropGeometry, trim_to_odd
 from .postprocess import ARPS_INFLOW, prepare_input, speed_alpha
-from .rotation import rotate_nearest, rotation_angle, rotation_source_indices
+from .preprocess import DEM_FILL
+from .rotation import (
+    rotate_nearest,
+    rotate_window,
+    rotation_angle,
+    rotation_source_indices,
+    source_pixels,
+)
 
 __all__ = [
     "DEFAULT",
@@ -79,6 +103,14 @@ class DevineEngine(TableEngine):
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (when ``model`` is not a DevineModel).
     tile
         UNet tile size; ``DEFAULT`` keeps the model's, None disables tiling.
+    method
+        ``"crop"``: one central crop per direction (docs/method.md §3.3, §9); ``"frame"``: one
+        extended rotated frame per direction, computed tile by tile over the whole DEM
+        (§9.1); ``"auto"`` (default): the method with more pixels free of edge influence
+        (the crop on a tie: square DEMs up to 357 px).
+    tile_size
+        Side, in table pixels, of the tiles of the frame method (memory per task grows with
+        it, never with the DEM; the values do not depend on it).
     """
 
     name = "devine"
@@ -89,9 +121,37 @@ class DevineEngine(TableEngine):
         "Artif. Intell. Earth Syst., 2, e220034, doi:10.1175/AIES-D-22-0034.1"
     )
     variables = ("acceleration", "alpha", "vertical")
-    resume_keys = ("model_sha256", "sigma")
+    resume_keys = ("model_sha256", "sigma", "devine_method")
 
-    def __init__(self, model=None, device: str = "auto", tile=DEFAULT):
+    def __init__(
+        self,
+        model=None,
+        device: str = "auto",
+        tile=DEFAULT,
+        method: str = "auto",
+        tile_size: int = DEFAULT_TILE_SIZE,
+    ):
+        if not isinstance(method, str) or method not in METHODS:
+            raise OptionError(
+                f"{option('method', method)}: expected one of {', '.join(METHODS)} "
+                "(docs/method.md §9.1)"
+            )
+        if (
+            isinstance(tile_size, bool)
+            or not isinstance(tile_size, int | np.integer)
+            or not 16 <= tile_size <= MAX_TILE_SIZE
+        ):
+            raise OptionError(
+                f"{option('tile_size', tile_size)}: expected a whole number of pixels from 16 "
+                f"to {MAX_TILE_SIZE}"
+            )
+        self.method = method
+        self.tile_size = int(tile_size)
+        self.chosen: str | None = None
+        # Terrain outside the DEM (docs/method.md §3.1): the fill of the rotated frame. Tests
+        # replace it (_fill, or _outside(k, rows, cols) -> values) to check edge_influence.
+        self._fill = DEM_FILL
+        self._outside = None
         if model is not None and hasattr(model, "predict"):
             self.model = model
         else:
@@ -155,19 +215,31 @@ class DevineEngine(TableEngine):
     def _geometry(self, dem: xr.DataArray) -> CropGeometry:
         return CropGeometry.from_shape(dem.shape)
 
+    def _resolve(self, dem: xr.DataArray, window: TableWindow | None = None) -> str:
+        """The method for this DEM (and window): the one asked for, or the automatic choice
+        (:meth:`FrameGeometry.auto_method`, a function of the DEM's shape and the window
+        only, so that an engine bound elsewhere, e.g. on a dask worker, makes the same)."""
+        if self.method != "auto":
+            return self.method
+        fg = FrameGeometry.from_shape(dem.shape)
+        if window is None:
+            return fg.auto_method()
+        return fg.auto_method(window.rows, window.cols)
+
     def coverage(self, dem: xr.DataArray) -> TableWindow:
+        if self._resolve(dem) == "frame":
+            return TableWindow(slice(0, dem.shape[0]), slice(0, dem.shape[1]))
         geom = self._geometry(dem)
         return TableWindow(geom.rows, geom.cols)
 
     def target_window(self, dem, bounds) -> TableWindow:
-        """Target pixels, refused unless inside the valid disc minus the UNet margin."""
+        """Target pixels, refused unless free of edge influence: inside the crop's valid disc
+        minus the UNet margin (``crop``), at least the edge margin inside the DEM
+        (``frame``). ``auto`` takes the method with more clean target pixels, the crop on a
+        tie (which it is whenever the crop accepts the target)."""
         xmin, ymin, xmax, ymax = bounds
-        geom = self._geometry(dem)
         res = abs(float(dem.x.values[1] - dem.x.values[0]))
         label = f"target ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f})"
-        cy, cx = geom.center
-        x0 = float(dem.x.values[cx])
-        y0 = float(dem.y.values[cy])
         xs, ys = dem.x.values, dem.y.values
         half = res / 2
         if (
@@ -181,38 +253,95 @@ class DevineEngine(TableEngine):
                 f"{xs.max() + half:.1f}, y {ys.min() - half:.1f} to {ys.max() + half:.1f}); "
                 "give bounds in the DEM's CRS inside its extent"
             )
+        shape = tuple(int(n) for n in dem.shape)
+        full = TableWindow(slice(0, shape[0]), slice(0, shape[1]))
+        window = self.pixels_in(dem, bounds, full)
+        method = self._resolve(dem, window)
+        crop_error = self._crop_target_error(dem, bounds, label, res)
+        fg = FrameGeometry.from_shape(shape)
+        if method == "crop":
+            # auto also takes a target whose pixels are all clean in the crop.
+            clean = self.method == "auto" and fg.crop_clean(window.rows, window.cols).all()
+            if crop_error is not None and not clean:
+                raise OptionError(crop_error)
+            return self.pixels_in(dem, bounds, self._crop_window(dem))
+        if not fg.band_clean(window.rows, window.cols).all():
+            er, ec = fg.margins
+            edge = max(er, ec)
+            gap = min(
+                window.rows.start,
+                window.cols.start,
+                shape[0] - window.rows.stop,
+                shape[1] - window.cols.stop,
+            )
+            also = ""
+            if self.method == "auto" and crop_error is not None:
+                m = crop_error.split("(centred on it: at least ")[-1].split(" pixels")[0]
+                also = f" (or, with the crop method, centred on it: at least {m} pixels)"
+            raise OptionError(
+                f"{option('target')} {label}: comes within {gap * res:.0f} m of the DEM's edge, "
+                f"but the DEVINE table (frame method) is free of edge influence only {er} rows "
+                f"and {ec} columns ({edge * res:.0f} m at {res:g} m) inside it (docs/method.md "
+                f"§9.1); the DEM must extend at least {edge * res:.0f} m beyond the target on "
+                f"every side{also}"
+            )
+        return window
+
+    def _crop_window(self, dem) -> TableWindow:
+        geom = self._geometry(dem)
+        return TableWindow(geom.rows, geom.cols)
+
+    def _crop_target_error(self, dem, bounds, label: str, res: float) -> str | None:
+        """Why the crop method refuses the target (None when it accepts it)."""
+        xmin, ymin, xmax, ymax = bounds
+        geom = self._geometry(dem)
+        cy, cx = geom.center
+        x0 = float(dem.x.values[cx])
+        y0 = float(dem.y.values[cy])
         corners = [(x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         reach = max(math.hypot(x - x0, y - y0) for x, y in corners) / res
         inner = geom.valid_radius - MARGIN
-        if reach > inner:
-            a = (xmax - xmin) / 2 / res
-            b = (ymax - ymin) / 2 / res
-            m = minimum_dem_size(math.hypot(a, b))
-            beyond = math.ceil((m / 2 - min(a, b)) * res)
-            raise OptionError(
-                f"{option('target')} {label}: reaches {reach * res:.0f} m from the DEM centre ({x0:.1f}, "
-                f"{y0:.1f}) but the DEVINE table is reliable only within "
-                f"{max(inner, 0) * res:.0f} m (valid radius {geom.valid_radius:g} px minus a "
-                f"{MARGIN} px UNet margin, at {res:g} m); the DEM must extend at least "
-                f"{beyond} m beyond the target on every side (centred on it: at least {m} x {m} "
-                "pixels)"
-            )
-        return super().target_window(dem, bounds)
+        if reach <= inner:
+            return None
+        a = (xmax - xmin) / 2 / res
+        b = (ymax - ymin) / 2 / res
+        m = minimum_dem_size(math.hypot(a, b))
+        beyond = math.ceil((m / 2 - min(a, b)) * res)
+        return (
+            f"{option('target')} {label}: reaches {reach * res:.0f} m from the DEM centre "
+            f"({x0:.1f}, {y0:.1f}) but the DEVINE table (crop method) is reliable only within "
+            f"{max(inner, 0) * res:.0f} m (valid radius {geom.valid_radius:g} px minus a "
+            f"{MARGIN} px UNet margin, at {res:g} m); the DEM must extend at least "
+            f"{beyond} m beyond the target on every side (centred on it: at least {m} x {m} "
+            "pixels)"
+        )
 
     # --- computation ------------------------------------------------------------------------
     def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
+        self.chosen = method = self._resolve(dem, window)
         self.geom = geom = self._geometry(dem)
+        self.fgeom = fg = FrameGeometry.from_shape(dem.shape)
         self.z = np.ascontiguousarray(dem.values, dtype=np.float32)
+        self.window = window
+        self.edge = fg.edge_influence(method, window.rows, window.cols)
+        self.timings = {"kernels": 0.0, "unet": 0.0}
+        self.resolution = abs(float(dem.x.values[1] - dem.x.values[0]))
+        cy, cx = geom.center
+        self.center_xy = (float(dem.x.values[cx]), float(dem.y.values[cy]))
+        if method == "frame":
+            self.tiles = tiles(window.rows, window.cols, self.tile_size)
+            self.bits = fixed_point_bits(max(float(np.abs(self.z).max()), abs(self._fill)))
+            return
         # Table rows/columns to store, in crop coordinates.
         self.trows = slice(window.rows.start - geom.rows.start, window.rows.stop - geom.rows.start)
         self.tcols = slice(window.cols.start - geom.cols.start, window.cols.stop - geom.cols.start)
         self.full = window.shape == (geom.s, geom.s)
         # All-or-none: a pixel outside the disc valid for every direction is NaN for all.
         self.outside = ~geom.valid_disc()[self.trows, self.tcols]
-        self.timings = {"kernels": 0.0, "unet": 0.0}
-        self.resolution = abs(float(dem.x.values[1] - dem.x.values[0]))
-        cy, cx = geom.center
-        self.center_xy = (float(dem.x.values[cx]), float(dem.y.values[cy]))
+
+    def static_variables(self) -> dict:
+        """``edge_influence(y, x)`` of the bound window (docs/method.md §9.1)."""
+        return {"edge_influence": self.edge}
 
     def _roi(self, k: int) -> tuple[slice, slice]:
         """Window of the rotated crop that the stored pixels of direction k depend on."""
@@ -243,11 +372,17 @@ class DevineEngine(TableEngine):
         c1 = max(c.stop for _, c in rois)
         x = np.empty((len(ks), max(r1 - r0, 0), max(c1 - c0, 0)), np.float32)
         for i, k in enumerate(ks):
-            x[i] = prepare_input(self.z, int(k), self.sigma, self.geom)[r0:r1, c0:c1]
+            x[i] = prepare_input(self.z, int(k), self.sigma, self.geom, fill=self._fill)[
+                r0:r1, c0:c1
+            ]
         return x, (slice(r0, r1), slice(c0, c1)), time.perf_counter() - t0
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         if isinstance(self.tile, str) and self.tile == DEFAULT:
+            if self.chosen == "frame":
+                # The frame's own tiles bound the window (tile_size); tiling it again
+                # would only add halos.
+                return self.model.predict(x, tile=None)
             return self.model.predict(x)
         return self.model.predict(x, tile=self.tile)
 
@@ -277,7 +412,98 @@ class DevineEngine(TableEngine):
                 res[name][i] = back[j]
         return res
 
+    # --- the frame method (docs/method.md §9.1) ---------------------------------------------
+    def _frame_prepare(self, ks, tile: tuple[slice, slice]):
+        """UNet input of one task: the directions ``ks`` on the window that ``tile`` needs."""
+        t0 = time.perf_counter()
+        fg = self.fgeom
+        boxes = [fg.source_box(int(k), *tile) for k in ks]
+        box = (
+            min(b[0] for b in boxes),
+            max(b[1] for b in boxes),
+            min(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+        r0, r1, c0, c1 = fg.unet_window(box)
+        pr, pc = BOX_HALF_ROWS, BOX_HALF_COLS
+        x = np.empty((len(ks), r1 - r0, c1 - c0), np.float32)
+        for i, k in enumerate(ks):
+            rows, cols = (r0 - pr, r1 + pr), (c0 - pc, c1 + pc)
+            theta = rotation_angle(int(k))
+            if self._outside is None:
+                region = rotate_window(self.z, theta, self._fill, rows=rows, cols=cols)
+            else:
+                region = rotate_window(self.z, theta, np.nan, rows=rows, cols=cols)
+                ii, jj = np.nonzero(np.isnan(region))
+                region[ii, jj] = self._outside(int(k), ii + rows[0], jj + cols[0])
+            x[i] = normalise_exact(region, self.sigma, self.bits)
+        return x, (r0, r1, c0, c1), time.perf_counter() - t0
+
+    def _frame_finish(self, out: np.ndarray, ks, unet_window, tile, res: dict) -> None:
+        """Back-rotate the UNet output of one task into its tile of ``res``."""
+        fg = self.fgeom
+        r0, r1, c0, c1 = unet_window
+        o_r, o_c = fg.origin
+        s = fg.crop.s
+        rows, cols = tile
+        ty = slice(rows.start - self.window.rows.start, rows.stop - self.window.rows.start)
+        tx = slice(cols.start - self.window.cols.start, cols.stop - self.window.cols.start)
+        inflow = np.float32(ARPS_INFLOW)
+        width = c1 - c0
+        for i, k in enumerate(ks):
+            # The crop method's back-rotation (§3.6), in the crop's coordinates, extended.
+            sr, sc = source_pixels(
+                (s, s),
+                rotation_angle(int(k), inverse=True),
+                rows=(rows.start - o_r, rows.stop - o_r),
+                cols=(cols.start - o_c, cols.stop - o_c),
+            )
+            sr += o_r - r0
+            sc += o_c - c0
+            lo, hi_r, hi_c = RECEPTIVE_FIELD, r1 - r0 - RECEPTIVE_FIELD, width - RECEPTIVE_FIELD
+            if sr.min() < lo or sc.min() < lo or sr.max() >= hi_r or sc.max() >= hi_c:
+                raise RuntimeError("frame window misses the receptive field of its tile")
+            flat = (sr * width + sc).reshape(-1)
+            uvw = out[i].reshape(-1, 3)[flat]
+            speed, alpha = speed_alpha(uvw[:, 0], uvw[:, 1])
+            shape = sr.shape
+            res["acceleration"][i, ty, tx] = (speed / inflow).reshape(shape)
+            res["alpha"][i, ty, tx] = alpha.reshape(shape)
+            res["vertical"][i, ty, tx] = (uvw[:, 2] / inflow).reshape(shape)
+
+    def _frame_batches(self, angles: np.ndarray, batch: int):
+        todo = [angles[i : i + batch] for i in range(0, len(angles), batch)]
+        tasks = [(j, ks, tile) for j, ks in enumerate(todo) for tile in self.tiles]
+        if not tasks:
+            return
+        ny, nx = self.window.shape
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            pending = pool.submit(self._frame_prepare, tasks[0][1], tasks[0][2])
+            res = None
+            for n, (j, ks, tile) in enumerate(tasks):
+                x, unet_window, t_prep = pending.result()
+                if n + 1 < len(tasks):
+                    pending = pool.submit(self._frame_prepare, tasks[n + 1][1], tasks[n + 1][2])
+                if res is None:
+                    res = {name: np.empty((len(ks), ny, nx), np.float32) for name in self.variables}
+                t0 = time.perf_counter()
+                out = self._predict(x)
+                t1 = time.perf_counter()
+                self._frame_finish(out, ks, unet_window, tile, res)
+                del out, x
+                self.timings["kernels"] += t_prep + (time.perf_counter() - t1)
+                self.timings["unet"] += t1 - t0
+                if n + 1 == len(tasks) or tasks[n + 1][0] != j:
+                    yield ks, res
+                    res = None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def batches(self, angles: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, dict]]:
+        if self.chosen == "frame":
+            yield from self._frame_batches(angles, batch)
+            return
         todo = [angles[i : i + batch] for i in range(0, len(angles), batch)]
         if not todo:
             return
@@ -316,11 +542,43 @@ class DevineEngine(TableEngine):
         if self.geom is not None:
             geom = self.geom
             res = self.resolution
+            clean = int(self.edge.size - np.count_nonzero(self.edge))
+            attrs.update(
+                {
+                    "devine_method": self.chosen,
+                    "devine_method_requested": self.method,
+                    "clean_fraction": float(clean / max(self.edge.size, 1)),
+                    "table_center_x": self.center_xy[0],
+                    "table_center_y": self.center_xy[1],
+                }
+            )
+            if self.method == "auto":
+                fg = self.fgeom
+                attrs["devine_method_choice"] = (
+                    f"auto: {self.chosen} (pixels free of edge influence: frame "
+                    f"{fg.clean_count('frame')}, crop {fg.clean_count('crop')}; the crop on a tie)"
+                )
+            if self.chosen == "frame":
+                er, ec = self.fgeom.margins
+                attrs.update(
+                    {
+                        "tile_size": int(self.tile_size),
+                        "edge_margin_rows": int(er),
+                        "edge_margin_cols": int(ec),
+                        "edge_margin_m": float(max(er, ec) * res),
+                        "geometry_comment": (
+                            "frame method: one extended rotated frame per direction about "
+                            "(table_center_x, table_center_y), computed tile by tile "
+                            "(docs/method.md §9.1); values on the whole DEM; edge_influence = 0 "
+                            "(free of terrain outside the DEM for every direction) at least "
+                            "edge_margin_rows rows and edge_margin_cols columns inside its edges"
+                        ),
+                    }
+                )
+                return self._synthetic_attrs(attrs)
             attrs.update(
                 {
                     "table_size": int(geom.s),
-                    "table_center_x": self.center_xy[0],
-                    "table_center_y": self.center_xy[1],
                     "valid_radius": float(geom.valid_radius),
                     "valid_radius_m": float(geom.valid_radius * res),
                     "interior_radius": float(max(geom.valid_radius - MARGIN, 0)),
@@ -330,10 +588,14 @@ class DevineEngine(TableEngine):
                         "of (table_center_x, table_center_y) and none outside (NaN for every "
                         f"direction); within {MARGIN} pixels of that rim (beyond "
                         "interior_radius) the UNet's zero padding influences some directions "
-                        "(docs/method.md §9)"
+                        "(docs/method.md §9); edge_influence also marks the pixels whose "
+                        "values read terrain outside the DEM (§9.1)"
                     ),
                 }
             )
+        return self._synthetic_attrs(attrs)
+
+    def _synthetic_attrs(self, attrs: dict) -> dict:
         if self.synthetic:
             attrs["comment"] = (
                 "computed with a model with SYNTHETIC (untrained) weights: the values are NOT "

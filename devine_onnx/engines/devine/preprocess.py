@@ -26,6 +26,7 @@ def prepare_input(
     sigma: float,
     geometry: CropGeometry | None = None,
     window: tuple[int, int] = WINDOW,
+    fill: float = DEM_FILL,
 ) -> np.ndarray:
     """Normalised, rotated ``s x s`` crop of the DEM for table direction ``k``.
 
@@ -53,6 +54,9 @@ def prepare_input(
         Crop geometry of ``dem`` (default: ``CropGeometry.from_shape(dem.shape)``).
     window : (int, int), optional
         Box-mean window (rows, columns); default (79, 69).
+    fill : float, optional
+        Rotated DEM outside the source frame, m (the original's -1; other values only to
+        test what depends on terrain outside the DEM, docs/method.md §9.1).
 
     Returns
     -------
@@ -75,7 +79,7 @@ def prepare_input(
     er0, er1 = max(r0 - pr, 0), min(r1 - pr + kr - 1, h)
     ec0, ec1 = max(c0 - pc, 0), min(c1 - pc + kc - 1, w)
     rotated = rotate_nearest(
-        dem, rotation_angle(k), DEM_FILL, rows=slice(er0, er1), cols=slice(ec0, ec1)
+        dem, rotation_angle(k), fill, rows=slice(er0, er1), cols=slice(ec0, ec1)
     )
     # The block's edges are either frame edges (zeros beyond, as in the full computation) or
     # lie beyond every window of the crop, so the block's box means equal the full frame's.

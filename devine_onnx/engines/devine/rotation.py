@@ -40,9 +40,11 @@ __all__ = [
     "DEG_TO_RAD",
     "DEG_TO_RAD_F32",
     "rotate_nearest",
+    "rotate_window",
     "rotation_angle",
     "rotation_offsets",
     "rotation_source_indices",
+    "source_pixels",
 ]
 
 #: The degree-to-radian factor written in the original scripts (not ``np.pi / 180``).
@@ -269,10 +271,18 @@ def _flat_source_blocks(out_shape, src_shape, theta, center, rows, cols):
     by the next block.
     """
     h_out, w_out = (int(n) for n in out_shape)
-    h, w = (int(n) for n in src_shape)
-    c, s, x_off, y_off = rotation_offsets((h, w), theta, center)
     i0, i1 = slice_bounds(rows, h_out)
     j0, j1 = slice_bounds(cols, w_out)
+    yield from _flat_source_range(src_shape, theta, center, i0, i1, j0, j1)
+
+
+def _flat_source_range(src_shape, theta, center, i0, i1, j0, j1):
+    """:func:`_flat_source_blocks` for output rows ``i0:i1`` and columns ``j0:j1`` given as
+    plain integers, which may lie outside the source frame (negative, or beyond it): the
+    transform is the same affine map evaluated at those pixel indices (the *extended* frame
+    of docs/method.md §9.1)."""
+    h, w = (int(n) for n in src_shape)
+    c, s, x_off, y_off = rotation_offsets((h, w), theta, center)
     nw = j1 - j0
     if i1 <= i0 or nw <= 0:
         return
@@ -312,6 +322,86 @@ def _flat_source_blocks(out_shape, src_shape, theta, center, rows, cols):
         o += ci
         np.copyto(o, fill_index, where=m)
         yield b0 - i0, b1 - i0, o
+
+
+def rotate_window(
+    image: np.ndarray,
+    theta,
+    fill=-1.0,
+    *,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    center=None,
+) -> np.ndarray:
+    """Window ``rows x cols`` of the rotated 2-D image, in its *extended* frame.
+
+    The same mapping as :func:`rotate_nearest` (TensorFlow's, rotation about the image
+    centre by default), evaluated at output rows ``rows[0] .. rows[1] - 1`` and columns
+    ``cols[0] .. cols[1] - 1``, which may lie outside ``[0, H) x [0, W)``: the rotated frame
+    extended beyond the image, where every pixel whose source falls outside the image gets
+    ``fill`` (docs/method.md §9.1). Inside the frame the result equals the same window of
+    :func:`rotate_nearest` bit for bit.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (H, W)
+    theta : float
+        Counter-clockwise angle in radians (rounded to float32).
+    fill : scalar
+        Value where the source lies outside the image.
+    rows, cols : (int, int)
+        Half-open ranges of output pixel indices (any integers).
+    center : (float, float), optional
+        Rotation centre ``(x, y)``; default the image centre, as TensorFlow computes it.
+
+    Returns
+    -------
+    numpy.ndarray, shape (rows[1] - rows[0], cols[1] - cols[0])
+        Same dtype as ``image``.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {image.shape}")
+    h, w = image.shape
+    i0, i1 = int(rows[0]), max(int(rows[0]), int(rows[1]))
+    j0, j1 = int(cols[0]), max(int(cols[0]), int(cols[1]))
+    out = np.empty((i1 - i0, j1 - j0), image.dtype)
+    src = np.empty(h * w + 1, image.dtype)
+    src[: h * w] = image.reshape(-1)
+    src[h * w] = fill
+    flat = out.reshape(-1)
+    nw = j1 - j0
+    for r0, r1, index in _flat_source_range((h, w), theta, center, i0, i1, j0, j1):
+        np.take(src, index, out=flat[r0 * nw : r1 * nw])
+    return out
+
+
+def source_pixels(
+    shape: tuple[int, int],
+    theta,
+    *,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    center=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest source pixel of every output pixel of a window, without bounds.
+
+    The mapping of :func:`rotation_source_indices` (offsets from ``shape``), evaluated at
+    output rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` (any integers) and
+    rounded as ``floor(v + 0.5)`` (exact): equal to TensorFlow's rounding half away from
+    zero for every in-frame source, and the extension of it to the whole lattice beyond.
+
+    Returns
+    -------
+    src_rows, src_cols : numpy.ndarray of int64, shape (rows[1] - rows[0], cols[1] - cols[0])
+    """
+    c, s, x_off, y_off = rotation_offsets(shape, theta, center)
+    i0, i1 = int(rows[0]), max(int(rows[0]), int(rows[1]))
+    j0, j1 = int(cols[0]), max(int(cols[0]), int(cols[1]))
+    x, y = _source_xy(i0, i1, j0, j1, c, s, x_off, y_off)
+    src_cols = _round_index(x, np.empty(x.shape, np.int64))
+    src_rows = _round_index(y, np.empty(y.shape, np.int64))
+    return src_rows, src_cols
 
 
 def rotate_nearest(
