@@ -159,6 +159,67 @@ class ChunkAppender:
             for job, payload in zip(jobs, pool.map(encode, jobs), strict=True):
                 write(job, payload)
 
+    def write_region(self, a: int, b: int, y0: int, x0: int, arrays) -> None:
+        """Write ``[a:b, y0:y0 + h, x0:x0 + w]`` of each (3-D) variable.
+
+        A region made of whole chunks (its start on the chunk grid, its end on the chunk grid
+        or at the end of the dataset; chunks cut by the end are padded with the fill value, as
+        HDF5 stores them) is shuffled and deflated in parallel and written directly; any other
+        region goes through HDF5 (its own filters; chunks shared with other regions are read
+        back and rewritten by the library).
+
+        Parameters
+        ----------
+        a, b : int
+            First and one-past-last record.
+        y0, x0 : int
+            First row and column of the region.
+        arrays : sequence of numpy.ndarray
+            ``(b - a, h, w)`` data of each variable of ``names``, in that order.
+        """
+        jobs = []
+        for name, arr in zip(self.names, arrays, strict=True):
+            dset = self.file[name]
+            arr = np.asarray(arr, dtype=dset.dtype)
+            h, w = arr.shape[1:]
+            region = (slice(a, b), slice(y0, y0 + h), slice(x0, x0 + w))
+            level = self._direct[name]
+            chunks = dset.chunks
+            whole = chunks is not None and all(
+                s.start % c == 0 and (s.stop % c == 0 or s.stop == n)
+                for s, c, n in zip(region, chunks, dset.shape, strict=True)
+            )
+            if level is None or not whole or b > dset.shape[0]:
+                dset[region] = arr
+                continue
+            tc, cy, cx = chunks
+            for c in range(a, b, tc):
+                for iy in range(y0, y0 + h, cy):
+                    for ix in range(x0, x0 + w, cx):
+                        at = (c - a, iy - y0, ix - x0)
+                        part = arr[tuple(slice(o, o + n) for o, n in zip(at, chunks, strict=True))]
+                        if part.shape != chunks:  # cut by the end of the dataset: pad
+                            pad = np.full(chunks, _fill(dset), dtype=dset.dtype)
+                            pad[: part.shape[0], : part.shape[1], : part.shape[2]] = part
+                            part = pad
+                        jobs.append((dset, (c, iy, ix), level, np.ascontiguousarray(part)))
+        if not jobs:
+            return
+
+        def encode(job):
+            return deflate(shuffle(job[3]), job[2])
+
+        def write(job, payload):
+            job[0].id.write_direct_chunk(job[1], payload, filter_mask=0)
+
+        if self.threads <= 1 or len(jobs) == 1:
+            for job in jobs:
+                write(job, encode(job))
+            return
+        with ThreadPoolExecutor(min(self.threads, len(jobs))) as pool:
+            for job, payload in zip(jobs, pool.map(encode, jobs), strict=True):
+                write(job, payload)
+
 
 def _fill(dset):
     fill = dset.fillvalue

@@ -12,6 +12,13 @@ written the same way:
    attribute (:meth:`BlockWriter.set_attrs`) lets an interrupted run resume;
 3. :meth:`BlockWriter.finalize` sets the final attributes and removes the progress marker.
 
+Writers in several processes at once (a dask.distributed table, one task per direction
+batch, see :mod:`devine_onnx.tables.distributed`) cannot share one progress counter: a Zarr
+output created with ``done_tiles=n`` holds a small marker variable ``done(record, tile)``
+(uint8, one chunk per cell, so no two writers ever touch the same chunk), set by
+:meth:`BlockWriter.mark_done` after a task's records are written and read back with
+:meth:`BlockWriter.done_markers`; :meth:`BlockWriter.finalize` deletes it.
+
 Backends:
 
 - NetCDF-4 (``.nc``): netCDF-C (via xarray and ``netCDF4``) creates the file; the record chunks
@@ -40,6 +47,7 @@ import xarray as xr
 from devine_onnx.errors import OutputError
 
 __all__ = [
+    "DONE_VARIABLE",
     "OUTPUT_FORMATS",
     "BlockWriter",
     "MemoryWriter",
@@ -53,6 +61,12 @@ __all__ = [
 
 #: Output suffixes and their formats (the one list for tables and winds).
 OUTPUT_FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr"}
+#: Per-(record, tile) done markers of a Zarr output written by several processes.
+DONE_VARIABLE = "done"
+_DONE_ATTRS = {
+    "long_name": "1 when the records of this tile are completely written (progress marker)",
+    "comment": "removed when the output is complete",
+}
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -131,16 +145,33 @@ class BlockWriter:
         """Store records ``a:b``: ``arrays`` maps each name (or is a sequence in order)."""
         raise NotImplementedError
 
+    def write_region(self, a: int, b: int, y0: int, x0: int, arrays) -> None:
+        """Store ``[a:b, y0:y0 + h, x0:x0 + w]`` of every record variable (spatial blocks).
+
+        ``arrays`` as in :meth:`write`, each ``(b - a, h, w)``. Regions aligned on the chunks
+        (``spatial_chunks`` of :func:`create_writer`) write whole chunks only.
+        """
+        raise NotImplementedError
+
     def set_attrs(self, attrs: Mapping) -> None:
         """Set global attributes now (e.g. a progress marker) and make them durable."""
         raise NotImplementedError
 
     def finalize(self, attrs: Mapping, remove=()) -> None:
-        """Set the final global attributes and delete those named in ``remove``."""
+        """Set the final global attributes and delete those named in ``remove`` (and the
+        done markers, if any)."""
         raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def mark_done(self, a: int, b: int, tile: int = 0) -> None:
+        """Mark records ``a:b`` of ``tile`` as completely written (outputs with done markers)."""
+        raise NotImplementedError(f"{type(self).__name__} has no done markers")
+
+    def done_markers(self) -> np.ndarray | None:
+        """Done markers as a bool array ``(records, tiles)``; None without markers."""
+        return None
 
     def _as_list(self, arrays) -> list[np.ndarray]:
         if isinstance(arrays, Mapping):
@@ -163,6 +194,11 @@ class MemoryWriter(BlockWriter):
     def write(self, a, b, arrays):
         for name, arr in zip(self.names, self._as_list(arrays), strict=True):
             self.arrays[name][a:b] = arr
+
+    def write_region(self, a, b, y0, x0, arrays):
+        for name, arr in zip(self.names, self._as_list(arrays), strict=True):
+            h, w = np.shape(arr)[1:]
+            self.arrays[name][a:b, y0 : y0 + h, x0 : x0 + w] = arr
 
     def set_attrs(self, attrs):
         pass
@@ -195,17 +231,21 @@ class _NetCDFWriter(BlockWriter):
         self.appender = ChunkAppender(self.h5, self.names, threads=threads)
 
     @staticmethod
-    def create(path, template, record_dim, variables, chunk, complevel, threads, label):
+    def create(
+        path, template, record_dim, variables, chunk, complevel, threads, label, spatial=None
+    ):
         import netCDF4
 
         ny, nx = template.sizes["y"], template.sizes["x"]
+        cy, cx = (ny, nx) if spatial is None else (min(spatial[0], ny), min(spatial[1], nx))
+        cy, cx = max(1, cy), max(1, cx)
         encoding = {}
         for name in template.variables:
             var = template[name]
             if name in template.coords and var.ndim <= 1:
                 encoding[name] = {"_FillValue": None}
             elif var.ndim >= 2:
-                encoding[name] = {"zlib": True, "complevel": 1, "_FillValue": np.float32(np.nan)}
+                encoding[name] = {"zlib": True, "complevel": 1, "_FillValue": _fill_value(var)}
         with writing(label):
             template.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding)
             nc = netCDF4.Dataset(str(path), "a")
@@ -218,7 +258,7 @@ class _NetCDFWriter(BlockWriter):
                         zlib=complevel > 0,
                         complevel=max(complevel, 1),
                         shuffle=complevel > 0,
-                        chunksizes=(chunk, ny, nx),
+                        chunksizes=(chunk, cy, cx),
                         fill_value=np.float32(np.nan),
                     )
                     v.setncatts({k: _plain(val) for k, val in attrs.items()})
@@ -229,6 +269,11 @@ class _NetCDFWriter(BlockWriter):
     def write(self, a, b, arrays):
         with writing(self.label):
             self.appender.append(a, b, [np.asarray(x) for x in self._as_list(arrays)])
+            self.h5.flush()
+
+    def write_region(self, a, b, y0, x0, arrays):
+        with writing(self.label):
+            self.appender.write_region(a, b, y0, x0, [np.asarray(x) for x in self._as_list(arrays)])
             self.h5.flush()
 
     def set_attrs(self, attrs):
@@ -275,20 +320,24 @@ class _ZarrWriter(BlockWriter):
             self.group = zarr.open_group(str(self.path), mode="r+")
 
     @staticmethod
-    def create(path, template, record_dim, variables, chunk, label):
+    def create(path, template, record_dim, variables, chunk, label, spatial=None, done_tiles=0):
         import dask.array as dsa
 
         n, ny, nx = template.sizes[record_dim], template.sizes["y"], template.sizes["x"]
+        cy, cx = (ny, nx) if spatial is None else (min(spatial[0], ny), min(spatial[1], nx))
+        cy, cx = max(1, cy), max(1, cx)
         ds = template.copy()
         encoding = {}
         for name, attrs in variables.items():
             # Placeholders never computed (compute=False): no chunk exists until written.
-            ph = dsa.full((n, ny, nx), np.nan, dtype=np.float32, chunks=(chunk, ny, nx))
+            ph = dsa.full((n, ny, nx), np.nan, dtype=np.float32, chunks=(chunk, cy, cx))
             ds[name] = ((record_dim, "y", "x"), ph, dict(attrs))
-            encoding[name] = {"_FillValue": np.float32(np.nan), "chunks": (chunk, ny, nx)}
+            encoding[name] = {"_FillValue": np.float32(np.nan), "chunks": (chunk, cy, cx)}
         for name in template.data_vars:
             if template[name].ndim >= 2:
-                encoding[name] = {"_FillValue": np.float32(np.nan)}
+                encoding[name] = {"_FillValue": _fill_value(template[name])}
+                if spatial is not None and template[name].dims[-2:] == ("y", "x"):
+                    encoding[name]["chunks"] = (*template[name].shape[:-2], cy, cx)
         with writing(label):
             ds.to_zarr(
                 str(path),
@@ -298,11 +347,48 @@ class _ZarrWriter(BlockWriter):
                 consolidated=False,  # attributes change while writing; consolidated at the end
                 **_zarr_kwargs(),
             )
-        return _ZarrWriter(path, tuple(variables), label)
+        writer = _ZarrWriter(path, tuple(variables), label)
+        if done_tiles:
+            writer.add_done_markers(done_tiles, record_dim)
+        return writer
+
+    def add_done_markers(self, tiles: int, record_dim: str, done=None) -> None:
+        """Create the ``done(record_dim, tile)`` markers; ``done``: records already written
+        (bool per record, e.g. from a single-process run's counter)."""
+        n = self.group[self.names[0]].shape[0]
+        with writing(self.label):
+            arr = _create_array(
+                self.group,
+                DONE_VARIABLE,
+                shape=(n, int(tiles)),
+                chunks=(1, 1),
+                dtype="uint8",
+                fill_value=0,
+                attrs={"_ARRAY_DIMENSIONS": [record_dim, "tile"], **_DONE_ATTRS},
+            )
+            if done is not None:
+                for i in np.flatnonzero(np.asarray(done, dtype=bool)):
+                    arr[int(i), :] = 1
+
+    def mark_done(self, a, b, tile=0):
+        with writing(self.label):
+            self.group[DONE_VARIABLE][a:b, tile] = 1
+
+    def done_markers(self):
+        if DONE_VARIABLE not in self.group:
+            return None
+        with writing(self.label):
+            return np.asarray(self.group[DONE_VARIABLE][:]) != 0
 
     def write(self, a, b, arrays):
         with writing(self.label):
             self._write(a, b, self._as_list(arrays))
+
+    def write_region(self, a, b, y0, x0, arrays):
+        with writing(self.label):
+            for name, arr in zip(self.names, self._as_list(arrays), strict=True):
+                h, w = np.shape(arr)[1:]
+                self.group[name][a:b, y0 : y0 + h, x0 : x0 + w] = np.asarray(arr, np.float32)
 
     def _write(self, a, b, arrays):
         for name, arr in zip(self.names, arrays, strict=True):
@@ -320,10 +406,29 @@ class _ZarrWriter(BlockWriter):
             for key in remove:
                 if key in self.group.attrs:
                     del self.group.attrs[key]
+            if DONE_VARIABLE in self.group:
+                del self.group[DONE_VARIABLE]
             zarr.consolidate_metadata(str(self.path))
 
     def close(self):
         self.group = None
+
+
+def _fill_value(var):
+    """NaN for float variables; none for flags (e.g. a table's uint8 ``edge_influence``)."""
+    return np.float32(np.nan) if np.issubdtype(var.dtype, np.floating) else None
+
+
+def _create_array(group, name, *, shape, chunks, dtype, fill_value, attrs):
+    """A new array in a Zarr group (zarr-python 2 and 3)."""
+    if hasattr(group, "create_array"):  # zarr-python >= 3
+        return group.create_array(
+            name=name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value,
+            attributes=attrs,
+        )  # fmt: skip
+    arr = group.create_dataset(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value)
+    arr.attrs.update(attrs)
+    return arr
 
 
 def create_writer(
@@ -337,6 +442,8 @@ def create_writer(
     complevel: int = 1,
     threads: int = 2,
     label=None,
+    spatial_chunks: tuple[int, int] | None = None,
+    done_tiles: int = 0,
 ) -> BlockWriter:
     """Create an output from ``template`` and declare its record variables.
 
@@ -361,15 +468,24 @@ def create_writer(
         Threads compressing NetCDF chunks in parallel.
     label
         Name used in error messages (the final output name rather than the temporary one).
+    spatial_chunks : (int, int), optional
+        Chunk rows and columns (default: the whole grid), for outputs written or read by
+        spatial blocks (:meth:`BlockWriter.write_region`).
+    done_tiles : int
+        Zarr only: > 0 creates the done markers ``done(record_dim, tile)`` with that many tiles
+        (see :meth:`BlockWriter.mark_done`), for outputs written by several processes.
     """
     label = label or path
     fmt = fmt or output_format(label)
     chunk = max(1, int(chunk))
     if fmt == "zarr":
-        return _ZarrWriter.create(path, template, record_dim, variables, chunk, label)
-    return _NetCDFWriter.create(
-        path, template, record_dim, variables, chunk, int(complevel), threads, label
-    )
+        return _ZarrWriter.create(
+            path, template, record_dim, variables, chunk, label, spatial_chunks, int(done_tiles)
+        )
+    if done_tiles:
+        raise ValueError("done_tiles applies to Zarr outputs only")
+    netcdf_args = (chunk, int(complevel), threads, label, spatial_chunks)
+    return _NetCDFWriter.create(path, template, record_dim, variables, *netcdf_args)
 
 
 def open_writer(path, names, *, fmt: str, threads: int = 2, label=None) -> BlockWriter:
@@ -382,17 +498,21 @@ def open_writer(path, names, *, fmt: str, threads: int = 2, label=None) -> Block
 def inspect_output(path, record_dim: str, variable: str, fmt: str) -> dict | None:
     """Global attributes, record coordinate and grid shape of a partial output, or None.
 
-    None means unreadable (e.g. a file cut short by a crash): the caller starts over.
+    ``"done"`` is the done markers (bool ``(records, tiles)``, see :meth:`BlockWriter.mark_done`)
+    of a Zarr output that has them, else None. None means unreadable (e.g. a file cut short by
+    a crash): the caller starts over.
     """
     try:
         if fmt == "zarr":
             import zarr
 
             g = zarr.open_group(str(path), mode="r")
+            done = np.asarray(g[DONE_VARIABLE][:]) != 0 if DONE_VARIABLE in g else None
             return {
                 "attrs": {k: _plain(v) for k, v in g.attrs.items()},
                 "records": np.asarray(g[record_dim][:]),
                 "shape": tuple(g[variable].shape[1:]),
+                "done": done,
             }
         import netCDF4
 
@@ -401,6 +521,7 @@ def inspect_output(path, record_dim: str, variable: str, fmt: str) -> dict | Non
                 "attrs": {k: _plain(nc.getncattr(k)) for k in nc.ncattrs()},
                 "records": np.asarray(nc.variables[record_dim][:]),
                 "shape": tuple(nc.variables[variable].shape[1:]),
+                "done": None,
             }
     except Exception:  # noqa: BLE001 - anything unreadable is started over
         return None

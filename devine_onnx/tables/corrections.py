@@ -14,6 +14,10 @@ coordinate) completely written; it is removed on completion. A partial output th
 match the run (other DEM, engine, parameters, angles, precision, target) is never deleted
 silently: the run is refused, naming what differs, unless ``resume=False`` (``--no-resume``)
 asks to start over.
+
+With ``workers=N`` or ``scheduler=ADDRESS`` the directions are computed as tasks on
+dask.distributed and written by the workers into one Zarr store, with per-direction done
+markers instead of the counter (:mod:`devine_onnx.tables.distributed`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ def compute_corrections(
     resume: bool = True,
     quiet: bool = False,
     tile="default",
+    workers: int | None = None,
+    scheduler=None,
 ) -> xr.Dataset:
     """Compute the correction table of a DEM (speed ratio and deviation per inflow direction).
 
@@ -118,6 +124,16 @@ def compute_corrections(
         No progress bar.
     tile
         UNet tile size of the ``devine`` engine (``"default"``: the model's; None: no tiling).
+    workers
+        Compute on a new dask.distributed ``LocalCluster`` of this many worker processes
+        (``--workers``). Needs ``output`` ending in ``.zarr`` and the ``distributed`` package
+        (``pip install "devine-onnx[distributed]"``); the values equal a local run's. In a
+        script, call it under ``if __name__ == "__main__":`` (workers import the main module).
+    scheduler
+        Compute on an existing dask cluster (``--scheduler``): its address
+        (``"tcp://host:8786"``), a cluster object or a :class:`distributed.Client`. The output
+        must be a ``.zarr`` path on a file system every worker can write to. See
+        :mod:`devine_onnx.tables.distributed`.
 
     Returns
     -------
@@ -132,6 +148,8 @@ def compute_corrections(
     ------
     DEMError, ModelError, DeviceError, OptionError, OutputError
         One-line messages naming the file or option at fault.
+    MissingDependencyError
+        ``workers``/``scheduler`` without the ``distributed`` package.
     """
     from devine_onnx.engines import get_engine
 
@@ -141,6 +159,11 @@ def compute_corrections(
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise OptionError(f"{option('batch', batch)}: expected a positive integer")
     batch = int(batch)
+    dist = workers is not None or scheduler is not None
+    if dist:
+        from devine_onnx.tables import distributed as _dist
+
+        _dist.check_distributed(workers, scheduler, output)
     out_path = fmt = None
     if output is not None:
         out_path = Path(output)
@@ -152,7 +175,10 @@ def compute_corrections(
         options.setdefault("tile", tile)
     # The DEM first: a bad DEM is reported before a model is loaded.
     dem_da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs, resample=resample)
-    eng = get_engine(engine, model, device=device, options=options)
+    if dist:
+        eng, spec = _dist.driver_engine(engine, model, device, options)
+    else:
+        eng = get_engine(engine, model, device=device, options=options)
     dem_da = eng.prepare_dem(dem_da, notes)
     for note in notes:
         LOGGER.info(note)
@@ -170,9 +196,30 @@ def compute_corrections(
         window = eng.target_window(dem_da, bounds)
     eng.bind(dem_da, window)
     template = table_template(
-        dem_da, window, angles, eng.attrs(), dtype=dtype, notes=notes, bounds=bounds, target=target
-    )
+        dem_da, window, angles, eng.attrs(), dtype=dtype, notes=notes, bounds=bounds, target=target,
+        static=eng.static_variables(),
+    )  # fmt: skip
     variables = {name: dict(VARIABLE_ATTRS[name]) for name in eng.variables}
+    if dist:
+        resume_keys = eng.resume_keys
+        del eng  # the workers open their own
+        return _dist.run_distributed(
+            spec=spec,
+            resume_keys=resume_keys,
+            dem=dem_da,
+            window=window,
+            template=template,
+            variables=variables,
+            angles=angles,
+            batch=batch,
+            round16=dtype == "float16",
+            out_path=out_path,
+            resume=resume,
+            notes=notes,
+            quiet=quiet,
+            workers=workers,
+            scheduler=scheduler,
+        )
     loop = _Loop(eng, angles, batch, dtype == "float16", quiet)
 
     if out_path is None:
@@ -220,6 +267,12 @@ def _resume_point(tmp, fmt, template, eng, resume, notes, out_path) -> int:
         raise OutputError(
             f"{tmp}: a partial output of an earlier run that cannot be read; delete it or "
             f"rerun with --no-resume to start {out_path} over"
+        )
+    if state.get("done") is not None and _DONE not in state["attrs"]:
+        raise OutputError(
+            f"{tmp}: a partial table of a distributed run (per-direction done markers); finish "
+            f"it with the same command ({option('workers')} N or {option('scheduler')} "
+            "ADDRESS), or pass --no-resume to delete it and start over"
         )
     differ = mismatches(state, template, eng.resume_keys)
     if differ:
