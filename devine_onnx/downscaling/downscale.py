@@ -16,10 +16,11 @@ lookup works on sub-chunks of at most :data:`MAX_BLOCK_ELEMENTS` pixel-steps, an
 (``acceleration`` and ``alpha``, ``(n_angles, ny, nx)``) is held once in memory as float32
 (2 x 360 MB for a 500 x 500 table with 360 angles; measured peak RSS of a whole run ≈ 1.2 GB,
 the same for 240 and 8760 hourly steps). float16 would halve the table, but the lookup would
-then compute ``degrees(alpha)`` in float16 (errors up to 0.03°), so it is not used. The table
-is not tiled in space: for much larger tables the two arrays (8 bytes per pixel and angle)
-must fit in memory. A background thread compresses and writes chunk ``k`` while chunk
-``k + 1`` is computed (at most two output chunks alive).
+then compute ``degrees(alpha)`` in float16 (errors up to 0.03°), so it is not used. A table
+that does not fit in ``max_memory`` (or any table, with ``block_size``) is processed by
+spatial blocks instead (:mod:`.blocks`): each block reads its part of the table and writes
+its whole time range, with the same result. A background thread compresses and writes chunk
+``k`` while chunk ``k + 1`` is computed (at most two output chunks alive).
 
 With ``output=None`` and a dask-backed NWP input (any file path, or a Dataset with dask
 arrays), :func:`downscale` returns a lazy Dataset instead: the same per-chunk function is
@@ -33,7 +34,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,6 +57,7 @@ from . import lookup as _lookup
 from .conventions import meridian_convergence, uv_to_speed_dir
 from .nwp import NWPWinds, _open_nwp
 from .regrid import RegridWeights, cache_file, check_weights_path, grid_fingerprint, load_or_build
+from .tableio import read_variable
 from .vertical import add_vertical, read_vertical, table_vertical, vertical_block
 
 __all__ = [
@@ -242,21 +244,18 @@ def _alpha_in_degrees(table: xr.Dataset) -> bool:
     return str(table["alpha"].attrs.get("units", "")).lower().startswith("deg")
 
 
-def _read_table_arrays(table: xr.Dataset, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """acceleration and alpha (radians) as C-contiguous ``dtype`` arrays, read in slabs."""
-    n, ny, nx = (table.sizes[d] for d in ("angle", "y", "x"))
-    out = []
-    slab = max(1, (32 << 20) // max(1, ny * nx * 8))
-    for name in ("acceleration", "alpha"):
-        arr = np.empty((n, ny, nx), dtype=dtype)
-        var = table[name]
-        for a in range(0, n, slab):
-            block = np.asarray(var.isel(angle=slice(a, a + slab)).values)
-            if name == "alpha" and _alpha_in_degrees(table):
-                block = np.deg2rad(block)
-            arr[a : a + slab] = block
-        out.append(arr)
-    return out[0], out[1]
+def _read_table_arrays(
+    table: xr.Dataset, dtype=np.float32, region: tuple[slice, slice] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """acceleration and alpha (radians) as C-contiguous ``dtype`` arrays, read in pieces.
+
+    ``region``: ``(rows, columns)`` slices of the table grid to read (a spatial block).
+    """
+    scale = np.deg2rad if _alpha_in_degrees(table) else None
+    return (
+        read_variable(table["acceleration"], dtype, region),
+        read_variable(table["alpha"], dtype, region, scale),
+    )
 
 
 # --------------------------------------------------------------------------- weights
@@ -406,13 +405,40 @@ def _block_mean(a: np.ndarray, n: int) -> np.ndarray:
 
 
 class _NaNCount:
-    """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run."""
+    """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run.
 
-    def __init__(self, acc: np.ndarray, alpha: np.ndarray):
+    ``steps`` counts the time steps with any blanked pixel once, however many spatial blocks
+    (:mod:`.blocks`) saw them.
+    """
+
+    def __init__(self, acc: np.ndarray | None, alpha: np.ndarray | None, n_times: int = 0):
         self._tables = (acc, alpha)
         self._has_data: np.ndarray | None = None
         self.blanked = 0
-        self.steps = 0
+        self._hit = np.zeros(n_times, dtype=bool)
+
+    @property
+    def steps(self) -> int:
+        """Time steps with at least one blanked output pixel."""
+        return int(np.count_nonzero(self._hit))
+
+    @property
+    def hit_steps(self) -> np.ndarray:
+        """``(n_times,)`` bool: the time steps with a blanked output pixel."""
+        return self._hit
+
+    def merge(self, blanked: int, hit_steps) -> None:
+        """Add the count of another run over other pixels (a block on a cluster worker)."""
+        self.blanked += int(blanked)
+        hit = np.asarray(hit_steps, dtype=bool)
+        if hit.size > self._hit.size:
+            self._hit = np.concatenate([self._hit, np.zeros(hit.size - self._hit.size, bool)])
+        self._hit[: hit.size] |= hit
+
+    def set_table(self, acc: np.ndarray, alpha: np.ndarray) -> None:
+        """The table (block) that the following chunks use."""
+        self._tables = (acc, alpha)
+        self._has_data = None
 
     def has_data(self) -> np.ndarray:
         """``(ny, nx)`` True where the table has values for some direction (computed once)."""
@@ -421,15 +447,18 @@ class _NaNCount:
             self._has_data = (np.isfinite(acc) & np.isfinite(alpha)).any(axis=0)
         return self._has_data
 
-    def add(self, ur, vr, w: RegridWeights, coarsen, out_u) -> None:
-        """Count the pixel-steps of ``out_u`` that are NaN because ``ur``/``vr`` are."""
+    def add(self, ur, vr, w: RegridWeights, coarsen, out_u, t0: int = 0) -> None:
+        """Count the pixel-steps of ``out_u`` (time steps ``t0``...) NaN because ``ur``/``vr`` are."""
         hit = np.isnan(ur) | np.isnan(vr)
         hit &= (w.valid.reshape(w.target_shape) & self.has_data())[None]
         if coarsen:
             hit = _block_any(hit, coarsen) & np.isnan(out_u)
         n = hit.reshape(hit.shape[0], -1).sum(axis=1)
         self.blanked += int(n.sum())
-        self.steps += int(np.count_nonzero(n))
+        end = t0 + n.size
+        if end > self._hit.size:
+            self._hit = np.concatenate([self._hit, np.zeros(end - self._hit.size, dtype=bool)])
+        self._hit[t0:end] |= n > 0
 
 
 def _block_any(a: np.ndarray, n: int) -> np.ndarray:
@@ -440,7 +469,7 @@ def _block_any(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _downscale_block(
-    u, v, acc, alpha, params, nan_count=None, vertical=None
+    u, v, acc, alpha, params, nan_count=None, vertical=None, t0: int = 0
 ) -> tuple[np.ndarray, ...]:
     """Downscale one chunk of NWP wind: regrid, lookup, optional coarsening.
 
@@ -457,6 +486,8 @@ def _downscale_block(
         NWP chunk has NaN).
     vertical : numpy.ndarray, optional
         ``(n_angles, ny, nx)`` table of w / inflow speed: adds ``upward_air_velocity``.
+    t0 : int
+        Time index of the first step of ``u``/``v`` in the series (for ``nan_count``).
 
     Returns
     -------
@@ -488,13 +519,13 @@ def _downscale_block(
             # Straight into the outputs: no result arrays to allocate and copy.
             table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs))
             if count is not None:
-                count.add(ur, vr, w, None, outs[2][a:b])
+                count.add(ur, vr, w, None, outs[2][a:b], t0 + a)
             continue
         _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
         uo = _block_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
         vo = _block_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
         if count is not None:
-            count.add(ur, vr, w, params.coarsen, uo)
+            count.add(ur, vr, w, params.coarsen, uo, t0 + a)
         del ur, vr
         speed, dirs = uv_to_speed_dir(uo, vo)
         for o, r in zip(outs, (speed, dirs, uo, vo), strict=True):
@@ -644,6 +675,8 @@ class _Layout:
         }
         if "valid_radius" in tattrs:
             attrs["table_valid_radius"] = tattrs["valid_radius"]
+        if "devine_method" in tattrs:
+            attrs["table_devine_method"] = tattrs["devine_method"]  # crop or frame (§9.1)
         if nwp.wind_frame:
             attrs["nwp_wind_frame"] = f"NWP components: {nwp.wind_frame}"
         if grid_relative:
@@ -660,10 +693,19 @@ class _Layout:
         if note:
             attrs["comment"] = note
         self.global_attrs = attrs
-        # Time steps per stored chunk: a divisor of chunk_time with chunks of ~4 MB at most.
-        per_step = max(1, self.shape[0] * self.shape[1] * 4)
-        limit = max(1, min(chunk_time, _OUTPUT_CHUNK_BYTES // per_step, self.n_times))
-        self.time_chunk = max(d for d in range(1, limit + 1) if chunk_time % d == 0)
+        self.chunk_time = chunk_time
+        self.time_chunk = self.time_chunk_for(self.shape)
+        #: Spatial chunk of the output (rows, columns); None: the whole grid.
+        self.spatial_chunks: tuple[int, int] | None = None
+        #: The table's per-pixel quality flag, carried to the output (docs/method.md §9.1).
+        self.static = _edge_influence(tbl, coarsen, gm)
+
+    def time_chunk_for(self, chunk_shape) -> int:
+        """Time steps per stored chunk of ``chunk_shape`` pixels: a divisor of ``chunk_time``
+        with chunks of ~4 MB at most."""
+        per_step = max(1, int(chunk_shape[0]) * int(chunk_shape[1]) * 4)
+        limit = max(1, min(self.chunk_time, _OUTPUT_CHUNK_BYTES // per_step, self.n_times))
+        return max(d for d in range(1, limit + 1) if self.chunk_time % d == 0)
 
     def coords(self, times) -> dict:
         t = xr.Variable(("time",), np.asarray(times), self.time_attrs)
@@ -684,6 +726,8 @@ class _Layout:
                 "calendar": self.time_calendar,
                 "dtype": self.time_num.dtype,
             }
+        for name, var in self.static.items():
+            ds[name] = var
         return ds
 
     def variables(self) -> dict:
@@ -695,7 +739,25 @@ class _Layout:
             name: xr.Variable(("time", "y", "x"), arr, self.var_attrs[name])
             for name, arr in zip(self.names, arrays, strict=True)
         }
+        data.update(self.static)
         return xr.Dataset(data, coords=self.coords(times), attrs=dict(self.global_attrs))
+
+
+def _edge_influence(tbl: xr.Dataset, coarsen, gm: str) -> dict:
+    """``edge_influence(y, x)`` of a devine table on the output grid (a block is flagged when
+    any of its pixels is), or nothing for tables without it."""
+    if "edge_influence" not in tbl.variables or tbl["edge_influence"].dims != ("y", "x"):
+        return {}
+    flag = np.asarray(tbl["edge_influence"].values) == 1
+    if coarsen:
+        flag = _block_any(flag, coarsen)
+    attrs = {**tbl["edge_influence"].attrs, "grid_mapping": gm}
+    attrs["comment"] = (
+        "1 where the correction table's value was influenced, for some direction, by the edge "
+        "of its DEM or of its computed window (docs/method.md §9.1); the wind there is less "
+        "reliable. " + str(attrs.get("comment", ""))
+    ).strip()
+    return {"edge_influence": xr.Variable(("y", "x"), flag.astype(np.uint8), attrs)}
 
 
 def _synthetic_note(attrs: dict) -> str | None:
@@ -718,7 +780,8 @@ def _memory_writer(layout: _Layout) -> MemoryWriter:
 
 
 def _file_writer(tmp, layout: _Layout, kind: str, complevel: int, label) -> BlockWriter:
-    """The shared incremental writer, one chunk of ``layout.time_chunk`` steps at a time."""
+    """The shared incremental writer, one chunk of ``layout.time_chunk`` steps at a time
+    (and ``layout.spatial_chunks`` pixels when downscaling by blocks)."""
     return create_writer(
         tmp,
         layout.template(),
@@ -729,6 +792,7 @@ def _file_writer(tmp, layout: _Layout, kind: str, complevel: int, label) -> Bloc
         complevel=complevel,
         threads=_lookup.LOOKUP_THREADS,
         label=label,
+        spatial_chunks=layout.spatial_chunks,
     )
 
 
@@ -814,6 +878,10 @@ def downscale(
     dem=None,
     device: str = "auto",
     coarse_cell: float | None = None,
+    max_memory=None,
+    block_size=None,
+    workers: int | None = None,
+    scheduler=None,
 ) -> xr.Dataset:
     """Downscale NWP wind with a correction table (or, ``per_step``, a feature network).
 
@@ -873,6 +941,22 @@ def downscale(
         (with its 2-cell frame) for the local wind direction, on ``device``; see
         :func:`~devine_onnx.downscaling.per_step.downscale_per_step`. The output then also
         has ``upward_air_velocity``.
+    max_memory : str or int, optional
+        Memory the run may use, e.g. ``"2GB"`` (bytes for an int). When the whole table
+        (``n_angles x ny x nx x 4`` bytes per variable) and its buffers do not fit, the table
+        is read and the output written by spatial blocks, as large as the memory allows
+        (:mod:`~devine_onnx.downscaling.blocks`; a note says so). The result is the same.
+    block_size : int or str or (int, int), optional
+        Force blocks of ``N x N`` (or ``"ROWSxCOLUMNS"``) table pixels, multiples of
+        ``coarsen``. Block mode writes an output (or an in-memory result); it does not
+        apply to a lazy result.
+    workers, scheduler : optional
+        Run the blocks as dask.distributed tasks: ``workers`` starts a local cluster of that
+        many processes, ``scheduler`` uses an existing one (address, cluster or
+        ``distributed.Client``). Each task reads its block of the table and writes its
+        regions of the output, which must be a ``.zarr`` store on a file system the workers
+        share; ``max_memory`` then bounds each worker (blocks of 1024 x 1024 table pixels
+        without it). Same result as a local run.
 
     Returns
     -------
@@ -910,6 +994,12 @@ def downscale(
 
         if angular_interpolation != "nearest":
             raise OptionError("angular_interpolation applies to tables, not to per-step mode")
+        if any(o is not None for o in (max_memory, block_size, workers, scheduler)):
+            raise OptionError(
+                f"{option('max_memory')}, {option('block_size')}, {option('workers')} and "
+                f"{option('scheduler')} apply to tables (spatial blocks of the table), not to "
+                "per-step mode"
+            )
         return downscale_per_step(
             wind, dem, model, output=output, u_var=u_var, v_var=v_var, nwp_crs=nwp_crs,
             nwp_wind_frame=nwp_wind_frame, weights=weights, cache_dir=cache_dir,
@@ -929,6 +1019,13 @@ def downscale(
         )
     chunk_time = int(chunk_time)
     coarsen = int(coarsen) if coarsen not in (None, 1) else None
+    from . import blocks as _blocks
+
+    max_memory = _blocks.parse_memory(max_memory)
+    block_size = _blocks.parse_block_size(block_size, coarsen)
+    cluster = workers is not None or scheduler is not None
+    if cluster:
+        _blocks.check_cluster(workers, scheduler, output)
     kind = _output_kind(output) if output is not None else None
     if output is not None:
         check_writable(output)
@@ -957,11 +1054,6 @@ def downscale(
     _lookup.warn_if_coarse(tbl["angle"].values, angular_interpolation, label=table_label)
 
     w = _resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
-    gamma = None
-    if not grid_relative:
-        x = np.asarray(tbl["x"].values, dtype=np.float64)
-        y = np.asarray(tbl["y"].values, dtype=np.float64)
-        gamma = meridian_convergence(x[None, :], y[:, None], crs)
     layout = _Layout(
         nwp=nwp,
         tbl=tbl,
@@ -973,43 +1065,102 @@ def downscale(
     )
     if table_vertical(tbl):
         add_vertical(layout)  # upward_air_velocity = vertical[k] * speed
-    params = _KernelParams(
-        w, tbl["angle"].values, gamma, angular_interpolation, coarsen, layout.shape
+    lazy = output is None and nwp.is_lazy
+    plan = _blocks.plan_blocks(
+        tbl,
+        w,
+        n_outputs=len(layout.names),
+        chunk_time=chunk_time,
+        coarsen=coarsen,
+        max_memory=None if lazy else max_memory,
+        block_size=block_size,
     )
+    if cluster and plan is None:  # the table fits in memory: blocks are the tasks all the same
+        side = _blocks.CLUSTER_BLOCK // (coarsen or 1) * (coarsen or 1)
+        plan = _blocks.plan_blocks(
+            tbl, w, n_outputs=len(layout.names), chunk_time=chunk_time, coarsen=coarsen,
+            max_memory=None, block_size=(side, side),
+        )  # fmt: skip
+    if lazy and plan is not None:
+        raise OptionError(
+            f"{option('block_size')}: downscaling by blocks writes its result; give an output "
+            "(a .nc or .zarr path)"
+        )
+    opened = not isinstance(table, xr.Dataset)
+    nan_count = _NaNCount(None, None, nwp.n_times)
+    if plan is not None:
+        layout.spatial_chunks = plan.out_block
+        layout.time_chunk = layout.time_chunk_for(plan.out_block)
+        layout.global_attrs["history"] = layout.global_attrs["history"][:-1] + (
+            f", blocks of {plan.block[0]}x{plan.block[1]} table pixels)"
+        )
 
-    if output is None and nwp.is_lazy:
-        return _lazy(nwp, tbl, params, layout)
+        def run(writer):
+            _blocks.run_blocks(
+                nwp, tbl, w, layout, plan, writer, method=angular_interpolation,
+                coarsen=coarsen, grid_relative=grid_relative, crs=crs, chunk_time=chunk_time,
+                quiet=quiet, nan_count=nan_count,
+                scratch=None if output is None else Path(output).absolute().parent,
+                workers=workers, scheduler=scheduler,
+            )  # fmt: skip
 
-    acc, alpha = _read_table_arrays(tbl)
-    vertical = read_vertical(tbl)
-    if not isinstance(table, xr.Dataset):
-        tbl.close()  # we opened it: release the file and its HDF5 chunk caches
-    nan_count = _NaNCount(acc, alpha)
+    else:
+        gamma = None
+        if not grid_relative:
+            x = np.asarray(tbl["x"].values, dtype=np.float64)
+            y = np.asarray(tbl["y"].values, dtype=np.float64)
+            gamma = meridian_convergence(x[None, :], y[:, None], crs)
+        params = _KernelParams(
+            w, tbl["angle"].values, gamma, angular_interpolation, coarsen, layout.shape
+        )
+        if lazy:
+            return _lazy(nwp, tbl, params, layout)
 
-    def compute(u, v):
-        return _downscale_block(u, v, acc, alpha, params, nan_count, vertical=vertical)
+        acc, alpha = _read_table_arrays(tbl)
+        vertical = read_vertical(tbl)
+        if opened:
+            tbl.close()  # we opened it: release the file and its HDF5 chunk caches
+            opened = False
+        nan_count.set_table(acc, alpha)
+        position = [0]
 
-    if output is None:
-        writer = _memory_writer(layout)
-        stream(nwp, compute, writer, chunk_time, quiet)
-        _warn_nan(nan_count, nwp, layout.shape)
-        return writer.result()
-    with atomic_output(output) as tmp:
-        writer = _file_writer(tmp, layout, kind, complevel, output)
-        try:
+        def compute(u, v):
+            t0 = position[0]
+            position[0] += u.shape[0]
+            return _downscale_block(u, v, acc, alpha, params, nan_count, vertical=vertical, t0=t0)
+
+        def run(writer):
             stream(nwp, compute, writer, chunk_time, quiet)
-            writer.finalize({})
-        finally:
-            writer.close()
+
+    try:
+        if output is None:
+            writer = _memory_writer(layout)
+            run(writer)
+            _warn_nan(nan_count, nwp, layout.shape)
+            return writer.result()
+        with atomic_output(output) as tmp:
+            writer = _file_writer(tmp, layout, kind, complevel, output)
+            try:
+                run(writer)
+                writer.finalize({})
+            finally:
+                writer.close()
+    finally:
+        if opened:
+            tbl.close()
     _warn_nan(nan_count, nwp, layout.shape)
     if kind == "zarr":
         return xr.open_zarr(output)
     return xr.open_dataset(output, engine="netcdf4", chunks={})
 
 
-def _read_inputs(nwp: NWPWinds, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    u_c = nwp.u.isel(time=slice(a, b))
-    v_c = nwp.v.isel(time=slice(a, b))
+def _read_inputs(nwp: NWPWinds, a: int, b: int, box=None) -> tuple[np.ndarray, np.ndarray]:
+    """NWP ``u``/``v`` of steps ``a:b``; ``box``: ``(rows, columns)`` slices of the NWP grid."""
+    sel = {"time": slice(a, b)}
+    if box is not None:
+        sel.update(zip(nwp.spatial_dims, box, strict=True))
+    u_c = nwp.u.isel(sel)
+    v_c = nwp.v.isel(sel)
     if u_c.chunks is not None:
         import dask
 
@@ -1018,26 +1169,43 @@ def _read_inputs(nwp: NWPWinds, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(u_c.values), np.asarray(v_c.values)
 
 
-def stream(nwp, compute, writer, chunk_time: int, quiet: bool, what: str = "") -> None:
+def stream(
+    nwp, compute, writer, chunk_time: int, quiet: bool, what: str = "", *, read=None, bar=None
+) -> None:
     """Loop over time chunks: read, ``compute(u, v) -> outputs``, write.
 
-    The one streaming loop of table and per-step downscaling. File writers run in one
-    background thread, so that compressing and writing chunk ``k`` overlaps the computation of
-    chunk ``k + 1``, and the next chunk is read while this one is computed; at most two chunks
-    of output are alive at once. NetCDF output is written through h5py and the input read
-    through netCDF4: two separate HDF5 libraries, each serialising its own calls.
+    The one streaming loop of table and per-step downscaling (and of each spatial block,
+    :mod:`.blocks`). File writers run in one background thread, so that compressing and
+    writing chunk ``k`` overlaps the computation of chunk ``k + 1``, and the next chunk is read
+    while this one is computed; at most two chunks of output are alive at once. NetCDF output
+    is written through h5py and the input read through netCDF4: two separate HDF5 libraries,
+    each serialising its own calls.
+
+    ``read(a, b) -> (u, v)`` replaces the reading of steps ``a:b`` (default: the whole NWP
+    grid); ``bar``: an open progress bar to advance instead of a new one. A writer with a
+    ``background`` attribute says itself whether it writes in the background thread.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     nt = nwp.n_times
     starts = list(range(0, nt, chunk_time))
-    background = not isinstance(writer, MemoryWriter)
+    if read is None:
+
+        def read(a, b):
+            return _read_inputs(nwp, a, b)
+
+    background = getattr(writer, "background", not isinstance(writer, MemoryWriter))
     pool = ThreadPoolExecutor(1, thread_name_prefix="devine-onnx-writer") if background else None
     pending = None
     pending_n = 0
+    bar_context = (
+        progress_bar(nt, f"downscaling {nwp.source}{what}", quiet)
+        if bar is None
+        else nullcontext(bar)
+    )
     try:
-        with progress_bar(nt, f"downscaling {nwp.source}{what}", quiet) as bar:
-            inputs = _read_inputs(nwp, 0, min(nt, chunk_time)) if starts else None
+        with bar_context as bar:
+            inputs = read(0, min(nt, chunk_time)) if starts else None
             for i, a in enumerate(starts):
                 b = min(nt, a + chunk_time)
                 outs = compute(inputs[0], inputs[1])
@@ -1048,7 +1216,7 @@ def stream(nwp, compute, writer, chunk_time: int, quiet: bool, what: str = "") -
                     bar.advance(pending_n)
                 if i + 1 < len(starts):
                     c = starts[i + 1]
-                    inputs = _read_inputs(nwp, c, min(nt, c + chunk_time))
+                    inputs = read(c, min(nt, c + chunk_time))
                 if pool is not None:
                     pending = pool.submit(writer.write, a, b, outs)
                     pending_n = b - a

@@ -15,6 +15,13 @@ Run from the repository root:
   time of ``downscale(nwp.nc, table.nc, output=out.nc)`` with default chunking for a
   SIZE x SIZE table (default 500) and each series length (default 2190 and 8760 hourly
   steps).
+- ``python -m tests.benchmarks.bench_downscale blocks [MAX_MEMORY] [N_TIMES] [SIZE ...]``:
+  downscaling by spatial blocks (issue 11): for each SIZE x SIZE table with 360 angles
+  (default 500, 1000 and 1400: 0.7, 2.9 and 5.6 GB in memory), the peak RSS and wall time
+  of the in-memory run and of ``downscale(..., max_memory=MAX_MEMORY)`` (default 1GB) with
+  the table stored as NetCDF in whole-grid chunks (as ``corrections`` writes it) and as Zarr
+  in chunks of 360 x 128 x 128; N_TIMES hourly steps (default 240) of an NWP grid at
+  0.0125° covering the table; NetCDF outputs.
 - ``python -m tests.benchmarks.bench_downscale codecs [SIZE] [N_TIMES]``: compression of the
   uncompressed output of the ``compare`` case, chunk by chunk on one thread (zlib and ISA-L
   deflate levels, as :mod:`devine_onnx.io.hdf5_chunks` does), and whole files written through
@@ -148,6 +155,62 @@ def _interpolated(nwp_path: Path, table):
     return nwp, u, v
 
 
+def _field(shape, seed: int = 0):
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
+    field = np.zeros(shape, dtype=np.float32)
+    for _ in range(6):
+        fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 2 * np.pi)
+        field += np.sin(2 * np.pi * (fx * xx + fy * yy) + phase).astype(np.float32)
+    return field
+
+
+def write_big_inputs(folder: Path, size: int, n_times: int) -> None:
+    """``table{size}.nc`` (chunks of one direction x the whole grid, written direction by
+    direction, as ``corrections`` does), ``table{size}.zarr`` (chunks 360 x 128 x 128, written
+    block by block) and ``nwp{size}_{n_times}.nc`` covering the table: never the whole table
+    in memory. Values as :func:`synthetic_table`."""
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    from devine_onnx.io.writers import create_writer
+    from devine_onnx.sample_data import sample_dem, sample_nwp
+
+    dem = sample_dem((size, size))
+    angles = np.arange(360.0)
+    template = xr.Dataset(
+        coords={"angle": angles, "y": dem.y.values, "x": dem.x.values},
+        attrs={"comment": "synthetic benchmark table"},
+    ).rio.write_crs(TABLE_CRS)
+    variables = {"acceleration": {"units": "1"}, "alpha": {"units": "radian"}}
+    field = _field((size, size))
+    rad = np.radians(angles).astype(np.float32)
+    for fmt, name, spatial in (("netcdf", "nc", None), ("zarr", "zarr", (128, 128))):
+        path = folder / f"table{size}.{name}"
+        if path.exists():
+            continue
+        w = create_writer(path, template, "angle", variables, fmt=fmt,
+                          chunk=1 if spatial is None else 360, spatial_chunks=spatial)  # fmt: skip
+        if spatial is None:
+            for k, a in enumerate(rad):
+                w.write(k, k + 1, [1.0 + 0.2 * np.sin(field + a)[None],
+                                   0.05 * np.cos(field + a)[None]])  # fmt: skip
+        else:
+            for y0 in range(0, size, 128):
+                for x0 in range(0, size, 128):
+                    f = field[y0 : y0 + 128, x0 : x0 + 128][None] + rad[:, None, None]
+                    w.write_region(0, 360, y0, x0, [1.0 + 0.2 * np.sin(f), 0.05 * np.cos(f)])
+        w.finalize({})
+        w.close()
+    nwp_path = folder / f"nwp{size}_{n_times}.nc"
+    if not nwp_path.exists():
+        extent = size * 30.0
+        n_lat = int(np.ceil(extent / 1390.0)) + 6
+        n_lon = int(np.ceil(extent / 985.0)) + 6
+        sample_nwp(n_lon=n_lon, n_lat=n_lat, step_deg=0.0125, n_times=n_times).to_netcdf(nwp_path)
+
+
 def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) -> None:
     import warnings
 
@@ -209,6 +272,32 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
 
             before = _rss_now_mib()
             elapsed = run(ours)
+    elif task.startswith("blocks"):
+        import logging
+
+        from devine_onnx.downscaling.downscale import downscale
+
+        notes = []
+
+        class _Notes(logging.Handler):
+            def emit(self, record):
+                notes.append(record.getMessage())
+
+        logging.getLogger("devine_onnx").addHandler(_Notes())
+        logging.getLogger("devine_onnx").setLevel(logging.INFO)
+        limit = task.partition(":")[2] or None
+        before = _rss_now_mib()
+
+        def blocks_run():
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+            downscale(nwp_path, table_path, output=out, quiet=True, cache_dir=False,
+                      max_memory=limit).close()  # fmt: skip
+
+        elapsed = run(blocks_run)
+        result["output_bytes"] = out.stat().st_size
+        result["notes"] = notes
     elif task.endswith(("full", "full_raw")):
         before = _rss_now_mib()
 
@@ -366,6 +455,68 @@ def rss(size: int = 500, *n_times: int) -> None:
         )
 
 
+def blocks(max_memory: str = "1GB", n_times: int = 240, *sizes: int) -> None:
+    """Peak RSS of downscaling tables larger than ``max_memory`` (see the module docstring)."""
+    from devine_onnx.downscaling.blocks import parse_memory
+
+    sizes = sizes or (500, 1000, 1400)
+    limit = parse_memory(max_memory)
+    _header()
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        folder = Path(tmp)
+        for size in sizes:
+            cmd = [sys.executable, "-m", "tests.benchmarks.bench_downscale", "_big_inputs",
+                   str(folder), str(size), str(n_times)]  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=ROOT)
+            print(f"  inputs {size}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            nwp_path = folder / f"nwp{size}_{n_times}.nc"
+            out = folder / "out.nc"
+            for label, table, task in (
+                ("in memory, NetCDF table", "nc", "blocks"),
+                (f"max_memory={max_memory}, NetCDF table (whole-grid chunks)", "nc",
+                 f"blocks:{max_memory}"),
+                (f"max_memory={max_memory}, Zarr table (360 x 128 x 128 chunks)", "zarr",
+                 f"blocks:{max_memory}"),
+            ):  # fmt: skip
+                res = _spawn(task, folder / f"table{size}.{table}", nwp_path, out, 1)
+                res["load"] = _load_avg()
+                rows.append((size, label, res))
+                out.unlink(missing_ok=True)
+            for p in folder.iterdir():  # free the disk before the next size
+                if p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+    print(
+        f"`downscale(nwp.nc, table, output=out.nc, max_memory=...)`: SIZE x SIZE tables with 360 "
+        f"angles (acceleration and alpha, float32), {n_times} hourly steps, NWP grid at 0.0125° "
+        f"covering the table, weights built (no cache); one run each in its own process; "
+        f"max_memory {max_memory} = {limit / 2**20:.0f} MiB.\n"
+    )
+    print(
+        "| table | table in memory (MiB) | run | blocks | peak RSS (MiB) | wall time (s) | "
+        "M pixel-steps/s | load average at end |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for size, label, res in rows:
+        table_mib = 360 * size * size * 4 * 2 / 2**20
+        notes = " ".join(res.get("notes", []))
+        n_blocks = "1"
+        if "blocks of" in notes:
+            part = notes.split("blocks of ")[1]
+            n_blocks = part.split("(")[1].split(" blocks")[0] + " of " + part.split(" table")[0]
+        ps = size * size * n_times
+        print(
+            f"| {size}x{size} | {table_mib:.0f} | {label} | {n_blocks} | {res['peak_mib']:.0f} | "
+            f"{res['seconds']:.1f} | {ps / res['seconds'] / 1e6:.1f} | "
+            f"{res['load'].removeprefix('load average ')} |"
+        )
+
+
 def codecs(size: int = 200, n_times: int = 240) -> None:
     import zlib
 
@@ -467,6 +618,10 @@ if __name__ == "__main__":
         rss(*map(int, args[1:]))
     elif args[0] == "codecs":
         codecs(*map(int, args[1:]))
+    elif args[0] == "blocks":
+        blocks(*(args[1:2] or ["1GB"]), *map(int, args[2:]))
+    elif args[0] == "_big_inputs":
+        write_big_inputs(Path(args[1]), int(args[2]), int(args[3]))
     elif args[0] == "_inputs":
         write_inputs(Path(args[1]), int(args[2]), int(args[3]))
     elif args[0] == "_child":
