@@ -167,7 +167,8 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         debug = bool(ctx.params.get("debug")) or os.environ.get("DEVINE_ONNX_DEBUG") == "1"
-        with _warnings_to_stderr(debug), _log_to_stderr(debug), cli_spelling():
+        spelling = {"method": "--devine-method"}  # the devine engine's method option
+        with _warnings_to_stderr(debug), _log_to_stderr(debug), cli_spelling(spelling):
             try:
                 return super().invoke(ctx)
             except _PASSTHROUGH:
@@ -398,6 +399,12 @@ class EngineName(str, Enum):
     features = "features"
 
 
+class DevineMethod(str, Enum):
+    auto = "auto"
+    crop = "crop"
+    frame = "frame"
+
+
 DemCrsOpt = Annotated[
     str | None,
     typer.Option(
@@ -415,6 +422,7 @@ DemCrsOpt = Annotated[
         "--angle-step 1\n\n"
         "  devine-onnx corrections dem_50m.asc --dem-crs EPSG:2154 --resample 30 "
         "-m models/devine.onnx -o table.nc\n\n"
+        "  devine-onnx corrections dem_30m.tif -m models/devine.onnx -o table.zarr --workers 4\n\n"
         f"Engines: devine and features need a converted model (-m, default ${MODEL_ENV}; "
         "-m demo is the shipped demonstration model with synthetic weights); micromet needs "
         "none. An interrupted run resumes where it stopped (--no-resume starts again)."
@@ -513,6 +521,27 @@ def corrections(
             help="Coarse cell of the relative-DEM feature, m (default: the model's, 1000).",
         ),
     ] = None,
+    devine_method: Annotated[
+        DevineMethod | None,
+        typer.Option(
+            "--devine-method",
+            rich_help_panel="DEVINE engine",
+            help="crop: one central crop per direction (a disc); frame: the whole DEM, tile "
+            "by tile; auto: the one with more pixels free of edge influence (docs/method.md "
+            "§9.1).",
+        ),
+    ] = None,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(
+            "--tile-size",
+            min=16,
+            rich_help_panel="DEVINE engine",
+            metavar="PX",
+            help="Tile side of the frame method, pixels (default 704; memory per task grows "
+            "with it, the values do not change).",
+        ),
+    ] = None,
     device: Annotated[
         Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
     ] = Device.auto,
@@ -544,6 +573,25 @@ def corrections(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue an interrupted table.")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            metavar="N",
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Compute on a local dask cluster of N worker processes (output .zarr).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Compute on an existing dask cluster, e.g. tcp://host:8786 (output .zarr).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Compute the correction table of a DEM for each wind direction.
@@ -577,6 +625,10 @@ def corrections(
         raise typer.BadParameter(f"{first} applies to --engine micromet only", param_hint=first)
     if coarse_cell is not None:
         given["coarse_cell"] = coarse_cell  # the features engine; refused by the others
+    if devine_method is not None:
+        given["method"] = devine_method.value  # the devine engine; refused by the others
+    if tile_size is not None:
+        given["tile_size"] = tile_size
     try:
         table = _corrections_call(
             dem,
@@ -594,6 +646,8 @@ def corrections(
             resample=resample,
             resume=resume,
             quiet=quiet,
+            workers=workers,
+            scheduler=scheduler,
         )
     except KeyboardInterrupt:
         from .io.atomic import partial_path
@@ -623,7 +677,13 @@ def table_summary(table) -> str:
         f"{sizes.get('y', '?')} x {sizes.get('x', '?')} grid"
     )
     attrs = table.attrs
-    if "valid_radius_m" in attrs:
+    if attrs.get("devine_method") == "frame":
+        text += (
+            f"; frame method: values on the whole DEM, free of edge influence at least "
+            f"{float(attrs['edge_margin_m']):.0f} m inside its edges "
+            f"({100 * float(attrs['clean_fraction']):.0f} % of the pixels, edge_influence = 0)"
+        )
+    elif "valid_radius_m" in attrs:
         text += (
             f"; values within {float(attrs['valid_radius_m']):.0f} m of the centre "
             f"({float(attrs['valid_radius']):g} px), reliable within "
@@ -675,6 +735,7 @@ def features(
         bool,
         typer.Option("--normalised", help="Write the normalised network input (needs --model)."),
     ] = False,
+    dem_crs: DemCrsOpt = None,
     fill_nodata: Annotated[
         bool, typer.Option("--fill-nodata", help="Fill DEM holes from the nearest valid pixel.")
     ] = False,
@@ -692,6 +753,7 @@ def features(
         model=model,
         normalised=normalised,
         fill_nodata=fill_nodata,
+        dem_crs=dem_crs,
     )
     n = ds.sizes["n"]
     _done(
@@ -853,6 +915,41 @@ def downscale(
         float | None,
         typer.Option("--coarse-cell", help="Coarse cell of reldem in metres, with --per-step."),
     ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="<size>",
+            help="Memory the run may use (e.g. 2GB): a table that does not fit is read, and "
+            "the output written, by spatial blocks (same result).",
+        ),
+    ] = None,
+    block_size: Annotated[
+        str | None,
+        typer.Option(
+            "--block-size",
+            metavar="<n|RxC>",
+            help="Force spatial blocks of N x N (or ROWSxCOLUMNS) table pixels.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Run the spatial blocks on a local dask cluster of N processes (output .zarr).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Run the spatial blocks on an existing dask cluster (output .zarr).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Apply a correction table (or, per step, a feature network) to an NWP wind series."""
@@ -900,6 +997,16 @@ def downscale(
         complevel=complevel,
         quiet=quiet,
         **per_step_options,
+        **{
+            k: v
+            for k, v in (
+                ("max_memory", max_memory),
+                ("block_size", block_size),
+                ("workers", workers),
+                ("scheduler", scheduler),
+            )
+            if v
+        },
     )
     sizes = dict(getattr(result, "sizes", {}))
     shape = (

@@ -636,9 +636,7 @@ def test_micromet_bad_options_write_nothing(tmp_path, dem_tif):
 
 def test_target_outside_the_dem(tmp_path, dem_tif, demo_model_file):
     out = tmp_path / "t.nc"
-    result = invoke(
-        [*corrections_args(dem_tif, out, demo_model_file), "--target", "0,0,100,100"]
-    )
+    result = invoke([*corrections_args(dem_tif, out, demo_model_file), "--target", "0,0,100,100"])
     assert_refused(result, "--target", "lies outside the DEM", outputs=[out])
     assert "extend the DEM" not in result.stderr
 

@@ -36,7 +36,7 @@ def main(size: int = 2001, n: int = 360, fmt: str = "nc") -> None:
 
     dem = sample_dem((size, size))
     angles = np.arange(0, 360, 360 // n)[:n]
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         tif = Path(tmp) / "dem.tif"
         dem.rio.to_raster(tif)
         # The kernel alone (no writing), for the split.
