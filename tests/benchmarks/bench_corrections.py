@@ -10,6 +10,10 @@ Run from the repository root:
   ``compute_corrections`` to a NetCDF file in a subprocess and reports its peak RSS
   (default 2001, 360 directions).
 
+- ``python -m tests.benchmarks.bench_corrections kernels [SIZE] [BATCH]``: the numpy side of
+  the devine engine (rotation + sliding mean + crop, back-rotation) per direction for a batch
+  of directions, on 1 thread and on all cores (the UNet is not run): what a GPU would wait for.
+
 Prints markdown rows for docs/benchmarks.md.
 """
 
@@ -116,10 +120,40 @@ def rss(size: int = 2001, n: int = 360) -> None:
     print(f"| {size}x{size} | {n} | {peak} | {elapsed} | {gib} |")
 
 
+def kernels(size: int = 1601, batch: int = 8) -> None:
+    from devine_onnx.engines.devine import engine as eng
+    from devine_onnx.sample_data import sample_dem
+
+    dem = sample_dem((size, size))
+    e = eng.DevineEngine(DEMO_MODEL, device="cpu", method="crop")
+    dem = e.prepare_dem(dem, [])
+    e.bind(dem, e.coverage(dem))
+    ks = np.arange(0, 360, 360 // batch)[:batch]
+    rows = []
+    for threads in (1, os.cpu_count() or 1):
+        eng.KERNEL_THREADS = threads
+        eng._KERNEL_POOL = None
+
+        def run():
+            x, roi, _ = e._prepare(ks)
+            out = np.zeros(x.shape + (3,), np.float32)
+            out[..., 0] = 3.0
+            e._finish(out, ks, roi)
+
+        rows.append((threads, best_of(run, repeat=3, warmup=1) / batch))
+    print(f"machine: {machine()}")
+    print("| DEM | batch | threads | numpy kernels per direction (s) |")
+    print("|---|---|---|---|")
+    for threads, t in rows:
+        print(f"| {size}x{size} | {batch} | {threads} | {t:.3f} |")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:] or ["split"]
     if args[0] == "split":
         split(*map(int, args[1:]))
+    elif args[0] == "kernels":
+        kernels(*map(int, args[1:]))
     elif args[0] == "rss":
         rss(*map(int, args[1:]))
     elif args[0] == "_child":
