@@ -37,7 +37,7 @@ _LAZY = {
     "RegridWeights": "devine_onnx.downscaling.regrid",
     "build_weights": "devine_onnx.downscaling.downscale",
     "downscale": "devine_onnx.downscaling.downscale",
-    "open_table": "devine_onnx.downscaling.downscale",
+    "open_table": "devine_onnx.tables.table",
     "open_nwp": "devine_onnx.downscaling.nwp",
     "run_demo": "devine_onnx.demo",
     "plot_wind": "devine_onnx.plot",

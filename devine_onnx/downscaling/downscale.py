@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +43,7 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx._version import __version__
-from devine_onnx.errors import DevineWarning, OptionError, TableError, option
+from devine_onnx.errors import DevineWarning, OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
 from devine_onnx.io.writers import (
     BlockWriter,
@@ -52,6 +52,12 @@ from devine_onnx.io.writers import (
     output_format,
 )
 from devine_onnx.progress import progress_bar
+from devine_onnx.tables.table import (
+    alpha_in_degrees,
+    open_table,
+    synthetic_note,
+    table_crs,
+)
 
 from . import lookup as _lookup
 from .conventions import meridian_convergence, uv_to_speed_dir
@@ -92,158 +98,6 @@ class CoarsenRemainderWarning(DevineWarning):
 
 
 # --------------------------------------------------------------------------- table
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
-    """CRS of a correction table (rioxarray grid mapping, ``spatial_ref``/``crs_wkt``).
-
-    Raises
-    ------
-    TableError
-        If the table has no readable CRS.
-    """
-    crs = None
-    try:
-        import rioxarray  # noqa: F401
-
-        rcrs = table.rio.crs
-        if rcrs is not None:
-            crs = CRS.from_user_input(rcrs.to_wkt())
-    except Exception:  # noqa: BLE001 - fall back to the attributes below
-        crs = None
-    if crs is None:
-        for name in ("spatial_ref", "crs"):
-            if name in table.variables:
-                attrs = table[name].attrs
-                for key in ("crs_wkt", "spatial_ref"):
-                    if key in attrs:
-                        try:
-                            crs = CRS.from_user_input(attrs[key])
-                            break
-                        except Exception:  # noqa: BLE001
-                            pass
-            if crs is not None:
-                break
-    if crs is None:
-        raise TableError(
-            f"{label}: no CRS (expected a spatial_ref grid mapping variable with crs_wkt); "
-            "write it with ds.rio.write_crs(...) or recompute the table"
-        )
-    return crs
-
-
-@contextmanager
-def _small_hdf5_chunk_cache(size: int = 1 << 20):
-    """Open NetCDF files with a small HDF5 chunk cache (default: 64 MB per variable).
-
-    The table is read once, chunk by chunk, so a cache only costs memory. The setting is
-    process-wide in netCDF-C: it is restored on exit.
-    """
-    try:
-        import netCDF4
-
-        old = netCDF4.get_chunk_cache()
-        netCDF4.set_chunk_cache(size, 31, 1.0)
-    except Exception:  # noqa: BLE001 - optional optimisation
-        yield
-        return
-    try:
-        yield
-    finally:
-        netCDF4.set_chunk_cache(*old)
-
-
-def open_table(source) -> xr.Dataset:
-    """Open and validate a correction table.
-
-    Parameters
-    ----------
-    source : str, os.PathLike or xarray.Dataset
-        NetCDF file, Zarr store or Dataset with ``acceleration(angle, y, x)``,
-        ``alpha(angle, y, x)`` (radians; ``units`` "degree" is converted), 1-D ``angle``
-        (FROM direction, degrees clockwise from grid north, strictly ascending in [0, 360)),
-        ``x``/``y`` coordinates in CRS units and a CRS (rioxarray ``spatial_ref``).
-
-    Returns
-    -------
-    xarray.Dataset
-        The table, lazily opened for files, with ``acceleration`` and ``alpha`` transposed to
-        ``(angle, y, x)``. ``encoding["source"]`` names the file.
-
-    Raises
-    ------
-    TableError
-        Missing file, unreadable file, missing variables/coordinates or CRS; the message
-        names the file.
-    """
-    if isinstance(source, xr.Dataset):
-        ds = source
-        label = str(ds.encoding.get("source") or "correction table (in memory)")
-    elif isinstance(source, str | os.PathLike):
-        p = Path(source)
-        label = str(p)
-        if not p.exists():
-            raise TableError(f"{p}: correction table not found; check the path")
-        is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
-        try:
-            if is_zarr:
-                ds = xr.open_dataset(p, engine="zarr", chunks=None)
-            else:
-                with _small_hdf5_chunk_cache():
-                    ds = xr.open_dataset(p, engine="netcdf4", chunks=None)
-        except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
-            raise TableError(
-                f"{p}: cannot be read as a {'Zarr' if is_zarr else 'NetCDF'} correction table "
-                f"({type(exc).__name__}: {_first_line(exc)}); give a table written by "
-                "devine-onnx"
-            ) from None
-        ds.encoding.setdefault("source", str(p))
-    else:
-        raise OptionError(
-            f"table of type {type(source).__name__}: expected a file path or an xarray.Dataset"
-        )
-    missing = [n for n in ("acceleration", "alpha") if n not in ds.data_vars]
-    missing += [n for n in ("angle", "y", "x") if n not in ds.coords]
-    if missing:
-        raise TableError(
-            f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
-            f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by devine-onnx"
-        )
-    for name in ("acceleration", "alpha"):
-        if set(ds[name].dims) != {"angle", "y", "x"}:
-            raise TableError(
-                f"{label}: {name} has dimensions {tuple(ds[name].dims)}, expected "
-                "(angle, y, x); give a table written by devine-onnx"
-            )
-    for name in ("angle", "y", "x"):
-        if ds[name].ndim != 1:
-            raise TableError(f"{label}: coordinate {name} must be 1-D")
-    angles = np.asarray(ds["angle"].values, dtype=np.float64)
-    if (
-        not np.all(np.isfinite(angles))
-        or angles.min() < 0
-        or angles.max() >= 360
-        or (angles.size > 1 and not np.all(np.diff(angles) > 0))
-    ):
-        raise TableError(
-            f"{label}: angle coordinate must be strictly ascending in [0, 360) degrees "
-            f"(found {angles.min():g}..{angles.max():g}, {angles.size} values)"
-        )
-    table_crs(ds, label)
-    ds = ds.assign(
-        acceleration=ds["acceleration"].transpose("angle", "y", "x"),
-        alpha=ds["alpha"].transpose("angle", "y", "x"),
-    )
-    return ds
-
-
-def _alpha_in_degrees(table: xr.Dataset) -> bool:
-    return str(table["alpha"].attrs.get("units", "")).lower().startswith("deg")
-
-
 def _read_table_arrays(
     table: xr.Dataset, dtype=np.float32, region: tuple[slice, slice] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +105,7 @@ def _read_table_arrays(
 
     ``region``: ``(rows, columns)`` slices of the table grid to read (a spatial block).
     """
-    scale = np.deg2rad if _alpha_in_degrees(table) else None
+    scale = np.deg2rad if alpha_in_degrees(table) else None
     return (
         read_variable(table["acceleration"], dtype, region),
         read_variable(table["alpha"], dtype, region, scale),
@@ -689,7 +543,7 @@ class _Layout:
                 "earth-relative: eastward_wind/northward_wind, wind_from_direction from true "
                 "north (rotated by the meridian convergence of the table CRS)"
             )
-        note = _synthetic_note(tattrs)
+        note = synthetic_note(tattrs)
         if note:
             attrs["comment"] = note
         self.global_attrs = attrs
@@ -758,20 +612,6 @@ def _edge_influence(tbl: xr.Dataset, coarsen, gm: str) -> dict:
         "reliable. " + str(attrs.get("comment", ""))
     ).strip()
     return {"edge_influence": xr.Variable(("y", "x"), flag.astype(np.uint8), attrs)}
-
-
-def _synthetic_note(attrs: dict) -> str | None:
-    """The table's comment when it says the model weights are synthetic."""
-    comment = str(attrs.get("comment", ""))
-    flagged = any(
-        "synthetic" in str(k).lower() and str(v).lower() not in ("0", "false", "no", "")
-        for k, v in attrs.items()
-    )
-    if "synthetic" in comment.lower():
-        return comment
-    if flagged:
-        return comment or "the correction table was computed with synthetic model weights"
-    return None
 
 
 # --------------------------------------------------------------------------- writers
@@ -1260,7 +1100,7 @@ def _lazy(nwp: NWPWinds, tbl: xr.Dataset, params: _KernelParams, layout: _Layout
     names = ("acceleration", "alpha") + (("vertical",) if table_vertical(tbl) else ())
     for name in names:
         var = tbl[name].transpose("angle", "y", "x").variable.chunk({"angle": -1, "y": -1, "x": -1})
-        if name == "alpha" and _alpha_in_degrees(tbl):
+        if name == "alpha" and alpha_in_degrees(tbl):
             var = var * (np.pi / 180.0)
         var = var.astype(np.float32)
         tables.append(xr.DataArray(var).rename(tren))

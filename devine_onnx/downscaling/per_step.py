@@ -42,6 +42,7 @@ from devine_onnx.engines.terrain_features import (
 )
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.tables.table import table_crs
 
 from . import downscale as _ds
 from .conventions import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
@@ -264,7 +265,7 @@ def downscale_per_step(
     except ValueError as exc:
         raise OptionError(f"{option('coarse_cell', cc)}: {exc}") from None
     tbl = _grid_dataset(da, network, label)
-    crs = _ds.table_crs(tbl)
+    crs = table_crs(tbl)
     is_path = isinstance(wind, str | os.PathLike)
     nwp = _ds._as_nwp(
         wind,

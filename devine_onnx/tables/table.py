@@ -1,4 +1,4 @@
-"""The correction table: its variables, attributes and the rules to resume writing one.
+"""The correction table: its variables, attributes, reading it back, and the rules to resume.
 
 One format for every engine (docs/method.md §8):
 
@@ -18,16 +18,25 @@ NaN is the only "no data" marker. Global attributes record the engine (``engine`
 from __future__ import annotations
 
 import datetime as _dt
+import os
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from pyproj import CRS
 
 from devine_onnx._version import __version__
+from devine_onnx.errors import OptionError, TableError, first_line
 from devine_onnx.tables.dem import dem_fingerprint
 
 __all__ = [
     "VARIABLE_ATTRS",
+    "alpha_in_degrees",
     "mismatches",
+    "open_table",
+    "synthetic_note",
+    "table_crs",
     "table_template",
 ]
 
@@ -218,3 +227,167 @@ def _equal(a, b) -> bool:
 def _short(value) -> str:
     text = str(value)
     return text if len(text) <= 24 else text[:12] + "..." + text[-8:]
+
+
+# --- reading a table -----------------------------------------------------------------------
+
+
+def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
+    """CRS of a correction table (rioxarray grid mapping, ``spatial_ref``/``crs_wkt``).
+
+    Raises
+    ------
+    TableError
+        If the table has no readable CRS.
+    """
+    crs = None
+    try:
+        import rioxarray  # noqa: F401
+
+        rcrs = table.rio.crs
+        if rcrs is not None:
+            crs = CRS.from_user_input(rcrs.to_wkt())
+    except Exception:  # noqa: BLE001 - fall back to the attributes below
+        crs = None
+    if crs is None:
+        for name in ("spatial_ref", "crs"):
+            if name in table.variables:
+                attrs = table[name].attrs
+                for key in ("crs_wkt", "spatial_ref"):
+                    if key in attrs:
+                        try:
+                            crs = CRS.from_user_input(attrs[key])
+                            break
+                        except Exception:  # noqa: BLE001
+                            pass
+            if crs is not None:
+                break
+    if crs is None:
+        raise TableError(
+            f"{label}: no CRS (expected a spatial_ref grid mapping variable with crs_wkt); "
+            "write it with ds.rio.write_crs(...) or recompute the table"
+        )
+    return crs
+
+
+@contextmanager
+def small_hdf5_chunk_cache(size: int = 1 << 20):
+    """Open NetCDF files with a small HDF5 chunk cache (default: 64 MB per variable).
+
+    The table is read once, chunk by chunk, so a cache only costs memory. The setting is
+    process-wide in netCDF-C: it is restored on exit.
+    """
+    try:
+        import netCDF4
+
+        old = netCDF4.get_chunk_cache()
+        netCDF4.set_chunk_cache(size, 31, 1.0)
+    except Exception:  # noqa: BLE001 - optional optimisation
+        yield
+        return
+    try:
+        yield
+    finally:
+        netCDF4.set_chunk_cache(*old)
+
+
+def open_table(source) -> xr.Dataset:
+    """Open and validate a correction table.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or xarray.Dataset
+        NetCDF file, Zarr store or Dataset with ``acceleration(angle, y, x)``,
+        ``alpha(angle, y, x)`` (radians; ``units`` "degree" is converted), 1-D ``angle``
+        (FROM direction, degrees clockwise from grid north, strictly ascending in [0, 360)),
+        ``x``/``y`` coordinates in CRS units and a CRS (rioxarray ``spatial_ref``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The table, lazily opened for files, with ``acceleration`` and ``alpha`` transposed to
+        ``(angle, y, x)``. ``encoding["source"]`` names the file.
+
+    Raises
+    ------
+    TableError
+        Missing file, unreadable file, missing variables/coordinates or CRS; the message
+        names the file.
+    """
+    if isinstance(source, xr.Dataset):
+        ds = source
+        label = str(ds.encoding.get("source") or "correction table (in memory)")
+    elif isinstance(source, str | os.PathLike):
+        p = Path(source)
+        label = str(p)
+        if not p.exists():
+            raise TableError(f"{p}: correction table not found; check the path")
+        is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
+        try:
+            if is_zarr:
+                ds = xr.open_dataset(p, engine="zarr", chunks=None)
+            else:
+                with small_hdf5_chunk_cache():
+                    ds = xr.open_dataset(p, engine="netcdf4", chunks=None)
+        except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
+            raise TableError(
+                f"{p}: cannot be read as a {'Zarr' if is_zarr else 'NetCDF'} correction table "
+                f"({type(exc).__name__}: {first_line(exc)}); give a table written by "
+                "devine-onnx"
+            ) from None
+        ds.encoding.setdefault("source", str(p))
+    else:
+        raise OptionError(
+            f"table of type {type(source).__name__}: expected a file path or an xarray.Dataset"
+        )
+    missing = [n for n in ("acceleration", "alpha") if n not in ds.data_vars]
+    missing += [n for n in ("angle", "y", "x") if n not in ds.coords]
+    if missing:
+        raise TableError(
+            f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
+            f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by devine-onnx"
+        )
+    for name in ("acceleration", "alpha"):
+        if set(ds[name].dims) != {"angle", "y", "x"}:
+            raise TableError(
+                f"{label}: {name} has dimensions {tuple(ds[name].dims)}, expected "
+                "(angle, y, x); give a table written by devine-onnx"
+            )
+    for name in ("angle", "y", "x"):
+        if ds[name].ndim != 1:
+            raise TableError(f"{label}: coordinate {name} must be 1-D")
+    angles = np.asarray(ds["angle"].values, dtype=np.float64)
+    if (
+        not np.all(np.isfinite(angles))
+        or angles.min() < 0
+        or angles.max() >= 360
+        or (angles.size > 1 and not np.all(np.diff(angles) > 0))
+    ):
+        raise TableError(
+            f"{label}: angle coordinate must be strictly ascending in [0, 360) degrees "
+            f"(found {angles.min():g}..{angles.max():g}, {angles.size} values)"
+        )
+    table_crs(ds, label)
+    ds = ds.assign(
+        acceleration=ds["acceleration"].transpose("angle", "y", "x"),
+        alpha=ds["alpha"].transpose("angle", "y", "x"),
+    )
+    return ds
+
+
+def alpha_in_degrees(table: xr.Dataset) -> bool:
+    return str(table["alpha"].attrs.get("units", "")).lower().startswith("deg")
+
+
+def synthetic_note(attrs: dict) -> str | None:
+    """The table's comment when it says the model weights are synthetic."""
+    comment = str(attrs.get("comment", ""))
+    flagged = any(
+        "synthetic" in str(k).lower() and str(v).lower() not in ("0", "false", "no", "")
+        for k, v in attrs.items()
+    )
+    if "synthetic" in comment.lower():
+        return comment
+    if flagged:
+        return comment or "the correction table was computed with synthetic model weights"
+    return None
