@@ -908,6 +908,7 @@ def downscale(
         Path | None,
         typer.Option("--dem", help="DEM with its 2-cell frame, with --per-step."),
     ] = None,
+    dem_crs: DemCrsOpt = None,
     device: Annotated[
         Device, typer.Option("--device", help="Where the network runs, with --per-step.")
     ] = Device.auto,
@@ -968,6 +969,10 @@ def downscale(
         )
     if not per_step and dem is not None:
         raise typer.BadParameter("--dem is only used with --per-step", param_hint="'--dem'")
+    if dem_crs is not None and dem is None:
+        raise typer.BadParameter(
+            "--dem-crs describes the --dem of --per-step", param_hint="'--dem-crs'"
+        )
     per_step_options = {}
     if per_step:
         from .session import resolve_model_path
@@ -978,6 +983,7 @@ def downscale(
             "dem": dem,
             "device": device.value,
             "coarse_cell": coarse_cell,
+            "dem_crs": dem_crs,
         }
 
     result = run_downscale(

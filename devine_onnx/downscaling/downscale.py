@@ -718,6 +718,7 @@ def downscale(
     dem=None,
     device: str = "auto",
     coarse_cell: float | None = None,
+    dem_crs=None,
     max_memory=None,
     block_size=None,
     workers: int | None = None,
@@ -775,7 +776,7 @@ def downscale(
         larger. Ignored for ``.zarr``.
     quiet : bool
         No progress bar.
-    model, per_step, dem, device, coarse_cell
+    model, per_step, dem, device, coarse_cell, dem_crs
         ``per_step=True``: no table; a devine-torch feature network (``model``, converted
         with ``devine-onnx convert``) runs once per time step on the features of ``dem``
         (with its 2-cell frame) for the local wind direction, on ``device``; see
@@ -845,6 +846,7 @@ def downscale(
             nwp_wind_frame=nwp_wind_frame, weights=weights, cache_dir=cache_dir,
             chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
             complevel=complevel, quiet=quiet, device=device, coarse_cell=coarse_cell,
+            dem_crs=dem_crs,
         )  # fmt: skip
     if table is None:
         raise OptionError(

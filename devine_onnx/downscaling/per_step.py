@@ -198,6 +198,7 @@ def downscale_per_step(
     device: str = "auto",
     coarse_cell: float | None = None,
     fill_nodata: bool = False,
+    dem_crs=None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     halo: int = DEFAULT_HALO,
     threads: int | None = None,
@@ -223,6 +224,8 @@ def downscale_per_step(
         Coarse cell of the relative-DEM feature in metres (default: the model's, 1000).
     fill_nodata
         Fill DEM holes from the nearest valid pixel.
+    dem_crs
+        CRS of a DEM file without one (see :func:`devine_onnx.load_dem`).
     max_pixels, halo
         Pixels per network pass, and the halo of tiles for larger domains (see
         :class:`~devine_onnx.engines.features.FeatureNetworkEngine`).
@@ -254,7 +257,7 @@ def downscale_per_step(
         check_writable(output)
 
     network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
-    da, notes = load_dem(dem, fill_nodata=fill_nodata)
+    da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
     check_dem_size(da.shape, label)
     z, cell, flip_y, flip_x = _interior_and_orientation(da)

@@ -251,3 +251,23 @@ def test_api_refusals(model, dem):
         from devine_onnx.session import demo_model_path
 
         dv.downscale(nwp, model=demo_model_path(), per_step=True, dem=dem, device="cpu")
+
+
+def test_cli_per_step_dem_without_crs(model, files, dem, monkeypatch):
+    """A DEM without CRS (NetCDF, no grid mapping) runs with --dem-crs, as in corrections."""
+    monkeypatch.delenv("DEVINE_ONNX_MODEL", raising=False)
+    _, onnx_path = model
+    folder, tif, nwp = files
+    bare = folder / "bare_dem.nc"
+    dem.drop_vars("spatial_ref", errors="ignore").to_dataset(name="elevation").to_netcdf(bare)
+    opts = ["--device", "cpu", "--no-cache", "-q"]
+    out = folder / "wind_bare.nc"
+    base = ["downscale", nwp, "--per-step", "-m", onnx_path, "--dem", bare, "-o", out, *opts]
+    assert "--dem-crs" in one_error(run(base))
+    assert not out.exists()
+    assert run([*base, "--dem-crs", "EPSG:2154"]).exit_code == 0
+    ref = folder / "wind_tif.nc"
+    args = ["downscale", nwp, "--per-step", "-m", onnx_path, "--dem", tif, "-o", ref, *opts]
+    assert run(args).exit_code == 0
+    with xr.open_dataset(out, engine="netcdf4") as a, xr.open_dataset(ref, engine="netcdf4") as b:
+        np.testing.assert_array_equal(a["wind_speed"].values, b["wind_speed"].values)
