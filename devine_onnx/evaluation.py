@@ -33,8 +33,8 @@ Rules (also in README.md and docs/method.md, "Station evaluation"):
 - **Altitude**: when a station's altitude is known and the wind file carries an
   ``elevation(y, x)`` variable, stations whose altitude differs from the elevation of their
   pixel by more than ``altitude_threshold`` metres are reported (they are still evaluated).
-  ``downscale`` outputs do not carry the elevation at present: the check is then skipped (a
-  note says so). The NWP source is never checked.
+  ``downscale`` outputs carry the table's elevation; for wind files without it the check
+  is skipped (a note says so). The NWP source is never checked.
 - **Times**: all times are UTC. By default an observation is paired with the model time equal
   to its own; with ``time_tolerance`` with the nearest model time at most that far away (ties
   go to the earlier model time; several observations can share one model time).

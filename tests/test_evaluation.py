@@ -678,3 +678,40 @@ def test_cli_bad_input_is_one_line_without_output(work, wind_nc):
     assert len(errors) == 1, result.stderr
     assert "cli_bad.csv" in errors[0] and "'wind_speed'" in errors[0]
     assert not out.exists() and not partial_path(out).exists()
+
+
+def test_downscale_output_carries_elevation_for_the_altitude_check(tmp_path):
+    """A real downscale output has the table's elevation: the altitude check runs on it."""
+    import devine_onnx as dv
+    from devine_onnx.sample_data import sample_dem, sample_nwp
+
+    table = dv.compute_corrections(
+        sample_dem((61, 61)), engine="micromet", angles=range(0, 360, 30)
+    )
+    wind = tmp_path / "wind.nc"
+    dv.downscale(sample_nwp(n_times=3), table, output=wind, cache_dir=False, quiet=True)
+    with xr.open_dataset(wind) as ds:
+        np.testing.assert_array_equal(ds["elevation"].values, table["elevation"].values)
+        assert ds["elevation"].attrs["standard_name"] == "surface_altitude"
+        iy, ix = 30, 30
+        x, y = float(ds.x[ix]), float(ds.y[iy])
+        z = float(ds["elevation"][iy, ix])
+        speed = ds["wind_speed"].isel(y=iy, x=ix).values
+        times = pd.to_datetime(ds.time.values)
+    lon, lat = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True).transform(x, y)
+    obs = pd.DataFrame(
+        {
+            "station": ["far"] * 3,
+            "time": [t.isoformat() for t in times],
+            "wind_speed": speed,
+            "wind_direction": [270.0] * 3,
+            "latitude": lat,
+            "longitude": lon,
+            "altitude": z + 200.0,
+        }
+    )
+    path = tmp_path / "obs.csv"
+    obs.to_csv(path, index=False)
+    result = dv.evaluate(path, [wind], quiet=True)
+    assert list(result.report["issue"]) == ["altitude"]
+    assert list(result.report["station"]) == ["far"]

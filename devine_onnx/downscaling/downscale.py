@@ -552,7 +552,7 @@ class _Layout:
         #: Spatial chunk of the output (rows, columns); None: the whole grid.
         self.spatial_chunks: tuple[int, int] | None = None
         #: The table's per-pixel quality flag, carried to the output (docs/method.md §9.1).
-        self.static = _edge_influence(tbl, coarsen, gm)
+        self.static = {**_elevation(tbl, coarsen, gm), **_edge_influence(tbl, coarsen, gm)}
 
     def time_chunk_for(self, chunk_shape) -> int:
         """Time steps per stored chunk of ``chunk_shape`` pixels: a divisor of ``chunk_time``
@@ -595,6 +595,24 @@ class _Layout:
         }
         data.update(self.static)
         return xr.Dataset(data, coords=self.coords(times), attrs=dict(self.global_attrs))
+
+
+def _elevation(tbl: xr.Dataset, coarsen, gm: str) -> dict:
+    """The table's terrain elevation on the output grid (block means with ``coarsen``): it
+    tells users, and ``evaluate``, which altitude each wind value stands for."""
+    if "elevation" not in tbl.variables or tbl["elevation"].dims != ("y", "x"):
+        return {}
+    z = np.asarray(tbl["elevation"].values, dtype=np.float32)
+    if coarsen:
+        z = _block_mean(z[None], coarsen)[0]
+    attrs = {
+        "standard_name": "surface_altitude",
+        "long_name": "terrain elevation of the correction table"
+        + (" (block mean)" if coarsen else ""),
+        "units": "m",
+        "grid_mapping": gm,
+    }
+    return {"elevation": xr.Variable(("y", "x"), z.astype(np.float32), attrs)}
 
 
 def _edge_influence(tbl: xr.Dataset, coarsen, gm: str) -> dict:
