@@ -161,19 +161,9 @@ def check_cluster(workers, scheduler, output) -> None:
     """Refuse what block downscaling on a dask cluster cannot do, before any work."""
     from devine_onnx.errors import OutputError
     from devine_onnx.io.writers import output_format
-    from devine_onnx.tables.distributed import import_distributed
+    from devine_onnx.tables.distributed import check_workers, import_distributed
 
-    if workers is not None and scheduler is not None:
-        raise OptionError(
-            f"give either {option('workers')} (a local cluster) or {option('scheduler')} (an "
-            "existing one), not both"
-        )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1
-    ):
-        raise OptionError(
-            f"{option('workers', workers)}: expected a positive number of worker processes"
-        )
+    check_workers(workers, scheduler)
     which = option("workers") if workers is not None else option("scheduler")
     if output is None or output_format(output) != "zarr":
         raise OutputError(

@@ -714,6 +714,43 @@ def _warn_coarsen_remainder(coarsen: int, ny: int, nx: int) -> None:
     )
 
 
+def open_inputs(
+    wind,
+    tbl: xr.Dataset,
+    *,
+    nwp_crs,
+    u_var,
+    v_var,
+    chunk_time: int,
+    nwp_wind_frame,
+    grid_relative: bool,
+    coarsen,
+    what: str = "table",
+) -> tuple[CRS, NWPWinds]:
+    """The output grid's CRS and the NWP winds, with the ``coarsen`` checks: one setup for
+    table and per-step downscaling."""
+    crs = table_crs(tbl)
+    is_path = isinstance(wind, str | os.PathLike)
+    nwp = _as_nwp(
+        wind,
+        nwp_crs=nwp_crs,
+        u_var=u_var,
+        v_var=v_var,
+        chunk_time=chunk_time if is_path else None,
+        nwp_wind_frame=nwp_wind_frame,
+        rotate=not grid_relative,
+    )
+    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
+    if coarsen and (coarsen > ny or coarsen > nx):
+        raise OptionError(
+            f"{option('coarsen', coarsen)}: larger than the {what} ({ny} x {nx} pixels); give "
+            "a smaller block size"
+        )
+    if coarsen:
+        _warn_coarsen_remainder(coarsen, ny, nx)
+    return crs, nwp
+
+
 def downscale(
     wind,
     table=None,
@@ -891,25 +928,17 @@ def downscale(
         check_writable(output)
 
     tbl = open_table(table)
-    crs = table_crs(tbl)
-    is_path = isinstance(wind, str | os.PathLike)
-    nwp = _as_nwp(
+    crs, nwp = open_inputs(
         wind,
+        tbl,
         nwp_crs=nwp_crs,
         u_var=u_var,
         v_var=v_var,
-        chunk_time=chunk_time if is_path else None,
+        chunk_time=chunk_time,
         nwp_wind_frame=nwp_wind_frame,
-        rotate=not grid_relative,
+        grid_relative=grid_relative,
+        coarsen=coarsen,
     )
-    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
-    if coarsen and (coarsen > ny or coarsen > nx):
-        raise OptionError(
-            f"{option('coarsen', coarsen)}: larger than the table ({ny} x {nx} pixels); give "
-            "a smaller block size"
-        )
-    if coarsen:
-        _warn_coarsen_remainder(coarsen, ny, nx)
     table_label = str(tbl.encoding.get("source") or "correction table (in memory)")
     _lookup.warn_if_coarse(tbl["angle"].values, angular_interpolation, label=table_label)
 

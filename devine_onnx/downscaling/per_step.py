@@ -21,8 +21,6 @@ Memory: one chunk of ``chunk_time`` steps of wind lives at a time; the network r
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import xarray as xr
 
@@ -42,7 +40,6 @@ from devine_onnx.engines.terrain_features import (
 )
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
-from devine_onnx.tables.table import table_crs
 
 from . import downscale as _ds
 from .conventions import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
@@ -268,22 +265,18 @@ def downscale_per_step(
     except ValueError as exc:
         raise OptionError(f"{option('coarse_cell', cc)}: {exc}") from None
     tbl = _grid_dataset(da, network, label)
-    crs = table_crs(tbl)
-    is_path = isinstance(wind, str | os.PathLike)
-    nwp = _ds._as_nwp(
+    crs, nwp = _ds.open_inputs(
         wind,
+        tbl,
         nwp_crs=nwp_crs,
         u_var=u_var,
         v_var=v_var,
-        chunk_time=chunk_time if is_path else None,
+        chunk_time=chunk_time,
         nwp_wind_frame=nwp_wind_frame,
-        rotate=not grid_relative,
+        grid_relative=grid_relative,
+        coarsen=coarsen,
+        what="domain",
     )
-    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
-    if coarsen and (coarsen > ny or coarsen > nx):
-        raise OptionError(
-            f"{option('coarsen', coarsen)}: larger than the domain ({ny} x {nx} pixels)"
-        )
     w8 = _ds._resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
     gamma = None
     if not grid_relative:

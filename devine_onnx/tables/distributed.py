@@ -89,12 +89,8 @@ class WorkerError(DevineError):
 
 
 # ---------------------------------------------------------------------------- options
-def check_distributed(workers, scheduler, output) -> None:
-    """Refuse what a distributed run cannot do, before the DEM is read.
-
-    Raises :class:`OptionError` (both ``workers`` and ``scheduler``, a bad ``workers``),
-    :class:`OutputError` (no output, or not ``.zarr``) or :class:`MissingDependencyError`.
-    """
+def check_workers(workers, scheduler) -> None:
+    """:class:`OptionError` for both ``workers`` and ``scheduler``, or a bad ``workers``."""
     if workers is not None and scheduler is not None:
         raise OptionError(
             f"give either {option('workers')} (a local cluster) or {option('scheduler')} (an "
@@ -106,6 +102,15 @@ def check_distributed(workers, scheduler, output) -> None:
         raise OptionError(
             f"{option('workers', workers)}: expected a positive number of worker processes"
         )
+
+
+def check_distributed(workers, scheduler, output) -> None:
+    """Refuse what a distributed run cannot do, before the DEM is read.
+
+    Raises :class:`OptionError` (both ``workers`` and ``scheduler``, a bad ``workers``),
+    :class:`OutputError` (no output, or not ``.zarr``) or :class:`MissingDependencyError`.
+    """
+    check_workers(workers, scheduler)
     if output is None:
         raise OutputError(
             f"{option('workers') if workers is not None else option('scheduler')}: a "
