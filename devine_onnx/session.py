@@ -160,6 +160,25 @@ def _note_cpu_once() -> None:
         )
 
 
+def check_signature(session, path, *, channel_axis: int, channels, what: str, hint: str) -> str:
+    """Name of the single float input of a 4-D model with ``channels`` (in, out) on
+    ``channel_axis``; :class:`ModelError` naming ``path`` otherwise."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    ok = (
+        len(inputs) == 1
+        and len(outputs) == 1
+        and len(inputs[0].shape) == 4
+        and inputs[0].shape[channel_axis] == channels[0]
+        and len(outputs[0].shape) == 4
+        and outputs[0].shape[channel_axis] == channels[1]
+        and inputs[0].type == "tensor(float)"
+    )
+    if not ok:
+        found = [(i.name, i.shape, i.type) for i in inputs]
+        raise ModelError(f"{path}: expected one float input {what}, found inputs {found}; {hint}")
+    return inputs[0].name
+
+
 #: Metadata key telling which family a converted model belongs to.
 KIND_KEY = "devine.kind"
 #: ``rotation``: the original DEVINE UNet run on the rotated DEM (no key in older files);
@@ -269,24 +288,15 @@ class DevineModel:
         self.device = "cuda" if CUDA in self._session.get_providers() else "cpu"
 
     def _check_signature(self) -> None:
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        ok = (
-            len(inputs) == 1
-            and len(outputs) == 1
-            and len(inputs[0].shape) == 4
-            and inputs[0].shape[3] == 1
-            and len(outputs[0].shape) == 4
-            and outputs[0].shape[3] == 3
-            and inputs[0].type == "tensor(float)"
+        self._input = check_signature(
+            self._session,
+            self.path,
+            channel_axis=3,
+            channels=(1, 3),
+            what="(N, H, W, 1) and one output (N, H, W, 3)",
+            hint="an ONNX model but not a DEVINE one; convert the official weights with "
+            "'devine-onnx convert'",
         )
-        if not ok:
-            found = [(i.name, i.shape, i.type) for i in inputs]
-            raise ModelError(
-                f"{self.path}: an ONNX model but not a DEVINE one (expected one float input "
-                f"(N, H, W, 1) and one output (N, H, W, 3), found inputs {found}); "
-                "convert the official weights with 'devine-onnx convert'"
-            )
-        self._input = inputs[0].name
 
     @property
     def synthetic(self) -> bool:

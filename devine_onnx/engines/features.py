@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import DEMError, ModelError, OptionError
-from devine_onnx.session import open_model_session
+from devine_onnx.session import check_signature, open_model_session
 
 from .base import TableEngine, TableWindow
 from .terrain_features import (
@@ -148,23 +148,14 @@ class FeatureNetwork:
         self._check_signature()
 
     def _check_signature(self) -> None:
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        ok = (
-            len(inputs) == 1
-            and len(outputs) == 1
-            and len(inputs[0].shape) == 4
-            and inputs[0].shape[1] == 3
-            and len(outputs[0].shape) == 4
-            and outputs[0].shape[1] == 3
-            and inputs[0].type == "tensor(float)"
+        self._input = check_signature(
+            self._session,
+            self.path,
+            channel_axis=1,
+            channels=(3, 3),
+            what="(N, 3, H, W) and one output (N, 3, H, W)",
+            hint="convert the model folder again",
         )
-        if not ok:
-            found = [(i.name, i.shape, i.type) for i in inputs]
-            raise ModelError(
-                f"{self.path}: expected one float input (N, 3, H, W) and one output "
-                f"(N, 3, H, W), found inputs {found}; convert the model folder again"
-            )
-        self._input = inputs[0].name
 
     def __getstate__(self):
         state = dict(self.__dict__)
