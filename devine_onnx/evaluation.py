@@ -748,24 +748,11 @@ def _open_wind(source, label: str) -> tuple[xr.Dataset, bool]:
 
 
 def _wind_crs(ds: xr.Dataset, label: str) -> CRS:
-    names = []
-    gm = ds["wind_speed"].attrs.get("grid_mapping") or ds["wind_speed"].encoding.get("grid_mapping")
-    if gm:
-        names.append(str(gm))
-    names += ["spatial_ref", "crs"]
-    for name in names:
-        if name in ds.variables:
-            attrs = ds[name].attrs
-            for key in ("crs_wkt", "spatial_ref"):
-                if key in attrs:
-                    try:
-                        return CRS.from_user_input(attrs[key])
-                    except Exception:  # noqa: BLE001 - try the next attribute
-                        pass
-            try:
-                return CRS.from_cf(attrs)
-            except Exception:  # noqa: BLE001
-                pass
+    from devine_onnx.io.cf import grid_mapping_crs
+
+    crs = grid_mapping_crs(ds, "wind_speed")
+    if crs is not None:
+        return crs
     raise InputFileError(
         f"{label}: no CRS (expected a grid_mapping variable 'spatial_ref' with crs_wkt, as "
         "'devine-onnx downscale' writes); give a downscaled output"

@@ -112,24 +112,10 @@ def _extent_km(da) -> tuple[float, float, float, float]:
 
 
 def _crs(ds, var: str):
-    """pyproj CRS of ``ds[var]`` from its grid mapping (CF ``crs_wkt`` or GDAL ``spatial_ref``)."""
-    from pyproj import CRS
+    """pyproj CRS of ``ds[var]`` from its grid mapping, or None."""
+    from .io.cf import grid_mapping_crs
 
-    candidates = []
-    gm = ds[var].attrs.get("grid_mapping") or ds[var].encoding.get("grid_mapping")
-    if gm:
-        candidates.append(str(gm).split(":")[0].split()[0])
-    candidates += ["spatial_ref", "crs", "grid_mapping", "lambert_conformal_conic"]
-    for name in candidates:
-        if name in ds.variables:
-            attrs = ds[name].attrs
-            for key in ("crs_wkt", "spatial_ref"):
-                if attrs.get(key):
-                    try:
-                        return CRS.from_wkt(str(attrs[key]))
-                    except Exception:  # noqa: BLE001 - try the next candidate
-                        continue
-    return None
+    return grid_mapping_crs(ds, var)
 
 
 def _crs_label(crs) -> str:

@@ -28,6 +28,7 @@ from pyproj import CRS
 
 from devine_onnx._version import __version__
 from devine_onnx.errors import OptionError, TableError, first_line
+from devine_onnx.io.cf import grid_mapping_crs
 from devine_onnx.tables.dem import dem_fingerprint
 
 __all__ = [
@@ -240,28 +241,7 @@ def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
     TableError
         If the table has no readable CRS.
     """
-    crs = None
-    try:
-        import rioxarray  # noqa: F401
-
-        rcrs = table.rio.crs
-        if rcrs is not None:
-            crs = CRS.from_user_input(rcrs.to_wkt())
-    except Exception:  # noqa: BLE001 - fall back to the attributes below
-        crs = None
-    if crs is None:
-        for name in ("spatial_ref", "crs"):
-            if name in table.variables:
-                attrs = table[name].attrs
-                for key in ("crs_wkt", "spatial_ref"):
-                    if key in attrs:
-                        try:
-                            crs = CRS.from_user_input(attrs[key])
-                            break
-                        except Exception:  # noqa: BLE001
-                            pass
-            if crs is not None:
-                break
+    crs = grid_mapping_crs(table, "acceleration")
     if crs is None:
         raise TableError(
             f"{label}: no CRS (expected a spatial_ref grid mapping variable with crs_wkt); "
