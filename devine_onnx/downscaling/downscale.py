@@ -64,7 +64,7 @@ from .conventions import meridian_convergence, uv_to_speed_dir
 from .nwp import NWPWinds, _open_nwp
 from .regrid import RegridWeights, cache_file, check_weights_path, grid_fingerprint, load_or_build
 from .tableio import read_variable
-from .vertical import add_vertical, read_vertical, table_vertical, vertical_block
+from .vertical import add_vertical, read_vertical, table_vertical, vertical_wind
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -358,7 +358,8 @@ def _downscale_block(
     v = v.reshape((-1,) + w.source_shape)
     n = u.shape[0]
     out_shape = params.out_shape
-    outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(4))
+    n_out = 4 if vertical is None else 5
+    outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(n_out))
     table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
     step = max(1, MAX_BLOCK_ELEMENTS // max(1, w.n_target))
     # NaN in the (small) NWP chunk: count what it blanks in the output.
@@ -369,9 +370,13 @@ def _downscale_block(
         b = min(n, a + step)
         ur = w.apply(np.asarray(u[a:b], dtype=np.float32))
         vr = w.apply(np.asarray(v[a:b], dtype=np.float32))
+        if vertical is not None:
+            # Same interpolated components as the horizontal wind: interpolated once.
+            wv = vertical_wind(vertical, params.angles, params.method, ur, vr, params.gamma)
+            outs[4][a:b] = _block_mean(wv, params.coarsen) if params.coarsen else wv
         if not params.coarsen:
             # Straight into the outputs: no result arrays to allocate and copy.
-            table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs))
+            table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs[:4]))
             if count is not None:
                 count.add(ur, vr, w, None, outs[2][a:b], t0 + a)
             continue
@@ -382,12 +387,9 @@ def _downscale_block(
             count.add(ur, vr, w, params.coarsen, uo, t0 + a)
         del ur, vr
         speed, dirs = uv_to_speed_dir(uo, vo)
-        for o, r in zip(outs, (speed, dirs, uo, vo), strict=True):
+        for o, r in zip(outs[:4], (speed, dirs, uo, vo), strict=True):
             o[a:b] = r
-    result = tuple(o.reshape(lead + out_shape) for o in outs)
-    if vertical is not None:
-        result += (vertical_block(u, v, vertical, params).reshape(lead + out_shape),)
-    return result
+    return tuple(o.reshape(lead + out_shape) for o in outs)
 
 
 class _KernelParams:

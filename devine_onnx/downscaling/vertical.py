@@ -22,7 +22,6 @@ __all__ = [
     "add_vertical",
     "read_vertical",
     "table_vertical",
-    "vertical_block",
     "vertical_wind",
 ]
 
@@ -92,33 +91,3 @@ def vertical_wind(vertical, angles, method, u, v, gamma=None) -> np.ndarray:
     # result is vertical[k] * S (the second table only sets the direction, unused here).
     w, _ = TableLookup(vertical, vertical, angles, method)(speed, from_dir)
     return np.asarray(w, dtype=np.float32)
-
-
-def vertical_block(u, v, vertical, params) -> np.ndarray:
-    """``upward_air_velocity`` of one chunk of NWP wind in table mode (float32).
-
-    ``u, v`` are the ``(..., *source_shape)`` NWP components and ``params`` the kernel
-    parameters of :func:`~.downscale.downscale` (weights, angles, gamma, method, coarsen,
-    out_shape): the same interpolation, rotation and direction lookup as the horizontal
-    wind, then the same block averaging when coarsening.
-    """
-    from .downscale import MAX_BLOCK_ELEMENTS, _block_mean
-
-    w = params.weights
-    nsrc = len(w.source_shape)
-    u = np.asarray(u)
-    v = np.asarray(v)
-    lead = u.shape[: u.ndim - nsrc]
-    u = u.reshape((-1,) + w.source_shape)
-    v = v.reshape((-1,) + w.source_shape)
-    n = u.shape[0]
-    out = np.empty((n,) + tuple(params.out_shape), dtype=np.float32)
-    step = max(1, MAX_BLOCK_ELEMENTS // max(1, w.n_target))
-    for a in range(0, n, step):
-        ur = w.apply(np.asarray(u[a : a + step], dtype=np.float32))
-        vr = w.apply(np.asarray(v[a : a + step], dtype=np.float32))
-        wv = vertical_wind(vertical, params.angles, params.method, ur, vr, params.gamma)
-        if params.coarsen:
-            wv = _block_mean(wv, params.coarsen)
-        out[a : a + step] = wv
-    return out.reshape(lead + tuple(params.out_shape))
