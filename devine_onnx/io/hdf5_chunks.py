@@ -134,30 +134,13 @@ class ChunkAppender:
                     pad = np.full((tc,) + part.shape[1:], _fill(dset), dtype=dset.dtype)
                     pad[: part.shape[0]] = part
                     part = pad
-                jobs.append((dset, c, level, part))
+                jobs.append((dset, (c,) + (0,) * (part.ndim - 1), level, part))
         if time_name is not None:
             tvar = self.file[time_name]
             if tvar.shape[0] < b:
                 tvar.resize(b, axis=0)
             tvar[a:b] = times
-        if not jobs:
-            return
-
-        def encode(job):
-            return deflate(shuffle(job[3]), job[2])
-
-        def write(job, payload):
-            dset, c, _, part = job
-            dset.id.write_direct_chunk((c,) + (0,) * (part.ndim - 1), payload, filter_mask=0)
-
-        if self.threads <= 1 or len(jobs) == 1:
-            for job in jobs:
-                write(job, encode(job))
-            return
-        with ThreadPoolExecutor(min(self.threads, len(jobs))) as pool:
-            # Written in order as they come: only a few compressed chunks are alive at once.
-            for job, payload in zip(jobs, pool.map(encode, jobs), strict=True):
-                write(job, payload)
+        self._write_chunks(jobs)
 
     def write_region(self, a: int, b: int, y0: int, x0: int, arrays) -> None:
         """Write ``[a:b, y0:y0 + h, x0:x0 + w]`` of each (3-D) variable.
@@ -203,6 +186,11 @@ class ChunkAppender:
                             pad[: part.shape[0], : part.shape[1], : part.shape[2]] = part
                             part = pad
                         jobs.append((dset, (c, iy, ix), level, np.ascontiguousarray(part)))
+        self._write_chunks(jobs)
+
+    def _write_chunks(self, jobs) -> None:
+        """Shuffle + deflate ``(dataset, chunk offset, level, data)`` jobs on the threads and
+        write each chunk as it is."""
         if not jobs:
             return
 
@@ -217,6 +205,7 @@ class ChunkAppender:
                 write(job, encode(job))
             return
         with ThreadPoolExecutor(min(self.threads, len(jobs))) as pool:
+            # Written in order as they come: only a few compressed chunks are alive at once.
             for job, payload in zip(jobs, pool.map(encode, jobs), strict=True):
                 write(job, payload)
 
