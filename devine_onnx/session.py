@@ -160,6 +160,15 @@ def _note_cpu_once() -> None:
         )
 
 
+def file_sha256(path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (the provenance of a model)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_signature(session, path, *, channel_axis: int, channels, what: str, hint: str) -> str:
     """Name of the single float input of a 4-D model with ``channels`` (in, out) on
     ``channel_axis``; :class:`ModelError` naming ``path`` otherwise."""
@@ -306,11 +315,7 @@ class DevineModel:
     @cached_property
     def sha256(self) -> str:
         """SHA-256 of the ONNX file (provenance attribute of the outputs)."""
-        digest = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.path)
 
     @property
     def providers(self) -> list[str]:

@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import DEMError, ModelError, OptionError
-from devine_onnx.session import check_signature, open_model_session
+from devine_onnx.session import check_signature, file_sha256, open_model_session
 
 from .base import TableEngine, TableWindow
 from .terrain_features import (
@@ -177,13 +177,7 @@ class FeatureNetwork:
 
     @cached_property
     def sha256(self) -> str:
-        import hashlib
-
-        digest = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.path)
 
     @property
     def model_id(self) -> str:
