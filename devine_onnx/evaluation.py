@@ -818,7 +818,7 @@ def _combine(speed: np.ndarray, direction: np.ndarray, w: np.ndarray):
     """Weighted speed and direction of K corners: arrays (T, n, K), weights (n, K)."""
     if w.shape[1] == 1:
         return speed[..., 0], direction[..., 0]
-    from devine_onnx.downscaling.conventions import speed_dir_to_uv, uv_to_speed_dir
+    from devine_onnx.wind import speed_dir_to_uv, uv_to_speed_dir
 
     used = w > 0
     missing = np.any(used & ~np.isfinite(speed), axis=-1)
@@ -893,7 +893,7 @@ def _wind_source(source, name, lon, lat, bilinear, label) -> _Source:
         "x_wind" in ds.variables and "eastward_wind" not in ds.variables
     )
     if grid_relative:
-        from devine_onnx.downscaling.conventions import meridian_convergence
+        from devine_onnx.wind import meridian_convergence
 
         place.gamma = meridian_convergence(sx, sy, crs)
     elevation = None
@@ -943,7 +943,7 @@ def _wind_source(source, name, lon, lat, bilinear, label) -> _Source:
             out.append(np.asarray(vals, dtype=np.float64).reshape(t_idx.size, n_in, k))
         speed, direction = _combine(out[0], out[1], w)
         if gamma is not None:
-            from devine_onnx.downscaling.conventions import wrap360
+            from devine_onnx.wind import wrap360
 
             direction = wrap360(direction + gamma[None, :])
         full_s = np.full((t_idx.size, lon.size), np.nan)
@@ -969,9 +969,9 @@ def _wind_source(source, name, lon, lat, bilinear, label) -> _Source:
 
 
 def _nwp_source(nwp, lon, lat, tri_crs, nwp_crs, label) -> _Source:
-    from devine_onnx.downscaling.conventions import uv_to_speed_dir
-    from devine_onnx.downscaling.nwp import open_nwp
     from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.io.nwp import open_nwp
+    from devine_onnx.wind import uv_to_speed_dir
 
     winds = open_nwp(nwp, nwp_crs=nwp_crs)
     if not np.issubdtype(np.asarray(winds.time).dtype, np.datetime64):

@@ -312,7 +312,7 @@ def _grid_components(ds, sel, crs, label: str):
     if "eastward_wind" in ds.data_vars and "northward_wind" in ds.data_vars:
         u, v = _north_up(sel(ds["eastward_wind"])), _north_up(sel(ds["northward_wind"]))
     elif "wind_from_direction" in ds.data_vars:
-        from .downscaling.conventions import speed_dir_to_uv
+        from .wind import speed_dir_to_uv
 
         spd = _north_up(sel(ds["wind_speed"]))
         d = _north_up(sel(ds["wind_from_direction"]))
@@ -321,7 +321,7 @@ def _grid_components(ds, sel, crs, label: str):
     else:
         return None
     if crs is not None and not crs.is_geographic:
-        from .downscaling.conventions import earth_to_grid, meridian_convergence
+        from .wind import earth_to_grid, meridian_convergence
 
         x = u[u.dims[-1]].values
         y = u[u.dims[-2]].values

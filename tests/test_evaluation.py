@@ -387,7 +387,7 @@ def test_bilinear_interpolation_of_a_linear_field(work):
 
 
 def test_grid_relative_output_is_turned_to_true_north(work):
-    from devine_onnx.downscaling.conventions import meridian_convergence
+    from devine_onnx.wind import meridian_convergence
 
     path = work / "grid_relative.nc"
     wind_dataset(attrs={"wind_frame": "grid-relative: test"}).to_netcdf(path)

@@ -202,8 +202,8 @@ def test_other_formats(tmp_path, files):
 
 def test_arrows_are_grid_relative(wind_ds):
     """A northward (true north) wind points slightly west of grid north east of 3°E."""
-    from devine_onnx.downscaling.conventions import meridian_convergence
     from devine_onnx.plot import _crs, _grid_components
+    from devine_onnx.wind import meridian_convergence
 
     ds = wind_ds.copy()
     ds["eastward_wind"] = xr.zeros_like(ds["eastward_wind"])

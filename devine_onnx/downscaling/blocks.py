@@ -48,9 +48,9 @@ import numpy as np
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.writers import MemoryWriter
 from devine_onnx.progress import progress_bar
+from devine_onnx.wind import meridian_convergence
 
 from . import downscale as _ds
-from .conventions import meridian_convergence
 from .regrid import RegridWeights
 from .vertical import read_vertical, table_vertical
 

@@ -45,6 +45,7 @@ from pyproj import CRS
 from devine_onnx._version import __version__
 from devine_onnx.errors import DevineWarning, OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.io.nwp import NWPWinds, _open_nwp
 from devine_onnx.io.writers import (
     BlockWriter,
     MemoryWriter,
@@ -58,10 +59,9 @@ from devine_onnx.tables.table import (
     synthetic_note,
     table_crs,
 )
+from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 
 from . import lookup as _lookup
-from .conventions import meridian_convergence, uv_to_speed_dir
-from .nwp import NWPWinds, _open_nwp
 from .regrid import RegridWeights, cache_file, check_weights_path, grid_fingerprint, load_or_build
 from .tableio import read_variable
 from .vertical import add_vertical, read_vertical, table_vertical, vertical_wind
@@ -183,7 +183,7 @@ def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
     table : str, os.PathLike or xarray.Dataset
         Correction table (only its x/y and CRS are read).
     nwp_crs : optional
-        CRS of the NWP coordinates (see :func:`~devine_onnx.downscaling.nwp.open_nwp`).
+        CRS of the NWP coordinates (see :func:`~devine_onnx.io.nwp.open_nwp`).
     output : str or os.PathLike, optional
         NetCDF file (``.nc``) to save the weights to (written atomically).
 
@@ -786,7 +786,7 @@ def downscale(
     Parameters
     ----------
     wind : str, os.PathLike, xarray.Dataset or NWPWinds
-        NWP wind: NetCDF/Zarr/GRIB file or Dataset (see :func:`~devine_onnx.downscaling.nwp.open_nwp`):
+        NWP wind: NetCDF/Zarr/GRIB file or Dataset (see :func:`~devine_onnx.io.nwp.open_nwp`):
         components (grid-relative ones are rotated to true north first), or speed and
         direction. Taken as they are with ``grid_relative``.
     table : str, os.PathLike or xarray.Dataset
@@ -797,7 +797,7 @@ def downscale(
         a failure). None: return the result (lazy if the NWP input is dask-backed, which is
         the case for any file path; in memory otherwise).
     u_var, v_var, nwp_crs, nwp_wind_frame
-        See :func:`~devine_onnx.downscaling.nwp.open_nwp`. ``nwp_wind_frame`` ("earth" or
+        See :func:`~devine_onnx.io.nwp.open_nwp`. ``nwp_wind_frame`` ("earth" or
         "grid") is required for a projected or curvilinear NWP grid whose file does not say
         whether its components are relative to true north or to the grid.
     weights : RegridWeights or str or os.PathLike, optional

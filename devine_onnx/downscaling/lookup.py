@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from devine_onnx.errors import DevineWarning, OptionError, TableError, option
-
-from .conventions import earth_to_grid, grid_to_earth, speed_dir_to_uv, uv_to_speed_dir, wrap360
+from devine_onnx.wind import earth_to_grid, grid_to_earth, speed_dir_to_uv, uv_to_speed_dir, wrap360
 
 __all__ = [
     "METHODS",
@@ -423,7 +422,7 @@ class TableLookup:
 
 
 def _wrap360_inplace(a: np.ndarray, tmp: np.ndarray) -> None:
-    """:func:`~devine_onnx.downscaling.conventions.wrap360` in place, with ``tmp`` as scratch space."""
+    """:func:`~devine_onnx.wind.wrap360` in place, with ``tmp`` as scratch space."""
     np.multiply(a, a.dtype.type(1 / 360), out=tmp)
     np.floor(tmp, out=tmp)
     tmp *= 360
@@ -488,7 +487,7 @@ def downscale_uv(
         Table directions in degrees from grid north, strictly ascending in [0, 360); None
         for ``n_angles`` equal steps from 0.
     gamma : array_like or None
-        Meridian convergence in degrees (:func:`devine_onnx.downscaling.conventions.meridian_convergence`),
+        Meridian convergence in degrees (:func:`devine_onnx.wind.meridian_convergence`),
         broadcastable to ``(ny, nx)``; None skips both rotations (grid-relative input/output).
     method : {"nearest", "linear"}
         See :class:`TableLookup`.

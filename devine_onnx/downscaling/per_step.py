@@ -40,9 +40,9 @@ from devine_onnx.engines.terrain_features import (
 )
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
 from . import downscale as _ds
-from .conventions import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 from .vertical import add_vertical
 
 __all__ = ["PerStepKernel", "downscale_per_step", "fill_directions"]
@@ -235,7 +235,7 @@ def downscale_per_step(
         As :func:`~.downscale.downscale`, plus ``upward_air_velocity(time, y, x)`` (m s-1).
         Computed eagerly (also without ``output``, in memory).
     """
-    from devine_onnx.tables.dem import load_dem
+    from devine_onnx.io.dem import load_dem
 
     _check_options(chunk_time, coarsen, complevel)
     if grid_relative and nwp_wind_frame is not None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .conventions import earth_to_grid, uv_to_speed_dir
+from devine_onnx.wind import earth_to_grid, uv_to_speed_dir
+
 from .lookup import TableLookup
 from .tableio import read_variable
 

@@ -543,7 +543,7 @@ def compute_features(
         ``normalised``), with ``angle(n)``, and ``x(ncols)``, ``y(nrows)`` coordinates of the
         DEM without its frame.
     """
-    from devine_onnx.tables.dem import load_dem
+    from devine_onnx.io.dem import load_dem
 
     net = None
     if model is not None:

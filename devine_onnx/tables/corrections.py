@@ -1,6 +1,6 @@
 """The correction table of a DEM, with any engine: the engine-neutral loop.
 
-:func:`compute_corrections` reads and validates the DEM (:func:`devine_onnx.tables.dem.load_dem`),
+:func:`compute_corrections` reads and validates the DEM (:func:`devine_onnx.io.dem.load_dem`),
 opens the engine (:func:`devine_onnx.engines.get_engine`: ``devine``, ``micromet`` or
 ``features``), lets it adapt the DEM and say which pixels the table covers (optionally
 restricted to a target), then writes the directions batch by batch as the engine yields them.
@@ -32,6 +32,7 @@ import xarray as xr
 
 from devine_onnx.errors import OptionError, OutputError, option
 from devine_onnx.io.atomic import atomic_output, check_writable, partial_path, remove_path
+from devine_onnx.io.dem import NETCDF_SUFFIXES, load_dem
 from devine_onnx.io.writers import (
     MemoryWriter,
     create_writer,
@@ -40,7 +41,6 @@ from devine_onnx.io.writers import (
     output_format,
 )
 from devine_onnx.progress import progress_bar
-from devine_onnx.tables.dem import NETCDF_SUFFIXES, load_dem
 from devine_onnx.tables.table import VARIABLE_ATTRS, mismatches, table_template
 
 __all__ = ["compute_corrections"]
@@ -80,7 +80,7 @@ def compute_corrections(
     ----------
     dem
         DEM path (GeoTIFF, ESRI ASCII grid, NetCDF...) or :class:`xarray.DataArray`, in a
-        metric projected CRS with square pixels (see :func:`devine_onnx.tables.dem.load_dem`).
+        metric projected CRS with square pixels (see :func:`devine_onnx.io.dem.load_dem`).
     model
         For the ``devine`` and ``features`` engines: the ONNX model written by
         ``devine-onnx convert`` (path), ``"demo"`` (the shipped demonstration model, synthetic
@@ -388,7 +388,7 @@ def _file_bounds(path: Path, dem: xr.DataArray) -> tuple[float, float, float, fl
 
 
 def _xarray_bounds(obj, dem: xr.DataArray, label: str) -> tuple[float, float, float, float]:
-    from devine_onnx.tables.dem import X_NAMES, Y_NAMES, find_dim
+    from devine_onnx.io.dem import X_NAMES, Y_NAMES, find_dim
 
     xdim = find_dim(obj, X_NAMES, "X")
     ydim = find_dim(obj, Y_NAMES, "Y")

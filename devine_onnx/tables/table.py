@@ -29,7 +29,7 @@ from pyproj import CRS
 from devine_onnx._version import __version__
 from devine_onnx.errors import OptionError, TableError, first_line
 from devine_onnx.io.cf import grid_mapping_crs
-from devine_onnx.tables.dem import dem_fingerprint
+from devine_onnx.io.dem import dem_fingerprint
 
 __all__ = [
     "VARIABLE_ATTRS",
@@ -110,7 +110,7 @@ def table_template(
     Parameters
     ----------
     dem : xarray.DataArray
-        The prepared DEM (see :func:`devine_onnx.tables.dem.load_dem`).
+        The prepared DEM (see :func:`devine_onnx.io.dem.load_dem`).
     window : devine_onnx.engines.base.TableWindow
         The DEM rows/columns the table covers.
     angles : numpy.ndarray

@@ -219,9 +219,9 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
     warnings.simplefilter("ignore")
     # Import everything the measured code imports, so that import time is not measured.
     import devine_onnx.downscaling.downscale  # noqa: F401
-    from devine_onnx.downscaling.conventions import meridian_convergence
     from devine_onnx.downscaling.lookup import TableLookup
     from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.wind import meridian_convergence
 
     from . import seed_baseline as seed
 

@@ -10,7 +10,6 @@ import pytest
 import xarray as xr
 
 import devine_onnx.downscaling.downscale as dsmod
-from devine_onnx.downscaling.conventions import meridian_convergence, uv_to_speed_dir
 from devine_onnx.downscaling.downscale import (
     CoarsenRemainderWarning,
     NWPNaNWarning,
@@ -30,6 +29,7 @@ from devine_onnx.errors import (
 )
 from devine_onnx.io.atomic import partial_path
 from devine_onnx.sample_data import sample_dem, sample_nwp
+from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 
 rioxarray = pytest.importorskip("rioxarray")
 

@@ -8,11 +8,6 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from devine_onnx.downscaling.conventions import (
-    meridian_convergence,
-    speed_dir_to_uv,
-    uv_to_speed_dir,
-)
 from devine_onnx.downscaling.lookup import (
     CoarseTableWarning,
     TableLookup,
@@ -22,6 +17,11 @@ from devine_onnx.downscaling.lookup import (
     warn_if_coarse,
 )
 from devine_onnx.errors import OptionError, TableError
+from devine_onnx.wind import (
+    meridian_convergence,
+    speed_dir_to_uv,
+    uv_to_speed_dir,
+)
 
 NY, NX = 3, 4
 ALPHA = 0.1  # rad

@@ -18,7 +18,7 @@ Rules (docs/method.md §4):
   components are rotated to true north: WRF's (``COSALPHA``/``SINALPHA`` in the file) with
   its own angles, ``u_e = u cos a - v sin a``, ``v_e = v cos a + u sin a``; others with the
   meridian convergence ``gamma`` of the NWP projection at each NWP point
-  (:func:`~devine_onnx.downscaling.conventions.grid_to_earth`; for a GRIB Lambert grid,
+  (:func:`~devine_onnx.wind.grid_to_earth`; for a GRIB Lambert grid,
   the projection of its GRIB keys). The frame is ``nwp_wind_frame`` when given, else what the
   file says, in this order: a speed/direction pair (earth); cfgrib's
   ``GRIB_uvRelativeToGrid`` attribute (before standard names, which cfgrib sets to
@@ -49,8 +49,7 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx.errors import MissingDependencyError, NWPError, OptionError, option
-
-from .conventions import meridian_convergence
+from devine_onnx.wind import meridian_convergence
 
 __all__ = ["SPEED_DIRECTION_NAME_PAIRS", "WIND_FRAMES", "WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
 

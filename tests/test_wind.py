@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pyproj import CRS, Transformer
 
-from devine_onnx.downscaling.conventions import (
+from devine_onnx.errors import OptionError
+from devine_onnx.wind import (
     earth_to_grid,
     grid_to_earth,
     meridian_convergence,
@@ -14,7 +15,6 @@ from devine_onnx.downscaling.conventions import (
     uv_to_speed_dir,
     wrap360,
 )
-from devine_onnx.errors import OptionError
 
 LON, LAT = 6.15, 45.2  # Grenoble area
 

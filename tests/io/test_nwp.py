@@ -10,10 +10,10 @@ import pytest
 import xarray as xr
 from pyproj import CRS
 
-from devine_onnx.downscaling.conventions import meridian_convergence, uv_to_speed_dir
-from devine_onnx.downscaling.nwp import NWPWinds, open_nwp
 from devine_onnx.errors import MissingDependencyError, NWPError, OptionError
+from devine_onnx.io.nwp import NWPWinds, open_nwp
 from devine_onnx.sample_data import sample_nwp
+from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 
 LON = 6.15 + (np.arange(6) - 2.5) * 0.05
 LAT = 45.2 - (np.arange(5) - 2.0) * 0.05

@@ -8,8 +8,8 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from devine_onnx.errors import DEMError, cli_spelling
+from devine_onnx.io.dem import dem_fingerprint, load_dem
 from devine_onnx.sample_data import sample_dem
-from devine_onnx.tables.dem import dem_fingerprint, load_dem
 
 
 def grid(shape=(101, 121), res=(30.0, 30.0), crs="EPSG:2154", x0=900_000.0, y0=6_450_000.0):
