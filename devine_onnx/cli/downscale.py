@@ -1,0 +1,271 @@
+"""``devine-onnx regrid`` and ``devine-onnx downscale``: from NWP winds to the table's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, done, quiet_notes
+from .options import MODEL_ENV, DemCrsOpt, Device, Interp, QuietOpt, TableOpt, WindFrame
+
+
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx regrid arome_2026-01.nc --table belledonne_table.nc -o arome_weights.nc"
+        "\n\nThe weights fit every NWP file on the same grid: pass them to downscale --weights."
+    )
+)
+def regrid(
+    nwp: Annotated[Path, typer.Argument(help="NWP file (NetCDF/GRIB/Zarr) giving the grid.")],
+    table: TableOpt,
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Regridding weights file to write (NetCDF, .nc)."),
+    ],
+    nwp_crs: Annotated[
+        str | None,
+        typer.Option(
+            "--nwp-crs",
+            help="CRS of the NWP coordinates (default: from the file, "
+            "else EPSG:4326 for latitude/longitude).",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build the Delaunay interpolation weights from an NWP grid to a table's grid."""
+    from devine_onnx.downscaling.downscale import build_weights
+
+    quiet_notes(quiet)
+
+    weights = build_weights(nwp, table, nwp_crs=nwp_crs, output=output)
+    n_out = getattr(weights, "n_outside", 0)
+    n_t = getattr(weights, "n_target", 0)
+    extra = f" ({n_out} outside the NWP grid)" if n_out else ""
+    done(quiet, f"wrote {output}: {n_t} table pixels{extra}")
+
+
+# ---------------------------------------------------------------------------- downscale
+@app.command(
+    epilog=(
+        "[bold]Example[/bold]:\n\n"
+        "  devine-onnx downscale arome_2026-01.nc --table belledonne_table.nc "
+        "--weights arome_weights.nc -o wind_2026-01.nc\n\n"
+        "  devine-onnx downscale era5.zarr --table table.nc --u-var u10 --v-var v10 "
+        "-o wind.zarr --chunk-time 48\n\n"
+        "  devine-onnx downscale arome.nc --per-step -m devine-low-bias.onnx "
+        "--dem dem_wborder2.tif -o wind.nc   (devine-torch, one network pass per step)"
+    )
+)
+def downscale(
+    nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr).")
+    ],
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", "-t", help="Correction table from 'corrections'."),
+    ] = None,
+    u_var: Annotated[
+        str | None, typer.Option("--u-var", help="Name of the eastward wind variable.")
+    ] = None,
+    v_var: Annotated[
+        str | None, typer.Option("--v-var", help="Name of the northward wind variable.")
+    ] = None,
+    nwp_crs: Annotated[
+        str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
+    ] = None,
+    nwp_wind_frame: Annotated[
+        WindFrame | None,
+        typer.Option(
+            "--nwp-wind-frame",
+            metavar="<earth|grid>",
+            help="NWP u/v relative to true north (earth) or to the NWP grid (grid: rotated to "
+            "true north). Needed on a projected grid when the file does not say.",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", "-w", help="Weights from 'regrid'.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Folder of the weights cache, shared by all forecasts on one NWP grid "
+            "(default: $DEVINE_ONNX_CACHE_DIR, else ~/.cache/devine-onnx).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not cache the regridding weights.")
+    ] = False,
+    chunk_time: Annotated[
+        int, typer.Option("--chunk-time", metavar="<n>", help="Time steps processed at once.")
+    ] = 24,
+    coarsen: Annotated[
+        int | None,
+        typer.Option(
+            "--coarsen",
+            metavar="<n>",
+            help="Average N x N table pixels in the output (a remainder is left out, with a "
+            "warning).",
+        ),
+    ] = None,
+    grid_relative: Annotated[
+        bool,
+        typer.Option(
+            "--grid-relative",
+            help="The NWP components are relative to the table's grid north (no convergence "
+            "rotation); write x_wind / y_wind.",
+        ),
+    ] = False,
+    angular_interpolation: Annotated[
+        Interp,
+        typer.Option(
+            "--angular-interpolation",
+            metavar="<method>",
+            help="Table lookup between directions: nearest, or linear (blends the two nearest; "
+            "better for tables with fewer than 360 directions).",
+        ),
+    ] = Interp.nearest,
+    complevel: Annotated[
+        int,
+        typer.Option(
+            "--complevel",
+            metavar="<0-9>",
+            help="Deflate level of .nc outputs: 1-3 fast (ISA-L), 4-9 slower zlib, 0 none.",
+        ),
+    ] = 1,
+    per_step: Annotated[
+        bool,
+        typer.Option(
+            "--per-step",
+            help="No table: run a devine-torch feature network (-m) on the DEM (--dem) once "
+            "per time step, with the local wind direction (slower, no table approximation).",
+        ),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "-m", "--model", envvar=MODEL_ENV, help="Feature-network model, with --per-step."
+        ),
+    ] = None,
+    dem: Annotated[
+        Path | None,
+        typer.Option("--dem", help="DEM with its 2-cell frame, with --per-step."),
+    ] = None,
+    dem_crs: DemCrsOpt = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where the network runs, with --per-step.")
+    ] = Device.auto,
+    coarse_cell: Annotated[
+        float | None,
+        typer.Option("--coarse-cell", help="Coarse cell of reldem in metres, with --per-step."),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="<size>",
+            help="Memory the run may use (e.g. 2GB): a table that does not fit is read, and "
+            "the output written, by spatial blocks (same result).",
+        ),
+    ] = None,
+    block_size: Annotated[
+        str | None,
+        typer.Option(
+            "--block-size",
+            metavar="<n|RxC>",
+            help="Force spatial blocks of N x N (or ROWSxCOLUMNS) table pixels.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Run the spatial blocks on a local dask cluster of N processes (output .zarr).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            rich_help_panel="Cluster (dask.distributed)",
+            help="Run the spatial blocks on an existing dask cluster (output .zarr).",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply a correction table (or, per step, a feature network) to an NWP wind series."""
+    from devine_onnx.downscaling.downscale import downscale as run_downscale
+
+    quiet_notes(quiet)
+    if per_step and table is not None:
+        raise typer.BadParameter(
+            "--per-step computes the wind without a table: give -m MODEL and --dem DEM",
+            param_hint="'--table'",
+        )
+    if not per_step and table is None:
+        raise typer.BadParameter(
+            "give --table TABLE, or --per-step with -m MODEL and --dem DEM",
+            param_hint="'--table'",
+        )
+    if not per_step and dem is not None:
+        raise typer.BadParameter("--dem is only used with --per-step", param_hint="'--dem'")
+    if dem_crs is not None and dem is None:
+        raise typer.BadParameter(
+            "--dem-crs describes the --dem of --per-step", param_hint="'--dem-crs'"
+        )
+    per_step_options = {}
+    if per_step:
+        from devine_onnx.engines.runtime import resolve_model_path
+
+        per_step_options = {
+            "per_step": True,
+            "model": resolve_model_path(model),
+            "dem": dem,
+            "device": device.value,
+            "coarse_cell": coarse_cell,
+            "dem_crs": dem_crs,
+        }
+
+    result = run_downscale(
+        nwp,
+        table,
+        output=output,
+        u_var=u_var,
+        v_var=v_var,
+        nwp_crs=nwp_crs,
+        nwp_wind_frame=None if nwp_wind_frame is None else nwp_wind_frame.value,
+        weights=weights,
+        cache_dir=False if no_cache else cache_dir,
+        chunk_time=chunk_time,
+        coarsen=coarsen,
+        grid_relative=grid_relative,
+        angular_interpolation=angular_interpolation.value,
+        complevel=complevel,
+        quiet=quiet,
+        **per_step_options,
+        **{
+            k: v
+            for k, v in (
+                ("max_memory", max_memory),
+                ("block_size", block_size),
+                ("workers", workers),
+                ("scheduler", scheduler),
+            )
+            if v
+        },
+    )
+    sizes = dict(getattr(result, "sizes", {}))
+    shape = (
+        f": {sizes.get('time', '?')} time steps on a {sizes.get('y', '?')} x "
+        f"{sizes.get('x', '?')} grid"
+        if sizes
+        else ""
+    )
+    done(quiet, f"wrote {output}{shape}")

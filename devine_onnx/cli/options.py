@@ -1,0 +1,113 @@
+"""Option types and parsers shared by several commands (no heavy imports: ``--help`` stays fast)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+#: Modules the ``convert`` command needs (the ``convert`` extra).
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Interp(str, Enum):
+    nearest = "nearest"
+    linear = "linear"
+
+
+class WindFrame(str, Enum):
+    earth = "earth"
+    grid = "grid"
+
+
+def parse_angles(text: str | None) -> list[int] | None:
+    """``"0,90,180"`` -> ``[0, 90, 180]``: whole degrees in 0..359, no duplicates.
+
+    Raises :class:`typer.BadParameter` (usage error, exit status 2) when malformed.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p for p in parts):
+        raise typer.BadParameter(
+            f"{text!r}: expected comma-separated whole degrees such as 0,90,180,270"
+        )
+    values: list[int] = []
+    for p in parts:
+        try:
+            v = int(p)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{p!r} is not a whole number of degrees; expected e.g. 0,90,180,270"
+            ) from None
+        if not 0 <= v <= 359:
+            raise typer.BadParameter(f"{v} is outside 0..359 (FROM directions in degrees)")
+        if v in values:
+            raise typer.BadParameter(f"{v} is given twice")
+        values.append(v)
+    return sorted(values)
+
+
+def angles_callback(value: str | None) -> list[int] | None:
+    return parse_angles(value)
+
+
+def parse_target(text: str | None):
+    """``"xmin,ymin,xmax,ymax"`` -> tuple of 4 floats; anything else is a file path."""
+    if text is None:
+        return None
+    if "," in text:
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            box = tuple(float(p) for p in parts)
+        except ValueError:
+            box = ()
+        if len(box) != 4:
+            raise typer.BadParameter(
+                f"{text!r}: expected xmin,ymin,xmax,ymax (4 numbers in the DEM's CRS) or a file"
+            )
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise typer.BadParameter(f"{text!r}: expected xmin < xmax and ymin < ymax")
+        return box
+    return Path(text)
+
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on success.")
+]
+TableOpt = Annotated[
+    Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
+]
+
+
+class EngineName(str, Enum):
+    devine = "devine"
+    micromet = "micromet"
+    features = "features"
+
+
+class DevineMethod(str, Enum):
+    auto = "auto"
+    crop = "crop"
+    frame = "frame"
+
+
+DemCrsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dem-crs",
+        help="CRS of a DEM file without one (.asc without .prj...), e.g. EPSG:2154.",
+    ),
+]

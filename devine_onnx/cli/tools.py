@@ -1,0 +1,96 @@
+"""``devine-onnx demo``, ``plot`` and ``info``: trying, looking and checking the install."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, done, quiet_notes
+from .options import Device, QuietOpt
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx demo                 (MicroMet, no model: writes into demo/)\n\n"
+        "  devine-onnx demo -m devine.onnx --out demo-devine/\n\n"
+        "Writes demo_dem.tif, demo_nwp.nc, demo_table.nc, demo_weights.nc, demo_wind.nc, "
+        "demo_wind.png and demo_table.png into the folder. -m demo runs the shipped "
+        "demonstration model, whose synthetic weights only show the pipeline."
+    )
+)
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo files.")] = Path("demo"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "-m",
+            "--model",
+            help="ONNX model for the table (default: the built-in MicroMet engine); "
+            "'demo': the demonstration model.",
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
+    ] = Device.auto,
+    angle_step: Annotated[int, typer.Option("--angle-step", min=1, max=180, hidden=True)] = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole chain on real terrain and a synthetic wind series (about a minute)."""
+    from devine_onnx.demo import run_demo
+
+    quiet_notes(quiet)
+
+    result = run_demo(out, model=model, quiet=quiet, angle_step=angle_step, device=device.value)
+    if not quiet:
+        typer.echo(result.summary())
+
+
+# ---------------------------------------------------------------------------- plot
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]:\n\n"
+        "  devine-onnx plot wind_2026-01.nc --time 2026-01-15T12:00 --table table.nc "
+        "-o wind_map.png\n\n"
+        "  devine-onnx plot table.nc --angle 270 -o table_270.png\n\n"
+        "A correction table (acceleration, alpha) or a downscaled output (wind_speed) is "
+        "recognised from its variables."
+    )
+)
+def plot(
+    file: Annotated[Path, typer.Argument(help="Downscaled output or correction table.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png).")],
+    time: Annotated[
+        str | None,
+        typer.Option("--time", help="Time step of a downscaled output (ISO 8601; default first)."),
+    ] = None,
+    angle: Annotated[
+        float | None,
+        typer.Option("--angle", help="Direction of a table, degrees FROM (default 270)."),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", "-t", help="Table whose elevation gives the hillshade."),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Draw a map of a downscaled output or explore a correction table."""
+    from devine_onnx.plot import plot_file
+
+    kind, path = plot_file(file, output, time=time, angle=angle, table=table)
+    done(quiet, f"wrote {path} ({'table explorer' if kind == 'table' else 'wind map'})")
+
+
+@app.command(epilog="[bold]Example[/bold]:\n\n  devine-onnx info\n\n  devine-onnx info --json")
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Versions, ONNX Runtime providers, GPU/CUDA status, default model, TensorFlow."""
+    from devine_onnx.diagnostics import format_info
+    from devine_onnx.diagnostics import info as collect
+
+    data = collect()
+    typer.echo(json.dumps(data, indent=2) if as_json else format_info(data))
