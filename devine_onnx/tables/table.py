@@ -27,12 +27,15 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx._version import __version__
-from devine_onnx.errors import OptionError, TableError, first_line
+from devine_onnx.errors import OptionError, TableError, first_line, option
 from devine_onnx.io.cf import grid_mapping_crs
 from devine_onnx.io.dem import dem_fingerprint
 
 __all__ = [
+    "DIRECTION_VARIABLES",
     "VARIABLE_ATTRS",
+    "CorrectionTable",
+    "angles_text",
     "alpha_in_degrees",
     "mismatches",
     "open_table",
@@ -232,9 +235,529 @@ def _short(value) -> str:
 
 # --- reading a table -----------------------------------------------------------------------
 
+#: The per-direction variables ``(angle, y, x)`` of a table, in reading order.
+DIRECTION_VARIABLES = ("acceleration", "alpha", "vertical")
+#: Bytes of one piece read at once by :meth:`CorrectionTable.read` (its decoded storage
+#: chunks come on top, once).
+PIECE_BYTES = 32 << 20
+_RADIAN_UNITS = ("", "radian", "radians", "rad")
+
+
+class CorrectionTable:
+    """A correction table, opened and validated once.
+
+    The only code that knows the table format (module docstring): its variables, the angle
+    convention, the grid and its CRS, the engine attributes, the synthetic-weights flag,
+    ``edge_influence``, ``vertical`` and how to read a window of it. Build it with
+    :meth:`open`.
+
+    Attributes
+    ----------
+    dataset : xarray.Dataset
+        The lazy table (per-direction variables transposed to ``(angle, y, x)``, ``alpha`` as
+        stored: use :meth:`read` or :meth:`at_angle` for radians).
+    label : str
+        How messages name the table (the path as given, or what the caller said).
+    path : pathlib.Path or None
+        The file or Zarr folder, None for a Dataset or a Zarr store object.
+    """
+
+    def __init__(self, dataset: xr.Dataset, *, label: str, path: Path | None, owned: bool):
+        self.dataset = dataset
+        self.label = label
+        self.path = path
+        self._owned = owned
+        self._validate()
+
+    # ----------------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, source, *, label: str | None = None) -> CorrectionTable:
+        """Open and validate a correction table.
+
+        Parameters
+        ----------
+        source : str, os.PathLike, xarray.Dataset, zarr store or CorrectionTable
+            NetCDF file, Zarr folder (``.zarr`` or any folder), Zarr store object (a
+            mapping or a :class:`zarr.abc.store.Store`), or a Dataset with
+            ``acceleration(angle, y, x)`` (speed ratio, 1), ``alpha(angle, y, x)``
+            (radians, > 0 = turned left; ``units`` "degree" is accepted and converted when
+            read), optional ``vertical(angle, y, x)`` (1), 1-D ``angle`` (FROM direction,
+            degrees clockwise from grid north, strictly ascending in [0, 360)), 1-D ``x``/``y``
+            (metres of the CRS) and a CF grid mapping (``spatial_ref``). A CorrectionTable is
+            returned as is.
+        label : str, optional
+            How messages name the table (default: the path, or the Dataset's
+            ``encoding["source"]``).
+
+        Raises
+        ------
+        TableError
+            Missing or unreadable file, missing or malformed variables, coordinates or CRS;
+            the one-line message names the table.
+        OptionError
+            ``source`` of another type.
+        """
+        if isinstance(source, CorrectionTable):
+            return source
+        if isinstance(source, xr.Dataset):
+            src = source.encoding.get("source")
+            name = label or str(src or "correction table (in memory)")
+            return cls(source, label=name, path=None, owned=False)
+        if isinstance(source, str | os.PathLike):
+            p = Path(source)
+            name = label or str(p)
+            if not p.exists():
+                raise TableError(f"{name}: correction table not found; check the path")
+            is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
+            try:
+                if is_zarr:
+                    ds = xr.open_dataset(p, engine="zarr", chunks=None)
+                else:
+                    with small_hdf5_chunk_cache():
+                        ds = xr.open_dataset(p, engine="netcdf4", chunks=None)
+            except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
+                raise TableError(
+                    f"{name}: cannot be read as a {'Zarr' if is_zarr else 'NetCDF'} correction "
+                    f"table ({type(exc).__name__}: {first_line(exc)}); give a table written "
+                    "by devine-onnx"
+                ) from None
+            ds.encoding.setdefault("source", str(p))
+            try:
+                return cls(ds, label=name, path=p, owned=True)
+            except Exception:
+                ds.close()
+                raise
+        if _is_zarr_store(source):
+            name = label or "correction table (Zarr store)"
+            try:
+                ds = xr.open_dataset(source, engine="zarr", chunks=None)
+            except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
+                raise TableError(
+                    f"{name}: cannot be read as a Zarr correction table ({type(exc).__name__}: "
+                    f"{first_line(exc)}); give a table written by devine-onnx"
+                ) from None
+            return cls(ds, label=name, path=None, owned=True)
+        raise OptionError(
+            f"table of type {type(source).__name__}: expected a file path, a Zarr store or an "
+            "xarray.Dataset"
+        )
+
+    def _validate(self) -> None:
+        ds, label = self.dataset, self.label
+        missing = [n for n in ("acceleration", "alpha") if n not in ds.data_vars]
+        missing += [n for n in ("angle", "y", "x") if n not in ds.coords]
+        if missing:
+            raise TableError(
+                f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
+                f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by "
+                "devine-onnx"
+            )
+        names = [n for n in DIRECTION_VARIABLES if n in ds.data_vars]
+        for name in names:
+            if set(ds[name].dims) != {"angle", "y", "x"}:
+                raise TableError(
+                    f"{label}: {name} has dimensions {tuple(ds[name].dims)}, expected "
+                    "(angle, y, x); give a table written by devine-onnx"
+                )
+        for name in ("angle", "y", "x"):
+            if ds[name].ndim != 1:
+                raise TableError(
+                    f"{label}: coordinate {name} has dimensions {tuple(ds[name].dims)}, "
+                    "expected 1-D; give a table written by devine-onnx"
+                )
+        try:
+            angles = np.asarray(ds["angle"].values, dtype=np.float64)
+            x = np.asarray(ds["x"].values, dtype=np.float64)
+            y = np.asarray(ds["y"].values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TableError(
+                f"{label}: angle, x and y must be numbers; give a table written by devine-onnx"
+            ) from None
+        if (
+            angles.size == 0
+            or not np.all(np.isfinite(angles))
+            or angles.min() < 0
+            or angles.max() >= 360
+            or (angles.size > 1 and not np.all(np.diff(angles) > 0))
+        ):
+            found = f"{angles.min():g}..{angles.max():g}, " if angles.size else ""
+            raise TableError(
+                f"{label}: angle coordinate must be strictly ascending in [0, 360) degrees "
+                f"(found {found}{angles.size} values)"
+            )
+        for name, c in (("x", x), ("y", y)):
+            d = np.diff(c)
+            if c.size == 0 or not np.all(np.isfinite(c)) or not (np.all(d > 0) or np.all(d < 0)):
+                raise TableError(
+                    f"{label}: coordinate {name} must be finite and strictly monotonic "
+                    f"({c.size} values); give a table written by devine-onnx"
+                )
+        units = str(ds["alpha"].attrs.get("units", "")).strip().lower()
+        if not (units.startswith("deg") or units in _RADIAN_UNITS):
+            raise TableError(
+                f"{label}: alpha has units {units!r}, expected 'radian' or 'degree'; give a "
+                "table written by devine-onnx"
+            )
+        self.crs = table_crs(ds, label)
+        self.dataset = ds.assign({n: ds[n].transpose("angle", "y", "x") for n in names})
+        self._angles, self._x, self._y = angles, x, y
+        self._alpha_deg = units.startswith("deg")
+        for a in (self._angles, self._x, self._y):
+            a.flags.writeable = False
+
+    # ----------------------------------------------------------------------- grid
+    @property
+    def angles(self) -> np.ndarray:
+        """Table directions (float64, read-only): FROM, degrees clockwise from GRID north."""
+        return self._angles
+
+    @property
+    def x(self) -> np.ndarray:
+        """1-D x coordinates (float64, read-only), metres of :attr:`crs`."""
+        return self._x
+
+    @property
+    def y(self) -> np.ndarray:
+        """1-D y coordinates (float64, read-only), metres of :attr:`crs`."""
+        return self._y
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` of the table grid."""
+        return self._y.size, self._x.size
+
+    @property
+    def resolution(self) -> float | None:
+        """Pixel size along x (m), None for a single column."""
+        return float(abs(self._x[1] - self._x[0])) if self._x.size > 1 else None
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Coverage of the grid: ``(xmin, ymin, xmax, ymax)`` of the pixel edges (m).
+
+        Pixels are assumed centred on ``x``/``y`` with the spacing of their neighbours.
+        """
+        out = []
+        for c in (self._x, self._y):
+            half = abs(c[1] - c[0]) / 2 if c.size > 1 else 0.0
+            out.append((float(c.min() - half), float(c.max() + half)))
+        return out[0][0], out[1][0], out[0][1], out[1][1]
+
+    @property
+    def chunks(self) -> tuple[int, int] | None:
+        """Rows and columns of the file's storage chunks; None for a table in memory."""
+        ny, nx = self.shape
+        enc = self.dataset["acceleration"].encoding
+        if not enc.get("source") and "preferred_chunks" not in enc:
+            return None
+        pref = enc.get("preferred_chunks") or {}
+        return int(pref.get("y", ny)), int(pref.get("x", nx))
+
+    # ----------------------------------------------------------------------- metadata
+    @property
+    def attrs(self) -> dict:
+        """A copy of the global attributes."""
+        return dict(self.dataset.attrs)
+
+    @property
+    def engine(self) -> str:
+        """Engine that computed the table (``devine`` for tables older than the attribute)."""
+        return str(self.dataset.attrs.get("engine", "devine"))
+
+    @property
+    def engine_title(self) -> str:
+        return str(self.dataset.attrs.get("engine_title", ""))
+
+    @property
+    def engine_citation(self) -> str:
+        return str(self.dataset.attrs.get("engine_citation", ""))
+
+    @property
+    def synthetic_note(self) -> str | None:
+        """The table's comment when it says the model weights are synthetic, else None."""
+        return synthetic_note(self.dataset.attrs)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the table was computed with synthetic (test) model weights."""
+        return self.synthetic_note is not None
+
+    @property
+    def has_vertical(self) -> bool:
+        """True when the table has ``vertical(angle, y, x)`` (w / inflow speed)."""
+        return "vertical" in self.dataset.data_vars
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The per-direction variables present: acceleration, alpha[, vertical]."""
+        return tuple(n for n in DIRECTION_VARIABLES if n in self.dataset.data_vars)
+
+    @property
+    def elevation(self) -> xr.DataArray | None:
+        """``elevation(y, x)`` (m), the DEM on the table grid, or None."""
+        return self._static("elevation")
+
+    @property
+    def edge_influence(self) -> xr.DataArray | None:
+        """``edge_influence(y, x)`` (1 = influenced by an edge, docs/method.md §9.1), or None."""
+        return self._static("edge_influence")
+
+    def _static(self, name: str) -> xr.DataArray | None:
+        ds = self.dataset
+        if name not in ds.variables or set(ds[name].dims) != {"y", "x"}:
+            return None
+        return ds[name].transpose("y", "x")
+
+    # ----------------------------------------------------------------------- reading
+    def read(self, region=None, dtype=np.float32, variables=None) -> dict[str, np.ndarray]:
+        """Per-direction variables of a window as C-contiguous ``(angle, y, x)`` arrays.
+
+        Parameters
+        ----------
+        region : (y0, y1, x0, x1) or (slice, slice), optional
+            Rows ``y0:y1`` and columns ``x0:x1`` of the table grid (array indices, end
+            excluded); default the whole grid.
+        dtype
+            Type of the arrays.
+        variables : sequence of str, optional
+            Default: acceleration, alpha and vertical when the table has it.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``acceleration`` (1), ``alpha`` (ALWAYS radians, > 0 = turned left),
+            ``vertical`` (1). NaN where the table has no value.
+
+        Notes
+        -----
+        The values are read in pieces of at most :data:`PIECE_BYTES` that follow the storage
+        chunks (``encoding["preferred_chunks"]``: whole chunks along ``angle``, one chunk along
+        ``y``/``x`` at a time), so that each chunk is decoded once and the memory beyond the
+        result stays that of one piece and its chunks.
+        """
+        names = self.variables if variables is None else tuple(variables)
+        for name in names:
+            if name not in self.variables:
+                raise OptionError(
+                    f"{self.label}: no per-direction variable {name!r} (it has "
+                    f"{', '.join(self.variables)})"
+                )
+        rows, cols = self._region(region)
+        scale = {"alpha": np.deg2rad} if self._alpha_deg else {}
+        return {
+            name: _read_variable(self.dataset[name], dtype, rows, cols, scale.get(name))
+            for name in names
+        }
+
+    def _region(self, region) -> tuple[tuple[int, int], tuple[int, int]]:
+        ny, nx = self.shape
+        if region is None:
+            return (0, ny), (0, nx)
+        if len(region) == 2 and all(isinstance(r, slice) for r in region):
+            (y0, y1, sy), (x0, x1, sx) = region[0].indices(ny), region[1].indices(nx)
+            if sy != 1 or sx != 1:
+                raise OptionError(f"region {region!r}: steps are not supported")
+        elif len(region) == 4:
+            y0, y1, x0, x1 = (int(v) for v in region)
+        else:
+            raise OptionError(
+                f"region {region!r}: expected (y0, y1, x0, x1) or (rows slice, columns slice)"
+            )
+        if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+            raise OptionError(
+                f"region {(y0, y1, x0, x1)}: outside the {ny} x {nx} table {self.label}, "
+                "expected 0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx"
+            )
+        return (y0, y1), (x0, x1)
+
+    def at_angle(self, angle) -> xr.Dataset:
+        """The table for one inflow direction, in memory.
+
+        Parameters
+        ----------
+        angle : float
+            FROM direction (degrees clockwise from grid north, taken modulo 360); must be one
+            of :attr:`angles`.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``acceleration(y, x)``, ``alpha(y, x)`` in radians[, ``vertical(y, x)``], with the
+            ``x``/``y`` coordinates, the scalar ``angle`` and the grid mapping.
+
+        Raises
+        ------
+        OptionError
+            ``angle`` is not a number or not in the table (the message lists its angles).
+        """
+        try:
+            a = float(angle) % 360.0
+        except (TypeError, ValueError):
+            raise OptionError(f"{option('angle', angle)}: expected a number of degrees") from None
+        d = np.abs(self._angles - a)
+        hits = np.flatnonzero(np.isclose(np.minimum(d, 360.0 - d), 0.0, atol=1e-6))
+        if hits.size == 0:
+            raise OptionError(
+                f"{option('angle', angle)}: not in {self.label}; it has angles "
+                f"{angles_text(self._angles)}"
+            )
+        ds = self.dataset[list(self.variables)].isel(angle=int(hits[0])).load()
+        if self._alpha_deg:
+            attrs = {**ds["alpha"].attrs, "units": "radian"}
+            ds["alpha"] = np.deg2rad(ds["alpha"]).assign_attrs(attrs)
+        gm = _grid_mapping_name(self.dataset)
+        if gm is not None and gm not in ds.variables:
+            ds = ds.assign_coords({gm: self.dataset[gm]})
+        return ds
+
+    def static_variables(self, coarsen=1, grid_mapping: str = "spatial_ref") -> dict:
+        """Direction-independent ``(y, x)`` variables for a downscaled output.
+
+        Parameters
+        ----------
+        coarsen : int, optional
+            Output block size in pixels: ``elevation`` becomes the NaN-ignoring block mean,
+            ``edge_influence`` is 1 where any pixel of the block is (the last rows/columns that
+            do not fill a block are dropped). 1 or None: the table grid.
+        grid_mapping : str
+            Name of the output's grid mapping variable.
+
+        Returns
+        -------
+        dict of str to xarray.DataArray
+            ``elevation`` (float32, m) and ``edge_influence`` (uint8, flag), each when the
+            table has it, without coordinates.
+        """
+        n = int(coarsen) if coarsen not in (None, 0, 1) else None
+        out = {}
+        elev = self.elevation
+        if elev is not None:
+            z = np.asarray(elev.values, dtype=np.float32)
+            if n:
+                z = _block_mean(z, n)
+            attrs = {
+                "standard_name": "surface_altitude",
+                "long_name": "terrain elevation of the correction table"
+                + (" (block mean)" if n else ""),
+                "units": "m",
+                "grid_mapping": grid_mapping,
+            }
+            out["elevation"] = xr.DataArray(z.astype(np.float32), dims=("y", "x"), attrs=attrs)
+        edge = self.edge_influence
+        if edge is not None:
+            flag = np.asarray(edge.values) == 1
+            if n:
+                flag = _block_any(flag, n)
+            attrs = {**edge.attrs, "grid_mapping": grid_mapping}
+            attrs["comment"] = (
+                "1 where the correction table's value was influenced, for some direction, by "
+                "the edge of its DEM or of its computed window (docs/method.md §9.1); the wind "
+                "there is less reliable. " + str(attrs.get("comment", ""))
+            ).strip()
+            out["edge_influence"] = xr.DataArray(
+                flag.astype(np.uint8), dims=("y", "x"), attrs=attrs
+            )
+        return out
+
+    # ----------------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Release the file (only when :meth:`open` opened it; a Dataset given stays open)."""
+        if self._owned:
+            self.dataset.close()
+
+    def __enter__(self) -> CorrectionTable:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        ny, nx = self.shape
+        return (
+            f"<CorrectionTable {self.label}: engine {self.engine}, {self._angles.size} "
+            f"directions, {ny} x {nx} pixels, vertical={self.has_vertical}>"
+        )
+
+
+def _is_zarr_store(source) -> bool:
+    from collections.abc import MutableMapping
+
+    if isinstance(source, MutableMapping):
+        return True
+    try:
+        from zarr.abc.store import Store
+    except ImportError:  # zarr 2 or no zarr
+        return False
+    return isinstance(source, Store)
+
+
+def _grid_mapping_name(ds: xr.Dataset) -> str | None:
+    gm = ds["acceleration"].attrs.get("grid_mapping") or ds["acceleration"].encoding.get(
+        "grid_mapping"
+    )
+    name = str(gm).split(":")[0].split()[0] if gm else "spatial_ref"
+    return name if name in ds.variables else None
+
+
+def _edges(start: int, stop: int, chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut on the storage chunk grid (multiples of ``chunk``)."""
+    cuts = [start] + list(range((start // chunk + 1) * chunk, stop, chunk)) + [stop]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _read_variable(var: xr.DataArray, dtype, rows, cols, scale=None) -> np.ndarray:
+    """``var[:, y0:y1, x0:x1]`` (``(angle, y, x)``) read in pieces along its storage chunks."""
+    n = var.shape[0]
+    (y0, y1), (x0, x1) = rows, cols
+    pref = var.encoding.get("preferred_chunks") or {}
+    ca = max(1, int(pref.get("angle", 1)))
+    cy = max(1, int(pref.get("y", y1)))
+    cx = max(1, int(pref.get("x", x1)))
+    out = np.empty((n, y1 - y0, x1 - x0), dtype=dtype)
+    for ty0, ty1 in _edges(y0, y1, cy):
+        for tx0, tx1 in _edges(x0, x1, cx):
+            pixels = (ty1 - ty0) * (tx1 - tx0)
+            slab = ca * max(1, PIECE_BYTES // max(1, ca * pixels * 8))
+            for a in range(0, n, slab):
+                piece = np.asarray(var[a : a + slab, ty0:ty1, tx0:tx1].values)
+                if scale is not None:
+                    piece = scale(piece)
+                out[a : a + slab, ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = piece
+                del piece
+    return out
+
+
+def _block_mean(a: np.ndarray, n: int) -> np.ndarray:
+    """Mean over n x n blocks (trimmed), ignoring NaN; NaN where a block has none."""
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
+    finite = np.isfinite(b)
+    total = np.where(finite, b, 0).sum(axis=(-3, -1), dtype=np.float64)
+    count = finite.sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return mean.astype(a.dtype, copy=False)
+
+
+def _block_any(a: np.ndarray, n: int) -> np.ndarray:
+    """Any over n x n blocks (trimmed like :func:`_block_mean`)."""
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    return a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n)).any(axis=(-3, -1))
+
+
+def angles_text(angles) -> str:
+    """Short description of table angles: ``0..359 every 1°`` or the list."""
+    a = np.asarray(angles, dtype=np.float64)
+    if a.size > 6:
+        step = np.diff(a)
+        if np.allclose(step, step[0]):
+            return f"{a[0]:g}..{a[-1]:g} every {step[0]:g}°"
+        return f"{a[0]:g}..{a[-1]:g} ({a.size} directions)"
+    return ", ".join(f"{v:g}" for v in a)
+
 
 def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
-    """CRS of a correction table (rioxarray grid mapping, ``spatial_ref``/``crs_wkt``).
+    """CRS of a correction table Dataset (its CF grid mapping, ``spatial_ref``/``crs_wkt``).
 
     Raises
     ------
@@ -252,10 +775,10 @@ def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
 
 @contextmanager
 def small_hdf5_chunk_cache(size: int = 1 << 20):
-    """Open NetCDF files with a small HDF5 chunk cache (default: 64 MB per variable).
+    """Open NetCDF files with a small HDF5 chunk cache (default 1 MB per variable).
 
     The table is read once, chunk by chunk, so a cache only costs memory. The setting is
-    process-wide in netCDF-C: it is restored on exit.
+    process-wide in netCDF-C and applies to the files opened meanwhile: it is restored on exit.
     """
     try:
         import netCDF4
@@ -272,21 +795,14 @@ def small_hdf5_chunk_cache(size: int = 1 << 20):
 
 
 def open_table(source) -> xr.Dataset:
-    """Open and validate a correction table.
-
-    Parameters
-    ----------
-    source : str, os.PathLike or xarray.Dataset
-        NetCDF file, Zarr store or Dataset with ``acceleration(angle, y, x)``,
-        ``alpha(angle, y, x)`` (radians; ``units`` "degree" is converted), 1-D ``angle``
-        (FROM direction, degrees clockwise from grid north, strictly ascending in [0, 360)),
-        ``x``/``y`` coordinates in CRS units and a CRS (rioxarray ``spatial_ref``).
+    """Open and validate a correction table (see :meth:`CorrectionTable.open`).
 
     Returns
     -------
     xarray.Dataset
-        The table, lazily opened for files, with ``acceleration`` and ``alpha`` transposed to
-        ``(angle, y, x)``. ``encoding["source"]`` names the file.
+        The table, lazily opened for files, with the per-direction variables transposed to
+        ``(angle, y, x)`` and ``alpha`` as stored. ``encoding["source"]`` names the file. Use
+        :class:`CorrectionTable` to read it with ``alpha`` in radians.
 
     Raises
     ------
@@ -294,68 +810,11 @@ def open_table(source) -> xr.Dataset:
         Missing file, unreadable file, missing variables/coordinates or CRS; the message
         names the file.
     """
-    if isinstance(source, xr.Dataset):
-        ds = source
-        label = str(ds.encoding.get("source") or "correction table (in memory)")
-    elif isinstance(source, str | os.PathLike):
-        p = Path(source)
-        label = str(p)
-        if not p.exists():
-            raise TableError(f"{p}: correction table not found; check the path")
-        is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
-        try:
-            if is_zarr:
-                ds = xr.open_dataset(p, engine="zarr", chunks=None)
-            else:
-                with small_hdf5_chunk_cache():
-                    ds = xr.open_dataset(p, engine="netcdf4", chunks=None)
-        except Exception as exc:  # noqa: BLE001 - any reader failure: not a table
-            raise TableError(
-                f"{p}: cannot be read as a {'Zarr' if is_zarr else 'NetCDF'} correction table "
-                f"({type(exc).__name__}: {first_line(exc)}); give a table written by "
-                "devine-onnx"
-            ) from None
-        ds.encoding.setdefault("source", str(p))
-    else:
-        raise OptionError(
-            f"table of type {type(source).__name__}: expected a file path or an xarray.Dataset"
-        )
-    missing = [n for n in ("acceleration", "alpha") if n not in ds.data_vars]
-    missing += [n for n in ("angle", "y", "x") if n not in ds.coords]
-    if missing:
-        raise TableError(
-            f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
-            f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by devine-onnx"
-        )
-    for name in ("acceleration", "alpha"):
-        if set(ds[name].dims) != {"angle", "y", "x"}:
-            raise TableError(
-                f"{label}: {name} has dimensions {tuple(ds[name].dims)}, expected "
-                "(angle, y, x); give a table written by devine-onnx"
-            )
-    for name in ("angle", "y", "x"):
-        if ds[name].ndim != 1:
-            raise TableError(f"{label}: coordinate {name} must be 1-D")
-    angles = np.asarray(ds["angle"].values, dtype=np.float64)
-    if (
-        not np.all(np.isfinite(angles))
-        or angles.min() < 0
-        or angles.max() >= 360
-        or (angles.size > 1 and not np.all(np.diff(angles) > 0))
-    ):
-        raise TableError(
-            f"{label}: angle coordinate must be strictly ascending in [0, 360) degrees "
-            f"(found {angles.min():g}..{angles.max():g}, {angles.size} values)"
-        )
-    table_crs(ds, label)
-    ds = ds.assign(
-        acceleration=ds["acceleration"].transpose("angle", "y", "x"),
-        alpha=ds["alpha"].transpose("angle", "y", "x"),
-    )
-    return ds
+    return CorrectionTable.open(source).dataset
 
 
 def alpha_in_degrees(table: xr.Dataset) -> bool:
+    """True when a table Dataset stores ``alpha`` in degrees (``units`` starting "deg")."""
     return str(table["alpha"].attrs.get("units", "")).lower().startswith("deg")
 
 
