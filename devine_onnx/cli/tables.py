@@ -205,7 +205,7 @@ def corrections(
 
     The table stores acceleration (speed ratio) and alpha (deviation, radians) per FROM direction on the DEM's grid, from the DEVINE UNet (devine), the MicroMet terrain parameterisation (micromet) or a devine-torch feature network (features).
     """
-    from devine_onnx.tables.corrections import compute_corrections as _corrections_call
+    from devine_onnx.tables.build import compute_corrections as _corrections_call
 
     quiet_notes(quiet)
     if angles is not None and angle_step is not None:
@@ -349,7 +349,7 @@ def features(
     quiet: QuietOpt = False,
 ) -> None:
     """Write the devine-torch terrain features (deflLis, reldem, ydsc) of a DEM for given directions."""
-    from devine_onnx.engines.features import compute_features
+    from devine_onnx.feature_maps import compute_features
 
     quiet_notes(quiet)
     ds = compute_features(
@@ -365,6 +365,6 @@ def features(
     n = ds.sizes["n"]
     done(
         quiet,
-        f"wrote {output}: {n} direction{'' if n == 1 else 's'} on a {ds.sizes['nrows']} x "
-        f"{ds.sizes['ncols']} grid",
+        f"wrote {output}: {n} direction{'' if n == 1 else 's'} on a {ds.sizes['y']} x "
+        f"{ds.sizes['x']} grid",
     )

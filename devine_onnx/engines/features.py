@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from devine_onnx.engines.runtime import check_signature, file_sha256, open_model_session
 from devine_onnx.errors import DEMError, ModelError, OptionError
-from devine_onnx.session import check_signature, file_sha256, open_model_session
 
 from .base import TableEngine, TableWindow
 from .terrain_features import (
@@ -55,9 +55,8 @@ __all__ = [
     "FeatureNetworkEngine",
     "ResolutionWarning",
     "alpha_from_uv",
-    "compute_features",
-    "engine_for_model",
-    "model_kind_of",
+    "check_dem_size",
+    "interior_and_orientation",
 ]
 
 #: Largest number of pixels (directions x rows x columns) run in one network pass. A
@@ -81,14 +80,6 @@ class ResolutionWarning(UserWarning):
     """The DEM's cell size differs from the model's training resolution."""
 
 
-def model_kind_of(path) -> str:
-    """``"features"`` or ``"rotation"``: the family of a converted model (reads its metadata)."""
-    from devine_onnx.session import model_kind
-
-    _, _, meta = open_model_session(path, device="cpu", threads=1)
-    return model_kind(meta)
-
-
 def _threads_default() -> int | None:
     value = os.environ.get("DEVINE_ONNX_THREADS")
     return int(value) if value else None
@@ -103,7 +94,7 @@ class FeatureNetwork:
         ONNX file written by ``devine-onnx convert`` from a devine-torch model folder;
         default ``$DEVINE_ONNX_MODEL``.
     device
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :class:`devine_onnx.session.DevineModel`).
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :class:`devine_onnx.engines.devine.model.DevineModel`).
     threads
         ONNX Runtime intra-op threads (default: all cores).
 
@@ -273,8 +264,10 @@ def alpha_from_uv(u: np.ndarray, v: np.ndarray, theta) -> np.ndarray:
     return np.arctan2(cross, dot)
 
 
-def _interior_and_orientation(dem: xr.DataArray) -> tuple[np.ndarray, float, bool, bool]:
-    """North-up, west-to-east float64 elevations, cell size, and the flips applied."""
+def interior_and_orientation(dem: xr.DataArray) -> tuple[np.ndarray, float, bool, bool]:
+    """North-up, west-to-east float64 elevations (m), the cell size (m), and the flips
+    applied: ``(z, cell, flip_y, flip_x)``; the flips take the working view back to the
+    DEM's own row/column order."""
     if {"y", "x"} <= set(dem.dims):
         dem = dem.transpose("y", "x")
     z = np.asarray(dem.values, dtype=np.float64)
@@ -285,6 +278,10 @@ def _interior_and_orientation(dem: xr.DataArray) -> tuple[np.ndarray, float, boo
     flip_x = bool(x.size > 1 and x[1] < x[0])
     z = z[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
     return z, cell, flip_y, flip_x
+
+
+#: Old private name, kept for :mod:`devine_onnx.downscaling.per_step` until it imports the public one.
+_interior_and_orientation = interior_and_orientation
 
 
 def check_dem_size(shape, label: str = "DEM") -> None:
@@ -318,8 +315,8 @@ class FeatureNetworkEngine(TableEngine):
     threads
         ONNX Runtime intra-op threads.
 
-    Hook for the engine-neutral loop: :func:`engine_for_model` returns this engine for a
-    feature-network model and None for the rotation model.
+    :func:`devine_onnx.engines.engine_for_model` returns this engine for a feature-network
+    model.
     """
 
     name = "features"
@@ -373,7 +370,7 @@ class FeatureNetworkEngine(TableEngine):
     def prepare_dem(self, dem: xr.DataArray, notes: list[str]) -> xr.DataArray:
         """Refuse DEMs too small for the frame and the network; warn about the resolution."""
         check_dem_size(dem.shape[-2:], str(dem.attrs.get("source", "DEM")))
-        _, cell, _, _ = _interior_and_orientation(dem)
+        _, cell, _, _ = interior_and_orientation(dem)
         self.network.check_resolution(cell, str(dem.attrs.get("source", "the DEM")))
         from .terrain_features import block_size
 
@@ -393,7 +390,7 @@ class FeatureNetworkEngine(TableEngine):
     def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
         """Terrain geometry of the whole DEM; the table is cut to ``window`` afterwards."""
         check_dem_size(dem.shape[-2:])
-        z, cell, flip_y, flip_x = _interior_and_orientation(dem)
+        z, cell, flip_y, flip_x = interior_and_orientation(dem)
         self._geom = terrain_geometry(z, cell, self.coarse_cell)
         self._flips = (flip_y, flip_x)
         ny, nx = dem.shape[-2:]
@@ -487,134 +484,3 @@ class FeatureNetworkEngine(TableEngine):
         if net.training_resolution is not None:
             attrs["model_training_resolution"] = net.training_resolution
         return attrs
-
-
-def engine_for_model(model, device: str = "auto", **options) -> FeatureNetworkEngine | None:
-    """The table engine a model needs: a :class:`FeatureNetworkEngine` for a feature-network
-    model (``devine.kind = features``), None for the DEVINE rotation model.
-
-    ``options`` are passed to :class:`FeatureNetworkEngine` (``coarse_cell``, ``max_pixels``,
-    ``halo``, ``threads``). Opens the model once to read its metadata.
-    """
-    if isinstance(model, FeatureNetwork):
-        return FeatureNetworkEngine(model, **options)
-    if model_kind_of(model) != "features":
-        return None
-    return FeatureNetworkEngine(model, device=device, **options)
-
-
-# ---------------------------------------------------------------------- features API
-def compute_features(
-    dem,
-    angles,
-    *,
-    output=None,
-    coarse_cell: float | None = None,
-    model=None,
-    normalised: bool = False,
-    fill_nodata: bool = False,
-    dem_crs=None,
-) -> xr.Dataset:
-    """The features of a DEM for uniform inflow directions, in devine-torch's input layout.
-
-    Parameters
-    ----------
-    dem
-        DEM file or DataArray (see :func:`devine_onnx.load_dem`), with its 2-cell frame.
-    angles
-        Inflow FROM directions in degrees clockwise from grid north.
-    output
-        NetCDF file to write (optional).
-    coarse_cell
-        Coarse cell of reldem in metres (default: the model's, else 1000).
-    model
-        Optional feature-network model: its coarse cell default, training resolution
-        (warning) and normalisation.
-    normalised
-        Write the normalised network input (float32) instead of the raw features.
-    fill_nodata, dem_crs
-        As for :func:`devine_onnx.load_dem` (``dem_crs``: CRS of a DEM file without one).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``deflLis``, ``reldem``, ``ydsc`` on ``(n, nrows, ncols)`` (devine-torch's layout:
-        variables in that order, reldem repeated for each n), float64 (float32 if
-        ``normalised``), with ``angle(n)``, and ``x(ncols)``, ``y(nrows)`` coordinates of the
-        DEM without its frame.
-    """
-    from devine_onnx.io.dem import load_dem
-
-    net = None
-    if model is not None:
-        net = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, "cpu", 1)
-    if normalised and net is None:
-        raise OptionError("normalised features need the model (-m/--model) for mean and std")
-    da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
-    label = str(da.attrs.get("source", "DEM"))
-    check_dem_size(da.shape, label)
-    cc = coarse_cell if coarse_cell is not None else (net.coarse_cell if net else COARSE_CELL)
-    z, cell, flip_y, flip_x = _interior_and_orientation(da)
-    if net is not None:
-        net.check_resolution(cell, label)
-    try:
-        geom = terrain_geometry(z, cell, cc)
-    except ValueError as exc:
-        raise OptionError(f"--coarse-cell {cc}: {exc}") from None
-    ang = np.atleast_1d(np.asarray(angles, dtype=np.float64))
-    if ang.ndim != 1 or ang.size == 0 or not np.all(np.isfinite(ang)):
-        raise OptionError(f"angles {angles!r}: expected one or more directions in degrees")
-    defl, ydsc = direction_features(geom, ang.reshape(-1, 1, 1))
-    rel = np.broadcast_to(geom.reldem, defl.shape)
-    if normalised:
-        x = normalise(defl, geom.reldem, ydsc, net.mean, net.std)
-        defl, rel, ydsc = x[:, 0], x[:, 1], x[:, 2]
-
-    def orient(a):
-        return a[..., :: -1 if flip_y else 1, :: -1 if flip_x else 1]
-
-    dims = ("n", "nrows", "ncols")
-    kind = "normalised network input" if normalised else "terrain feature"
-    ds = xr.Dataset(
-        {
-            "deflLis": (dims, orient(defl), {"long_name": f"diverting factor ({kind})"}),
-            "reldem": (dims, orient(np.array(rel)), {"long_name": f"relative DEM ({kind})"}),
-            "ydsc": (dims, orient(ydsc), {"long_name": f"vertical wind factor ({kind})"}),
-        },
-        coords={
-            "n": ("n", np.arange(ang.size)),
-            "angle": (
-                "n",
-                ang,
-                {
-                    "units": "degree",
-                    "long_name": "inflow FROM direction, clockwise from grid north",
-                },
-            ),
-            "x": ("ncols", np.asarray(da.x.values[FRAME:-FRAME], dtype=np.float64)),
-            "y": ("nrows", np.asarray(da.y.values[FRAME:-FRAME], dtype=np.float64)),
-        },
-        attrs={
-            "title": "devine-torch input features computed by devine-onnx",
-            "source": label,
-            "cell_size": cell,
-            "coarse_cell": float(cc),
-            "coarse_block_cells": geom.numb,
-            "frame": f"{FRAME} cells removed around the DEM",
-            "normalised": "true" if normalised else "false",
-            "notes": "; ".join(notes),
-        },
-    )
-    if not normalised:
-        ds["reldem"].attrs["units"] = "m"
-    if output is not None:
-        from devine_onnx.io.atomic import atomic_output
-
-        out = Path(output)
-        if out.suffix.lower() not in (".nc", ".nc4", ".netcdf"):
-            from devine_onnx.errors import OutputError
-
-            raise OutputError(f"{out}: features are written as NetCDF; use a .nc path")
-        with atomic_output(out) as tmp:
-            ds.to_netcdf(tmp, engine="netcdf4")
-    return ds

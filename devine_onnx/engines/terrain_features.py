@@ -210,9 +210,9 @@ def direction_features(geom: TerrainGeometry, theta) -> tuple[np.ndarray, np.nda
 
     ``theta`` is a scalar, or an array broadcast against the interior (e.g. ``(N, ny, nx)``
     per time step, or ``(N, 1, 1)`` for N uniform directions); results have the broadcast
-    shape.
+    shape. Directions are taken modulo 360 (-100 is 260).
     """
-    theta = np.asarray(theta, dtype=np.float64)
+    theta = np.mod(np.asarray(theta, dtype=np.float64), 360.0)
     azi = geom.azi
     d = np.where(azi <= theta, theta - azi, theta - azi + 360.0)
     d = np.where(d >= 180.0, 360.0 - d, d)

@@ -19,13 +19,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from devine_onnx.engines import engine_for_model
 from devine_onnx.engines.features import (
     FeatureNetwork,
     FeatureNetworkEngine,
     ResolutionWarning,
     alpha_from_uv,
-    compute_features,
-    engine_for_model,
 )
 from devine_onnx.engines.terrain_features import (
     block_size,
@@ -35,6 +34,7 @@ from devine_onnx.engines.terrain_features import (
     terrain_geometry,
 )
 from devine_onnx.errors import DEMError, ModelError, OptionError
+from devine_onnx.feature_maps import compute_features
 from tests.feature_models import (
     constant_model,
     convert_folder,
@@ -277,6 +277,20 @@ def test_direction_field_broadcasts():
     np.testing.assert_allclose(x[1, 1], (geom.reldem - 1) / 4, rtol=1e-6)
 
 
+def test_directions_taken_modulo_360():
+    """-100 deg is 260 deg and 460 is 100 (issue 16 #6): ydsc used to differ."""
+    geom = terrain_geometry(hills(), 30.0)
+    for a, b in ((-100.0, 260.0), (460.0, 100.0), (360.0, 0.0), (-720.0, 0.0)):
+        d_a, y_a = direction_features(geom, a)
+        d_b, y_b = direction_features(geom, b)
+        np.testing.assert_allclose(y_a, y_b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(d_a, d_b, rtol=0, atol=1e-12)
+    # the loop transcription of the equations at 260 is the reference for -100
+    q, azi = loop_geometry(hills(), 30.0)
+    _, y_ref = loop_direction(q, azi, 260.0)
+    np.testing.assert_allclose(direction_features(geom, -100.0)[1], y_ref, atol=1e-12)
+
+
 def test_alpha_from_uv_convention():
     # FROM 270 (blowing east); output blowing north = turned left by 90 deg
     assert alpha_from_uv(0.0, 1.0, 270.0) == pytest.approx(math.pi / 2)
@@ -410,7 +424,7 @@ def test_engine_pickles(model):
 def test_engine_for_model(model, demo_model_file):
     _, onnx_path = model
     assert isinstance(engine_for_model(onnx_path, device="cpu"), FeatureNetworkEngine)
-    assert engine_for_model(demo_model_file, device="cpu") is None
+    assert engine_for_model(demo_model_file, device="cpu").name == "devine"
 
 
 def test_rotation_model_refused(demo_model_file):
@@ -446,8 +460,8 @@ def test_compute_features_layout(tmp_path, model):
     dem = sample_dem((81, 91), 30.0)
     ds = compute_features(dem, [270, 90], output=tmp_path / "f.nc")
     assert list(ds.data_vars) == ["deflLis", "reldem", "ydsc"]
-    assert ds["deflLis"].dims == ("n", "nrows", "ncols")
-    assert ds.sizes == {"n": 2, "nrows": 77, "ncols": 87}
+    assert ds["deflLis"].dims == ("n", "y", "x")
+    assert ds.sizes == {"n": 2, "y": 77, "x": 87}
     np.testing.assert_array_equal(ds["reldem"][0], ds["reldem"][1])
     np.testing.assert_array_equal(ds["x"], dem.x.values[2:-2])
     geom = terrain_geometry(dem.values.astype(np.float64), 30.0)
@@ -461,6 +475,40 @@ def test_compute_features_layout(tmp_path, model):
         compute_features(dem, [270], normalised=True)
     with xr.open_dataset(tmp_path / "f.nc", engine="netcdf4") as back:
         np.testing.assert_array_equal(back["deflLis"], ds["deflLis"])
+
+
+def test_features_file_is_georeferenced(tmp_path):
+    """CF grid mapping and projected y/x coordinates: GDAL (QGIS) places it on the map."""
+    import rasterio
+
+    from devine_onnx.sample_data import sample_dem
+
+    dem = sample_dem((41, 51), 30.0)
+    out = tmp_path / "f.nc"
+    compute_features(dem, [0, 270], output=out)
+    with xr.open_dataset(out, engine="netcdf4", decode_coords="all") as back:
+        assert back["ydsc"].dims == ("n", "y", "x")
+        assert back["x"].attrs["standard_name"] == "projection_x_coordinate"
+        assert back["y"].attrs["units"] == "m"
+        for name in ("deflLis", "reldem", "ydsc"):
+            assert back[name].encoding["grid_mapping"] == "spatial_ref"
+        assert pyproj_crs(back["spatial_ref"].attrs["crs_wkt"]) == pyproj_crs(dem.rio.crs)
+    with rasterio.open(f"netcdf:{out}:ydsc") as src:
+        assert src.count == 2 and (src.height, src.width) == (37, 47)
+        assert pyproj_crs(src.crs.to_wkt()) == pyproj_crs(dem.rio.crs)
+        # the upper-left corner of the first interior pixel (the DEM minus its 2-cell frame)
+        assert src.transform.c == pytest.approx(float(dem.x[2]) - 15.0)
+        assert src.transform.f == pytest.approx(float(dem.y[2]) + 15.0)
+        assert src.transform.a == pytest.approx(30.0) and src.transform.e == pytest.approx(-30.0)
+        band = src.read(2)  # band 2 = second direction (270)
+    geom = terrain_geometry(dem.values.astype(np.float64), 30.0)
+    np.testing.assert_allclose(band, direction_features(geom, 270.0)[1], rtol=1e-12)
+
+
+def pyproj_crs(value):
+    from pyproj import CRS
+
+    return CRS.from_user_input(value)
 
 
 def test_features_cli(tmp_path, demo_model_file):
