@@ -78,7 +78,7 @@ class DemoResult:
 def _models_readme() -> str:
     """Where the user can read how to get and convert the official weights."""
     try:
-        from .session import demo_model_path
+        from .engines.runtime import demo_model_path
 
         readme = demo_model_path().parent / "README.md"
         if readme.is_file():
@@ -161,10 +161,10 @@ def run_demo(
     """
     from .downscaling.downscale import build_weights, downscale
     from .engines import get_engine
+    from .engines.runtime import demo_model_path
     from .plot import plot_table, plot_wind
     from .sample_data import JACKSBORO_CENTER, real_dem, sample_nwp
-    from .session import demo_model_path
-    from .tables.corrections import compute_corrections
+    from .tables.build import compute_corrections
 
     if (
         isinstance(angle_step, bool)

@@ -52,7 +52,7 @@ def info() -> dict:
         ``convert_missing`` (those that are not), ``engines`` (name, title, citation and
         ``needs_model`` of each table engine).
     """
-    from .session import MODEL_ENV, cuda_usable, demo_model_path, nvidia_device_present
+    from .engines.runtime import MODEL_ENV, cuda_usable, demo_model_path, nvidia_device_present
 
     try:
         import onnxruntime as ort

@@ -69,7 +69,7 @@ say "devine-onnx info"
 "$PYTHON" -m devine_onnx.cli info 2>&1 | tee "$RESULTS/info.txt" | tee -a "$LOG" || true
 command -v nvidia-smi >/dev/null && nvidia-smi 2>&1 | tee -a "$LOG" || true
 
-CUDA=$("$PYTHON" -c 'from devine_onnx.session import cuda_usable; print(int(cuda_usable()))')
+CUDA=$("$PYTHON" -c 'from devine_onnx.engines.runtime import cuda_usable; print(int(cuda_usable()))')
 if [ "$CUDA" = 1 ]; then
     say "CUDA is usable: CUDA tests"
 else

@@ -222,7 +222,7 @@ def test_std_option_refused_for_torch_folder(tmp_path):
 
 
 def test_feature_model_refused_where_rotation_model_needed(converted):
-    from devine_onnx.session import DevineModel
+    from devine_onnx.engines.devine.model import DevineModel
 
     _, onnx_path = converted
     with pytest.raises(ModelError, match="feature network") as info:

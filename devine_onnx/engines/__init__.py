@@ -15,9 +15,12 @@ name          method                                                       needs
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
-from devine_onnx.engines.base import TableEngine, TableWindow
 from devine_onnx.errors import OptionError, option
+
+if TYPE_CHECKING:
+    from devine_onnx.engines.base import TableEngine, TableWindow
 
 __all__ = [
     "ENGINES",
@@ -36,6 +39,16 @@ ENGINES = {
 }
 
 
+def __getattr__(name: str):
+    # TableEngine / TableWindow import xarray: loaded on first use, so that light modules
+    # (runtime.MODEL_ENV for the command line) do not pay for it.
+    if name in ("TableEngine", "TableWindow"):
+        from devine_onnx.engines import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def engine_class(name: str) -> type[TableEngine]:
     """The engine class registered as ``name`` (:class:`OptionError` for unknown names)."""
     if name not in ENGINES:
@@ -49,7 +62,9 @@ def engine_class(name: str) -> type[TableEngine]:
 
 def engine_for_model(model, device: str = "auto", **options) -> TableEngine:
     """The engine a converted model needs: ``features`` or ``devine``, from its metadata."""
-    from devine_onnx.session import DevineModel, demo_model_path, model_kind, open_model_session
+    from devine_onnx.engines.base import TableEngine
+    from devine_onnx.engines.devine.model import DevineModel
+    from devine_onnx.engines.runtime import demo_model_path, model_kind, open_model_session
 
     if isinstance(model, DevineModel) or hasattr(model, "predict"):
         return engine_class("devine")(model, device=device, **options)
@@ -91,7 +106,8 @@ def get_engine(engine=None, model=None, *, device: str = "auto", options=None) -
     """
     import os
 
-    from devine_onnx.session import MODEL_ENV
+    from devine_onnx.engines.base import TableEngine
+    from devine_onnx.engines.runtime import MODEL_ENV
 
     options = dict(options or {})
     if isinstance(engine, TableEngine):
@@ -134,7 +150,7 @@ def _accepted(engine, model, options: dict) -> dict:
         return options
     name = engine
     if name is None:
-        from devine_onnx.session import model_kind, open_model_session
+        from devine_onnx.engines.runtime import model_kind, open_model_session
 
         if hasattr(model, "predict"):
             name = "devine"

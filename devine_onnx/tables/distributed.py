@@ -177,7 +177,7 @@ class EngineSpec:
         options = dict(self.options)
         if self.threads and model is not None:
             if self.name == "devine":
-                from devine_onnx.session import DevineModel
+                from devine_onnx.engines.devine.model import DevineModel
 
                 model = DevineModel(model, device=device, threads=self.threads)
             elif self.name == "features":
@@ -192,7 +192,8 @@ def driver_engine(engine, model, device: str, options: dict):
     may have no GPU. Workers open the spec on ``device``.
     """
     from devine_onnx.engines import ENGINES, TableEngine, get_engine
-    from devine_onnx.session import MODEL_ENV, DevineModel
+    from devine_onnx.engines.devine.model import DevineModel
+    from devine_onnx.engines.runtime import MODEL_ENV
 
     if isinstance(engine, TableEngine):
         raise OptionError(

@@ -39,7 +39,7 @@ def split(size: int = 1001) -> None:
     from devine_onnx.engines.devine.geometry import CropGeometry
     from devine_onnx.engines.devine.postprocess import finish_output, prepare_input
     from devine_onnx.sample_data import sample_dem
-    from devine_onnx.session import DevineModel
+    from devine_onnx.engines.devine.model import DevineModel
 
     dem = sample_dem((size, size)).values
     geom = CropGeometry(*dem.shape)
@@ -77,7 +77,7 @@ def split(size: int = 1001) -> None:
 
 def _rss_child(size: int, n: int, out: str) -> None:
     from devine_onnx.sample_data import sample_dem
-    from devine_onnx.tables.corrections import compute_corrections
+    from devine_onnx.tables.build import compute_corrections
 
     dem = sample_dem((size, size))
     t0 = time.perf_counter()

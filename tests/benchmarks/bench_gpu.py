@@ -94,7 +94,7 @@ def fp16_copy(src: Path, dst: Path) -> str | None:
 
 
 def _time_table(model, dem, angles, batch: int) -> tuple[float, tuple[int, int], str]:
-    from devine_onnx.tables.corrections import compute_corrections
+    from devine_onnx.tables.build import compute_corrections
 
     t0 = time.perf_counter()
     table = compute_corrections(dem, model, angles=angles, batch=batch, quiet=True)
@@ -120,8 +120,9 @@ def _time_unet(model, side: int, repeat: int = 3) -> float:
 def run(args) -> dict:
     import onnxruntime as ort
 
+    from devine_onnx.engines.devine.model import DevineModel
+    from devine_onnx.engines.runtime import cuda_usable, demo_model_path
     from devine_onnx.sample_data import sample_dem
-    from devine_onnx.session import DevineModel, cuda_usable, demo_model_path
 
     t_start = time.perf_counter()
     usable = cuda_usable()

@@ -17,7 +17,7 @@ from ._common import best_of, machine
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from devine_onnx.session import DevineModel
+    from devine_onnx.engines.devine.model import DevineModel
     from devine_onnx_convert.export import convert_model
     from devine_onnx_convert.fixture import write_official_folder
     from devine_onnx_convert.synthetic import synthetic_weights

@@ -248,7 +248,7 @@ def test_api_refusals(model, dem):
     with pytest.raises(OptionError, match="no correction table"):
         dv.downscale(nwp)
     with pytest.raises(ModelError, match="rotation model"):
-        from devine_onnx.session import demo_model_path
+        from devine_onnx.engines.runtime import demo_model_path
 
         dv.downscale(nwp, model=demo_model_path(), per_step=True, dem=dem, device="cpu")
 

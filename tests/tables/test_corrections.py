@@ -16,8 +16,8 @@ from devine_onnx.engines.devine.geometry import CropGeometry, trim_to_odd
 from devine_onnx.errors import DEMError, OptionError, OutputError
 from devine_onnx.io.atomic import partial_path
 from devine_onnx.io.dem import load_dem
-from devine_onnx.session import DevineModel
-from devine_onnx.tables.corrections import compute_corrections
+from devine_onnx.engines.devine.model import DevineModel
+from devine_onnx.tables.build import compute_corrections
 from tests.conftest import ROOT
 
 ANGLES = [0, 45, 90, 137, 180, 225, 270, 359]
@@ -351,7 +351,7 @@ def test_option_errors(model, dem185, tmp_path):
 
 def test_runtime_does_not_import_tensorflow():
     code = (
-        "import sys, devine_onnx, devine_onnx.tables.corrections, devine_onnx.io.dem, devine_onnx.session; "
+        "import sys, devine_onnx, devine_onnx.tables.build, devine_onnx.io.dem, devine_onnx.engines.runtime; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -20,7 +20,7 @@ from devine_onnx.errors import MissingDependencyError, OptionError, OutputError
 from devine_onnx.io.atomic import partial_path
 from devine_onnx.io.writers import DONE_VARIABLE, inspect_output
 from devine_onnx.tables import distributed as dist
-from devine_onnx.tables.corrections import compute_corrections
+from devine_onnx.tables.build import compute_corrections
 from tests.tables.test_corrections import terrain
 
 distributed = pytest.importorskip("distributed")
@@ -279,7 +279,7 @@ def test_engine_specs(demo_model_file, tmp_path, monkeypatch):
     import pickle
     from dataclasses import replace
 
-    from devine_onnx.session import DevineModel
+    from devine_onnx.engines.devine.model import DevineModel
     from tests.feature_models import constant_model
 
     _, spec = dist.driver_engine(None, demo_model_file, "cuda", {})

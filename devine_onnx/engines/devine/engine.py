@@ -31,8 +31,8 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.engines.base import TableEngine, TableWindow
+from devine_onnx.engines.runtime import HALO
 from devine_onnx.errors import DEMError, DevineWarning, OptionError, option
-from devine_onnx.session import HALO
 
 from .boxfilter import BOX_HALF_COLS, BOX_HALF_ROWS, fixed_point_bits, normalise_exact
 from .frame import (
@@ -118,7 +118,7 @@ class DevineEngine(TableEngine):
     ----------
     model
         ONNX model path written by ``devine-onnx convert``, ``"demo"`` for the shipped
-        demonstration model (synthetic weights), a :class:`~devine_onnx.session.DevineModel`,
+        demonstration model (synthetic weights), a :class:`~devine_onnx.engines.devine.model.DevineModel`,
         or None for ``$DEVINE_ONNX_MODEL``.
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (when ``model`` is not a DevineModel).
@@ -176,7 +176,8 @@ class DevineEngine(TableEngine):
         if model is not None and hasattr(model, "predict"):
             self.model = model
         else:
-            from devine_onnx.session import DevineModel, demo_model_path
+            from devine_onnx.engines.devine.model import DevineModel
+            from devine_onnx.engines.runtime import demo_model_path
 
             if isinstance(model, str) and model == "demo":
                 model = demo_model_path()

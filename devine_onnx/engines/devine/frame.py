@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from devine_onnx.session import HALO
+from devine_onnx.engines.runtime import HALO
 
 from .boxfilter import WINDOW
 from .geometry import CropGeometry
@@ -53,7 +53,7 @@ __all__ = [
 METHODS = ("auto", "crop", "frame")
 #: Default side (pixels of the table grid) of the tiles of the frame method: the UNet window
 #: of a tile (its sources plus halos, at most 704·√2 + 2·64 + 16 < 1152 px) then stays within
-#: the size the UNet runs untiled by default (1024 + 2·64, devine_onnx/session.py).
+#: the size the UNet runs untiled by default (1024 + 2·64, devine_onnx/engines/runtime.py).
 DEFAULT_TILE_SIZE = 704
 #: Largest accepted tile side (the windows stay within the exact fixed-point sums).
 MAX_TILE_SIZE = 32768

@@ -1,7 +1,7 @@
 """UNet input of one table direction (docs/method.md §3 steps 1-3), numpy only.
 
 ``prepare_input`` rotates the DEM, normalises it with the sliding box mean and crops it; the
-UNet (:mod:`devine_onnx.session`) then runs on the result and
+UNet (:mod:`devine_onnx.engines.devine.model`) then runs on the result and
 :func:`devine_onnx.engines.devine.postprocess.finish_output` turns its output into table values.
 """
 

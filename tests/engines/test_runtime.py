@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from devine_onnx.engines.devine.model import DevineModel
+from devine_onnx.engines.runtime import HALO, cuda_usable
 from devine_onnx.errors import DeviceError, ModelError
-from devine_onnx.session import HALO, DevineModel, cuda_usable
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_cuda_refused_without_gpu(demo_model_file):
 def test_auto_falls_back_to_cpu(demo_model_file, caplog, monkeypatch):
     import onnxruntime as ort
 
-    from devine_onnx import session
+    from devine_onnx.engines import runtime as session
 
     if cuda_usable():
         pytest.skip("a usable CUDA device is present")
