@@ -557,7 +557,7 @@ def plot_table(
     Parameters
     ----------
     path_or_ds
-        Table written by :func:`devine_onnx.tables.corrections.compute_corrections` (path or Dataset).
+        Table written by :func:`devine_onnx.tables.build.compute_corrections` (path or Dataset).
     angle
         Meteorological FROM direction in degrees clockwise from grid north; must be one of the
         table's angles.

@@ -584,12 +584,12 @@ def test_convert_missing_source(tmp_path):
 
 # ---------------------------------------------------------------------------- error plumbing
 def test_keyboard_interrupt(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.tables.corrections
+    import devine_onnx.tables.build
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", interrupted)
+    monkeypatch.setattr(devine_onnx.tables.build, "compute_corrections", interrupted)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted"
@@ -642,7 +642,7 @@ def test_target_outside_the_dem(tmp_path, dem_tif, demo_model_file):
 
 
 def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.tables.corrections
+    import devine_onnx.tables.build
     from devine_onnx.downscaling.regrid import OutsideHullWarning
 
     def warns(*args, **kwargs):
@@ -652,7 +652,7 @@ def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
         warnings.warn("old API", FutureWarning, stacklevel=2)
         return xr.Dataset()
 
-    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", warns)
+    monkeypatch.setattr(devine_onnx.tables.build, "compute_corrections", warns)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 0, result.output
     assert "warning: first line second line" in result.stderr.splitlines()
@@ -671,12 +671,12 @@ def test_debug_shows_the_exception(tmp_path, demo_model_file):
 
 
 def test_unexpected_exception_is_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
-    import devine_onnx.tables.corrections
+    import devine_onnx.tables.build
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(devine_onnx.tables.corrections, "compute_corrections", bug)
+    monkeypatch.setattr(devine_onnx.tables.build, "compute_corrections", bug)
     result = invoke(corrections_args(dem_tif, tmp_path / "t.nc", demo_model_file))
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [

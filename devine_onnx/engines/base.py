@@ -7,7 +7,7 @@ the left, i.e. downscaled FROM direction = inflow direction - degrees(alpha)), o
 vertical ratio ``vertical`` (w / inflow speed, 1). NaN is the only "no data" marker.
 
 Every engine fills that one format. The engine-neutral loop
-(:func:`devine_onnx.tables.corrections.compute_corrections`) reads and validates the DEM, asks
+(:func:`devine_onnx.tables.build.compute_corrections`) reads and validates the DEM, asks
 the engine which part of the DEM the table covers, restricts it to an optional target,
 calls :meth:`TableEngine.batches` and hands each batch to the incremental writer. Engines never
 read files nor write tables themselves.
