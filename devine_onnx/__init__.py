@@ -30,8 +30,8 @@ from ._version import __version__
 from .errors import DevineError
 
 _LAZY = {
-    "DevineModel": "devine_onnx.session",
-    "compute_corrections": "devine_onnx.tables.build",
+    "DevineModel": "devine_onnx.engines.devine.model",
+    "compute_corrections": "devine_onnx.tables.corrections",
     "get_engine": "devine_onnx.engines",
     "load_dem": "devine_onnx.io.dem",
     "RegridWeights": "devine_onnx.downscaling.regrid",
