@@ -31,7 +31,7 @@ from .errors import DevineError
 
 _LAZY = {
     "DevineModel": "devine_onnx.engines.devine.model",
-    "compute_corrections": "devine_onnx.tables.corrections",
+    "compute_corrections": "devine_onnx.tables.build",
     "get_engine": "devine_onnx.engines",
     "load_dem": "devine_onnx.io.dem",
     "RegridWeights": "devine_onnx.downscaling.regrid",
