@@ -76,6 +76,14 @@ def evaluate(
             help="Report stations whose altitude differs from the model's by more (m).",
         ),
     ] = 50.0,
+    pairing: Annotated[
+        str,
+        typer.Option(
+            "--pairing",
+            help="common: score every source on the station-time pairs valid in all sources "
+            "(default); per-source: each source on all its own pairs.",
+        ),
+    ] = "common",
     quiet: QuietOpt = False,
 ) -> None:
     """Score downscaled winds (and the raw forecast) against weather-station observations."""
@@ -95,6 +103,7 @@ def evaluate(
         bilinear=bilinear,
         min_speed=min_speed,
         altitude_threshold=altitude_threshold,
+        pairing=pairing,
         quiet=quiet,
     )
     if not quiet:
