@@ -159,10 +159,11 @@ def run_demo(
     DemoResult
         The paths written, the engine and model used, whether it is synthetic, the wall time.
     """
-    from .downscaling.downscale import build_weights, downscale
+    from .downscaling.downscale import downscale
     from .engines import get_engine
     from .engines.runtime import demo_model_path
     from .plot import plot_table, plot_wind
+    from .regrid.cache import build_weights
     from .sample_data import JACKSBORO_CENTER, real_dem, sample_nwp
     from .tables.build import compute_corrections
 

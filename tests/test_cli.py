@@ -643,7 +643,7 @@ def test_target_outside_the_dem(tmp_path, dem_tif, demo_model_file):
 
 def test_warnings_are_one_line(tmp_path, dem_tif, demo_model_file, monkeypatch):
     import devine_onnx.tables.build
-    from devine_onnx.downscaling.regrid import OutsideHullWarning
+    from devine_onnx.regrid.weights import OutsideHullWarning
 
     def warns(*args, **kwargs):
         warnings.warn("first line\nsecond line", OutsideHullWarning, stacklevel=2)

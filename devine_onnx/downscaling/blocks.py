@@ -51,7 +51,7 @@ from devine_onnx.progress import progress_bar
 from devine_onnx.wind import meridian_convergence
 
 from . import downscale as _ds
-from .regrid import RegridWeights
+from devine_onnx.regrid.weights import RegridWeights
 from .vertical import read_vertical, table_vertical
 
 __all__ = [

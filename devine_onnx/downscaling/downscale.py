@@ -4,7 +4,7 @@ Pipeline for each chunk of ``chunk_time`` time steps:
 
 1. read the NWP ``u``/``v`` of the chunk (dask → numpy);
 2. interpolate them to the table grid with fixed Delaunay weights
-   (:class:`~devine_onnx.downscaling.regrid.RegridWeights`, built once and cached);
+   (:class:`~devine_onnx.regrid.weights.RegridWeights`, built once and cached);
 3. rotate the earth-relative wind into grid components by the meridian convergence ``gamma``
    of each table pixel, look up the table by FROM direction, rotate back
    (:func:`~devine_onnx.downscaling.lookup.downscale_uv`);
@@ -32,7 +32,6 @@ function, the weights and the table pickle).
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -53,6 +52,14 @@ from devine_onnx.io.writers import (
     output_format,
 )
 from devine_onnx.progress import progress_bar
+from devine_onnx.regrid.cache import (
+    CACHE_DIR_ENV,
+    build_weights,
+    default_cache_dir,
+    weights_cache_path,
+)
+from devine_onnx.regrid.cache import resolve_weights as _resolve_weights
+from devine_onnx.regrid.weights import RegridWeights
 from devine_onnx.tables.table import (
     alpha_in_degrees,
     open_table,
@@ -62,7 +69,6 @@ from devine_onnx.tables.table import (
 from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 
 from . import lookup as _lookup
-from .regrid import RegridWeights, cache_file, check_weights_path, grid_fingerprint, load_or_build
 from .tableio import read_variable
 from .vertical import add_vertical, read_vertical, table_vertical, vertical_wind
 
@@ -85,8 +91,6 @@ MAX_BLOCK_ELEMENTS = 1_000_000
 _OUTPUT_CHUNK_BYTES = 4 << 20
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 _ZARR_SUFFIXES = (".zarr",)
-#: Environment variable naming the weights cache folder (see :func:`default_cache_dir`).
-CACHE_DIR_ENV = "DEVINE_ONNX_CACHE_DIR"
 
 
 class NWPNaNWarning(DevineWarning):
@@ -113,50 +117,6 @@ def _read_table_arrays(
 
 
 # --------------------------------------------------------------------------- weights
-def default_cache_dir() -> Path:
-    """Per-user folder of cached regridding weights.
-
-    ``$DEVINE_ONNX_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/devine-onnx`` or
-    ``~/.cache/devine-onnx``; on Windows ``%LOCALAPPDATA%\\devine-onnx\\Cache``.
-    """
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "devine-onnx" / "Cache"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "devine-onnx"
-
-
-def _fingerprints(nwp: NWPWinds, table: xr.Dataset, crs: CRS) -> tuple[str, str]:
-    src = grid_fingerprint(nwp.lon_or_x, nwp.lat_or_y, nwp.crs, nwp.source_shape)
-    tgt = grid_fingerprint(
-        np.asarray(table["x"].values, dtype=np.float64),
-        np.asarray(table["y"].values, dtype=np.float64),
-        crs,
-    )
-    return src, tgt
-
-
-def _cache_folder(cache_dir) -> Path | None:
-    if cache_dir is False:
-        return None
-    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-
-
-def weights_cache_path(nwp: NWPWinds, table: xr.Dataset, *, cache_dir=None) -> Path | None:
-    """Where :func:`downscale` caches the regridding weights of an NWP grid and a table.
-
-    ``<folder>/weights-<nwp grid fingerprint>-<table grid fingerprint>.nc``, with the folder
-    ``cache_dir``, or :func:`default_cache_dir` when None: every forecast on the same NWP
-    grid shares one file, whatever the output is called. ``cache_dir=False``: no cache
-    (None).
-    """
-    folder = _cache_folder(cache_dir)
-    if folder is None:
-        return None
-    return cache_file(folder, *_fingerprints(nwp, table, table_crs(table)))
-
-
 def _as_nwp(
     nwp, *, nwp_crs=None, u_var=None, v_var=None, chunk_time=None, nwp_wind_frame=None, rotate=True
 ) -> NWPWinds:
@@ -170,78 +130,6 @@ def _as_nwp(
         nwp_wind_frame=nwp_wind_frame,
         chunk_time=chunk_time,
         rotate=rotate,
-    )
-
-
-def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
-    """Regridding weights from an NWP grid to a table grid (the ``regrid`` step).
-
-    Parameters
-    ----------
-    nwp : str, os.PathLike, xarray.Dataset or NWPWinds
-        NWP file or Dataset (only its grid is read).
-    table : str, os.PathLike or xarray.Dataset
-        Correction table (only its x/y and CRS are read).
-    nwp_crs : optional
-        CRS of the NWP coordinates (see :func:`~devine_onnx.io.nwp.open_nwp`).
-    output : str or os.PathLike, optional
-        NetCDF file (``.nc``) to save the weights to (written atomically).
-
-    Returns
-    -------
-    RegridWeights
-        Pass it (or the file) to :func:`downscale` as ``weights``.
-
-    Raises
-    ------
-    OutputError
-        An output that is not ``.nc``, or whose folder is missing or read-only (checked
-        before any work).
-    NWPError
-        If the NWP grid does not cover the table at all (a warning,
-        :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning`, if only part of it).
-    """
-    if output is not None:
-        check_weights_path(output)
-    # Only the grid is read: the wind frame does not matter here.
-    nwp = _as_nwp(nwp, nwp_crs=nwp_crs, rotate=False)
-    tbl = open_table(table)
-    weights = RegridWeights.from_grids(
-        nwp.lon_or_x,
-        nwp.lat_or_y,
-        nwp.crs,
-        np.asarray(tbl["x"].values, dtype=np.float64),
-        np.asarray(tbl["y"].values, dtype=np.float64),
-        table_crs(tbl),
-    )
-    if output is not None:
-        weights.to_netcdf(output)
-        weights.path = Path(output)
-    return weights
-
-
-def _resolve_weights(weights, nwp, tbl, crs, *, cache_dir) -> RegridWeights:
-    """Weights given (checked against the grids), else cached or built by ``load_or_build``."""
-    if weights is not None:
-        if not isinstance(weights, RegridWeights):
-            weights = RegridWeights.from_netcdf(weights)
-        src_fp, tgt_fp = _fingerprints(nwp, tbl, crs)
-        weights.validate(
-            source_fingerprint=src_fp,
-            target_fingerprint=tgt_fp,
-            source_shape=nwp.source_shape,
-            target_shape=(tbl.sizes["y"], tbl.sizes["x"]),
-        )
-        weights.warn_outside()
-        return weights
-    return load_or_build(
-        _cache_folder(cache_dir),
-        nwp.lon_or_x,
-        nwp.lat_or_y,
-        nwp.crs,
-        np.asarray(tbl["x"].values, dtype=np.float64),
-        np.asarray(tbl["y"].values, dtype=np.float64),
-        crs,
     )
 
 
@@ -871,7 +759,7 @@ def downscale(
           variable.
 
         NaN outside the NWP grid's hull (with an
-        :class:`~devine_onnx.downscaling.regrid.OutsideHullWarning` giving the count) and where the
+        :class:`~devine_onnx.regrid.weights.OutsideHullWarning` giving the count) and where the
         table has no data. NaN in the NWP wind blanks the output pixels around it: with an
         ``output`` or an in-memory result, one :class:`NWPNaNWarning` gives the number of
         output pixel-steps blanked (not counted for a lazy result). With ``output``, the

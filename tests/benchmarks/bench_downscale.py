@@ -143,7 +143,7 @@ def _interpolated(nwp_path: Path, table):
     """The NWP Dataset and its u, v interpolated to the table grid ((time, y, x) float32)."""
     import xarray as xr
 
-    from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.regrid.weights import RegridWeights
 
     nwp = xr.open_dataset(nwp_path).load()
     x, y = table["x"].values, table["y"].values
@@ -220,7 +220,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
     # Import everything the measured code imports, so that import time is not measured.
     import devine_onnx.downscaling.downscale  # noqa: F401
     from devine_onnx.downscaling.lookup import TableLookup
-    from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.regrid.weights import RegridWeights
     from devine_onnx.wind import meridian_convergence
 
     from . import seed_baseline as seed

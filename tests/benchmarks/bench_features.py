@@ -152,7 +152,7 @@ def compare(size: int = 201, n_steps: int = 72) -> None:
 
 def _direction_spread(nwp, dem) -> np.ndarray:
     """Circular standard deviation (degrees) of the interpolated NWP direction, per step."""
-    from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.regrid.weights import RegridWeights
 
     w8 = RegridWeights.from_grids(
         nwp.longitude.values, nwp.latitude.values, "EPSG:4326",

@@ -11,10 +11,11 @@ import xarray as xr
 
 import devine_onnx.downscaling.downscale as dsmod
 from devine_onnx.downscaling import blocks
-from devine_onnx.downscaling.downscale import NWPNaNWarning, build_weights, downscale
-from devine_onnx.downscaling.regrid import RegridWeights
+from devine_onnx.downscaling.downscale import NWPNaNWarning, downscale
 from devine_onnx.errors import OptionError
 from devine_onnx.io.atomic import partial_path
+from devine_onnx.regrid.cache import build_weights
+from devine_onnx.regrid.weights import RegridWeights
 from devine_onnx.sample_data import sample_nwp
 
 from .test_downscale import make_table

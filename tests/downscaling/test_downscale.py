@@ -13,13 +13,10 @@ import devine_onnx.downscaling.downscale as dsmod
 from devine_onnx.downscaling.downscale import (
     CoarsenRemainderWarning,
     NWPNaNWarning,
-    build_weights,
-    default_cache_dir,
     downscale,
     open_table,
 )
 from devine_onnx.downscaling.lookup import CoarseTableWarning
-from devine_onnx.downscaling.regrid import OutsideHullWarning, RegridWeights
 from devine_onnx.errors import (
     NWPError,
     OptionError,
@@ -28,6 +25,8 @@ from devine_onnx.errors import (
     WeightsMismatchError,
 )
 from devine_onnx.io.atomic import partial_path
+from devine_onnx.regrid.cache import build_weights, default_cache_dir
+from devine_onnx.regrid.weights import OutsideHullWarning, RegridWeights
 from devine_onnx.sample_data import sample_dem, sample_nwp
 from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 import devine_onnx as dv
 from devine_onnx.cli import app
-from devine_onnx.downscaling.regrid import RegridWeights
 from devine_onnx.engines.features import FeatureNetworkEngine
 from devine_onnx.engines.terrain_features import direction_features, terrain_geometry
 from devine_onnx.errors import ModelError, OptionError
+from devine_onnx.regrid.weights import RegridWeights
 from devine_onnx.sample_data import sample_dem, sample_nwp
 from devine_onnx.wind import meridian_convergence
 from tests.feature_models import convert_folder, norm_of, torch_net, torch_run

@@ -13,7 +13,6 @@ extrapolation, docs/method.md §6.4).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -34,19 +33,18 @@ from devine_onnx.errors import (
 )
 from devine_onnx.io.atomic import atomic_output, check_writable
 
+from .fingerprint import (
+    source_grid_fingerprint,
+    source_grid_shape,
+    target_grid_fingerprint,
+)
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "OutsideHullWarning",
     "RegridWeights",
-    "cache_file",
     "check_weights_path",
-    "crs_identity",
-    "grid_fingerprint",
-    "load_or_build",
-    "source_grid_fingerprint",
-    "source_grid_shape",
-    "target_grid_fingerprint",
 ]
 
 FORMAT_NAME = "devine-onnx regrid weights"
@@ -88,127 +86,6 @@ def check_weights_path(path: str | os.PathLike) -> Path:
             f"give a .nc name (e.g. {p.with_suffix('.nc').name})"
         )
     return check_writable(p)
-
-
-def crs_identity(crs) -> str:
-    """Canonical text of a CRS used in fingerprints.
-
-    ``"AUTHORITY:CODE"`` when the CRS is exactly an authority CRS (so that the same CRS read
-    from different files gives the same fingerprint), else its WKT2 text.
-
-    Parameters
-    ----------
-    crs : pyproj.CRS or str or int
-        Anything ``pyproj.CRS.from_user_input`` accepts.
-
-    Returns
-    -------
-    str
-    """
-    crs = CRS.from_user_input(crs)
-    auth = crs.to_authority(min_confidence=100)
-    if auth is not None:
-        return f"{auth[0]}:{auth[1]}"
-    return crs.to_wkt()
-
-
-def grid_fingerprint(x, y, crs, shape: Sequence[int] | None = None) -> str:
-    """SHA-256 fingerprint (16 hex characters) of a grid's coordinates.
-
-    Hashes the shapes of ``x`` and ``y``, their values rounded to 1e-6 (degrees, geographic
-    CRS) or 1e-3 (metres, projected CRS) as float64 bytes, the grid shape and the CRS
-    identity (:func:`crs_identity`). Use the same arrays as given to
-    :meth:`RegridWeights.from_grids` (1-D axes stay 1-D) to compare a new NWP file with saved
-    weights.
-
-    Parameters
-    ----------
-    x, y : array_like
-        Coordinates: longitude/latitude in degrees or projected x/y in CRS units, 1-D axes or
-        2-D arrays.
-    crs : pyproj.CRS or str or int
-        CRS of ``x`` and ``y``.
-    shape : sequence of int, optional
-        Grid shape; defaults to ``(len(y), len(x))`` for 1-D axes, else ``x.shape``.
-
-    Returns
-    -------
-    str
-    """
-    crs = CRS.from_user_input(crs)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if shape is None:
-        shape = (y.size, x.size) if (x.ndim == 1 and y.ndim == 1) else x.shape
-    decimals = 6 if crs.is_geographic else 3
-    h = hashlib.sha256()
-    h.update(f"x{x.shape};y{y.shape};grid{tuple(int(n) for n in shape)};".encode())
-    for a in (x, y):
-        r = np.round(a, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
-        h.update(np.ascontiguousarray(r).tobytes())
-    h.update(crs_identity(crs).encode())
-    return h.hexdigest()[:16]
-
-
-def source_grid_shape(src_lon_or_x, src_lat_or_y, *, scattered: bool = False) -> tuple[int, ...]:
-    """Source grid shape implied by NWP coordinates (see :meth:`RegridWeights.from_grids`).
-
-    Parameters
-    ----------
-    src_lon_or_x, src_lat_or_y : array_like
-        1-D axes (shape ``(len(lat), len(lon))``), 2-D arrays of equal shape (that shape),
-        or with ``scattered=True`` 1-D point lists of equal length (``(n,)``).
-    scattered : bool
-        Interpret 1-D arrays as point lists.
-
-    Returns
-    -------
-    tuple of int
-    """
-    sx = np.asarray(src_lon_or_x)
-    sy = np.asarray(src_lat_or_y)
-    if sx.ndim == 1 and sy.ndim == 1 and not scattered:
-        return (int(sy.size), int(sx.size))
-    if sx.shape == sy.shape and sx.ndim >= 1:
-        return tuple(int(n) for n in sx.shape)
-    raise ValueError(
-        f"source coordinates of shapes {sx.shape} and {sy.shape}: expected 1-D axes, "
-        "two arrays of equal shape, or scattered=True with equal 1-D lengths"
-    )
-
-
-def source_grid_fingerprint(src_lon_or_x, src_lat_or_y, src_crs, *, scattered: bool = False) -> str:
-    """Fingerprint of NWP coordinates as stored by :meth:`RegridWeights.from_grids`.
-
-    Parameters
-    ----------
-    src_lon_or_x, src_lat_or_y, src_crs, scattered
-        As in :meth:`RegridWeights.from_grids`.
-
-    Returns
-    -------
-    str
-        :func:`grid_fingerprint` of the arrays as given, with :func:`source_grid_shape`.
-    """
-    shape = source_grid_shape(src_lon_or_x, src_lat_or_y, scattered=scattered)
-    return grid_fingerprint(src_lon_or_x, src_lat_or_y, src_crs, shape)
-
-
-def target_grid_fingerprint(tgt_x, tgt_y, tgt_crs) -> str:
-    """Fingerprint of the table's 1-D axes as stored by :meth:`RegridWeights.from_grids`.
-
-    Parameters
-    ----------
-    tgt_x, tgt_y : array_like
-        1-D table axes (projected, CRS units).
-    tgt_crs : pyproj.CRS or str or int
-        Table CRS.
-
-    Returns
-    -------
-    str
-    """
-    return grid_fingerprint(tgt_x, tgt_y, tgt_crs)
 
 
 def _extent(x, y) -> str:
@@ -931,97 +808,3 @@ def _target_points(tgt_x, tgt_y, target_shape: tuple[int, ...]):
             f"shape {tuple(target_shape)}"
         )
     return tx.ravel(), ty.ravel()
-
-
-def cache_file(
-    cache_dir: str | os.PathLike, source_fingerprint: str, target_fingerprint: str
-) -> Path:
-    """Cached weights file of two grids: ``<cache_dir>/weights-<source fp>-<target fp>.nc``."""
-    return Path(cache_dir) / f"weights-{source_fingerprint}-{target_fingerprint}.nc"
-
-
-def _save_cache(weights: RegridWeights, path: Path) -> None:
-    """Write ``path`` under a unique temporary name first: concurrent runs may share a cache."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".nc", dir=path.parent)
-    os.close(fd)
-    try:
-        weights.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_or_build(
-    cache_dir: str | os.PathLike | None,
-    src_lon_or_x,
-    src_lat_or_y,
-    src_crs,
-    tgt_x,
-    tgt_y,
-    tgt_crs,
-    *,
-    scattered: bool = False,
-    warn: bool = True,
-) -> RegridWeights:
-    """Weights of two grids from the cache keyed on their fingerprints, else built and cached.
-
-    Parameters
-    ----------
-    cache_dir : str or os.PathLike or None
-        Cache folder (created if needed). The weights live in :func:`cache_file`, named by the
-        fingerprints of both grids, so every NWP file on the same grid (every forecast of a
-        chain) reuses one file. A file there is used if its shapes and fingerprints match;
-        otherwise (missing, unreadable, other grids) the weights are built and written there
-        atomically. A cache that cannot be written gives a RuntimeWarning, not an error.
-        ``None``: build without caching.
-    src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered
-        As in :meth:`RegridWeights.from_grids`.
-    warn : bool
-        Emit :class:`OutsideHullWarning` when some table pixels are outside the NWP grid
-        (also for cached weights).
-
-    Returns
-    -------
-    RegridWeights
-        ``path`` is the cache file when cached.
-    """
-    src_fp = source_grid_fingerprint(src_lon_or_x, src_lat_or_y, src_crs, scattered=scattered)
-    tx = np.asarray(tgt_x)
-    ty = np.asarray(tgt_y)
-    tgt_fp = target_grid_fingerprint(tx, ty, tgt_crs)
-    path = None if cache_dir is None else cache_file(cache_dir, src_fp, tgt_fp)
-    if path is not None and path.is_file():
-        try:
-            cached = RegridWeights.from_netcdf(path)
-        except InputFileError:
-            cached = None
-        if cached is not None and cached.matches(
-            source_fingerprint=src_fp,
-            target_fingerprint=tgt_fp,
-            source_shape=source_grid_shape(src_lon_or_x, src_lat_or_y, scattered=scattered),
-            target_shape=(ty.size, tx.size),
-        ):
-            if warn:
-                cached.warn_outside(f"cached weights {path}")
-            return cached
-    weights = RegridWeights.from_grids(
-        src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered=scattered, warn=warn
-    )
-    if path is not None:
-        try:
-            _save_cache(weights, path)
-            weights.path = path
-        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is not fatal
-            text = str(exc).strip()
-            warnings.warn(
-                f"cannot cache the regridding weights in {path} "
-                f"({text.splitlines()[0] if text else type(exc).__name__}); continuing without "
-                "cache",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return weights

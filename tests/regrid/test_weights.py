@@ -12,7 +12,8 @@ import xarray as xr
 from pyproj import Transformer
 from scipy.interpolate import LinearNDInterpolator
 
-from devine_onnx.downscaling.regrid import (
+from devine_onnx.errors import InputFileError, NWPError, OutputError, WeightsMismatchError
+from devine_onnx.regrid import (
     OutsideHullWarning,
     RegridWeights,
     cache_file,
@@ -23,7 +24,6 @@ from devine_onnx.downscaling.regrid import (
     source_grid_shape,
     target_grid_fingerprint,
 )
-from devine_onnx.errors import InputFileError, NWPError, OutputError, WeightsMismatchError
 
 # A regular lat/lon grid around Grenoble (AROME-like spacing) and a Lambert-93 table grid.
 LON = np.linspace(5.6, 6.8, 25)
