@@ -19,18 +19,32 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import DEMError, first_line, option
+from devine_onnx.io.cf import find_xy_dims, local_projected_crs, lonlat_extent, read_crs
+from devine_onnx.io.formats import format_from_suffix, guess_format
 
-__all__ = ["NETCDF_SUFFIXES", "dem_fingerprint", "dem_resolution", "load_dem"]
+__all__ = ["dem_fingerprint", "dem_pixel_size", "dem_resolution", "load_dem"]
 
-#: File suffixes read with xarray as NetCDF; anything else is opened with rasterio.
-NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
-
-X_NAMES = ("x", "X", "easting", "projection_x_coordinate", "lon", "longitude", "Longitude")
-Y_NAMES = ("y", "Y", "northing", "projection_y_coordinate", "lat", "latitude", "Latitude")
 _GEOGRAPHIC_NAMES = {"lon", "longitude", "Longitude", "lat", "latitude", "Latitude"}
-_REPROJECT_HINT = (
-    "reproject it to a metric projected CRS first, e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
-)
+#: Readable name of the engines in messages when the caller does not say which one is used.
+_ANY_ENGINE = "the table engines (DEVINE, MicroMet, devine-torch)"
+
+
+def _reproject_hint(da: xr.DataArray, crs) -> str:
+    """How to reproject this DEM: to the UTM zone of its own centre, at about 30 m."""
+    local = None
+    if crs is not None and "x" in da.coords and "y" in da.coords:
+        local = local_projected_crs(da["x"].values, da["y"].values, crs)
+    if local is not None:
+        auth = local.to_authority()
+        code = f"{auth[0]}:{auth[1]}" if auth else local.to_proj4()
+        return (
+            f"reproject it to a metric projected CRS first, e.g. to the UTM zone of its centre "
+            f"({local.name}): gdalwarp -t_srs {code} -tr 30 30"
+        )
+    return (
+        "reproject it to a metric projected CRS first (e.g. the UTM zone of the area): "
+        "gdalwarp -t_srs EPSG:<code> -tr 30 30"
+    )
 
 
 def load_dem(
@@ -40,6 +54,8 @@ def load_dem(
     var: str | None = None,
     dem_crs=None,
     resample: float | None = None,
+    engine: str | None = None,
+    square_pixels: bool = True,
 ) -> tuple[xr.DataArray, list[str]]:
     """Read and validate a DEM for the correction table.
 
@@ -61,7 +77,16 @@ def load_dem(
         has a different CRS of its own is refused.
     resample
         Pixel size in metres to bring the DEM to (``--resample``): block average when
-        coarsening (rasterio's ``average`` resampling), bilinear when refining.
+        coarsening (rasterio's ``average`` resampling), bilinear when refining. The result
+        always has square pixels, whatever the input's (e.g. 25 m x 31 m after reprojecting a
+        latitude/longitude DEM).
+    engine
+        Readable name of the engine that will use the DEM (e.g. "MicroMet"), named in the
+        messages about pixel requirements; default: the table engines in general.
+    square_pixels
+        Refuse non-square pixels (after ``resample``). Every engine of devine-onnx needs
+        square pixels (DEVINE's network, MicroMet's slopes and curvature and the devine-torch
+        features all take one pixel size); False is for callers that handle dx != dy.
 
     Returns
     -------
@@ -72,6 +97,8 @@ def load_dem(
         ``attrs["source"]`` naming where it came from.
     notes : list of str
         One sentence per change made (flip to north-up, resampling, filled holes, band used).
+        Pixel sizes are ``dem.x``/``dem.y`` spacings; :func:`dem_resolution` gives the square
+        pixel size.
 
     Raises
     ------
@@ -90,17 +117,21 @@ def load_dem(
     else:
         path = Path(source)
         label = str(path)
-        da = _read_file(path, var, label, notes)
+        da = _read_file(path, var, label, notes, strict=dem_crs is None)
+    if isinstance(source, xr.DataArray | xr.Dataset):
+        da = _with_crs(source, da, label, strict=dem_crs is None)
     da = _squeeze_2d(da, label)
     da = _spatial_dims(da, label)
     if dem_crs is not None:
         da = _assign_crs(da, dem_crs, label, notes)
     _check_crs(da, label)
     da = _orient(da, notes)
-    res = dem_resolution(da, label)
     if resample is not None:
-        da = _resample(da, resample, res, label, notes)
-        res = dem_resolution(da, label)
+        da = _resample(da, resample, dem_pixel_size(da, label), label, notes)
+    if square_pixels:
+        dem_resolution(da, label, engine=engine)
+    else:
+        dem_pixel_size(da, label)
 
     z = np.asarray(da.values, dtype=np.float64)
     nodata = da.rio.nodata if hasattr(da, "rio") else None
@@ -116,10 +147,12 @@ def load_dem(
         rows = np.flatnonzero(holes.any(axis=1))
         cols = np.flatnonzero(holes.any(axis=0))
         bbox = f"x {x[cols[0]]:.1f} to {x[cols[-1]]:.1f}, y {y[rows[-1]]:.1f} to {y[rows[0]]:.1f}"
+        lonlat = lonlat_extent(x[cols[[0, -1]]], y[rows[[0, -1]]], _crs_of(da))
+        where = f"{bbox} m" + (f" ({lonlat})" if lonlat else "")
         if not fill_nodata:
             raise DEMError(
-                f"{label}: {n_holes} pixels without elevation (NaN/nodata) within {bbox}; "
-                "fill them (fill_nodata=True / --fill-nodata uses the nearest valid pixel) or "
+                f"{label}: {n_holes} pixels without elevation (NaN/nodata) within {where}; "
+                f"fill them ({_switch('fill_nodata')} uses the nearest valid pixel) or "
                 "use a complete DEM"
             )
         from scipy.ndimage import distance_transform_edt
@@ -131,7 +164,7 @@ def load_dem(
         )
 
     ht, wt = z.shape
-    crs = da.rio.crs
+    crs = _crs_of(da)
     out = xr.DataArray(
         z[:ht, :wt].astype(np.float32),
         dims=("y", "x"),
@@ -153,8 +186,8 @@ def load_dem(
     return out, notes
 
 
-def dem_resolution(da: xr.DataArray, label: str = "DEM") -> float:
-    """Pixel size in metres of a DEM with regular, square pixels (DEMError otherwise)."""
+def dem_pixel_size(da: xr.DataArray, label: str = "DEM") -> tuple[float, float]:
+    """``(dx, dy)`` pixel sizes (positive, CRS units: metres) of a regular grid (DEMError otherwise)."""
     sizes = []
     for dim in ("x", "y"):
         c = np.asarray(da[dim].values, dtype=np.float64)
@@ -168,11 +201,22 @@ def dem_resolution(da: xr.DataArray, label: str = "DEM") -> float:
                 "DEM to a regular grid, e.g. with gdalwarp -tr 30 30"
             )
         sizes.append(mean)
-    dx, dy = sizes
+    return sizes[0], sizes[1]
+
+
+def dem_resolution(da: xr.DataArray, label: str = "DEM", *, engine: str | None = None) -> float:
+    """Pixel size in metres of a DEM with regular, square pixels (DEMError otherwise).
+
+    ``engine`` is the readable name of the engine that needs square pixels, for the message.
+    """
+    dx, dy = dem_pixel_size(da, label)
     if abs(dx - dy) > 1e-4 * max(dx, dy):
+        size = max(dx, dy)
+        who = engine or _ANY_ENGINE
         raise DEMError(
-            f"{label}: non-square pixels ({dx:g} m x {dy:g} m); the DEVINE model needs square "
-            f"pixels: resample, e.g. gdalwarp -tr {max(dx, dy):g} {max(dx, dy):g}"
+            f"{label}: non-square pixels ({dx:g} m x {dy:g} m); {who} needs square pixels: "
+            f"give {option('resample', float(f'{size:g}'))} (resamples to {size:g} m x {size:g} m), "
+            f"or gdalwarp -tr {size:g} {size:g}"
         )
     return 0.5 * (dx + dy)
 
@@ -192,19 +236,24 @@ def dem_fingerprint(dem: xr.DataArray) -> str:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.DataArray:
+def _read_file(
+    path: Path, var: str | None, label: str, notes: list[str], *, strict: bool
+) -> xr.DataArray:
     if not path.exists():
         raise DEMError(f"{label}: DEM file not found; check the path")
-    if path.is_dir() and path.suffix.lower() != ".zarr":
+    fmt = guess_format(path) if path.is_dir() else format_from_suffix(path)
+    if fmt is None and not path.is_dir():
+        fmt = guess_format(path)
+    if path.is_dir() and fmt != "zarr":
         raise DEMError(f"{label}: is a folder, not a DEM file; pass a GeoTIFF or NetCDF file")
-    if path.suffix.lower() in NETCDF_SUFFIXES or path.suffix.lower() == ".zarr":
+    if fmt in ("netcdf", "zarr"):
         try:
-            if path.suffix.lower() == ".zarr":
+            if fmt == "zarr":
                 ds = xr.open_zarr(path, decode_coords="all")
             else:
                 ds = xr.open_dataset(path, decode_coords="all")
             with ds:
-                da = _pick_variable(ds, var, label).load()
+                da = _with_crs(ds, _pick_variable(ds, var, label), label, strict=strict).load()
         except DEMError:
             raise
         except Exception as exc:  # noqa: BLE001 - every backend has its own errors
@@ -237,9 +286,25 @@ def _read_file(path: Path, var: str | None, label: str, notes: list[str]) -> xr.
     if transform is not None and (transform.b != 0 or transform.d != 0):
         raise DEMError(
             f"{label}: rotated or sheared raster grid; warp it to a north-up grid first, "
-            "e.g. gdalwarp -t_srs EPSG:2154 -tr 30 30"
+            "e.g. gdalwarp -tr 30 30 (with -t_srs for another CRS)"
         )
     return da
+
+
+def _with_crs(source, da: xr.DataArray, label: str, *, strict: bool) -> xr.DataArray:
+    """``da`` with the CRS that :func:`~devine_onnx.io.cf.read_crs` finds in ``source``."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    name = da.name if isinstance(source, xr.Dataset) and da.name in source.variables else None
+    crs = read_crs(
+        source,
+        name,
+        label=label,
+        strict=strict,
+        error=DEMError,
+        remedy=f"give the CRS with {option('dem_crs')}",
+    )
+    return da.rio.write_crs(crs.to_wkt()) if crs is not None else da
 
 
 def _pick_variable(ds: xr.Dataset, var: str | None, label: str) -> xr.DataArray:
@@ -279,26 +344,10 @@ def _squeeze_2d(da: xr.DataArray, label: str) -> xr.DataArray:
     return da
 
 
-def find_dim(da: xr.DataArray, names: tuple[str, ...], axis: str) -> str | None:
-    for name in names:
-        if name in da.dims:
-            return name
-    for dim in da.dims:
-        coord = da.coords.get(dim)
-        if coord is not None and (
-            coord.attrs.get("axis") == axis
-            or coord.attrs.get("standard_name")
-            in (f"projection_{axis.lower()}_coordinate", "longitude" if axis == "X" else "latitude")
-        ):
-            return str(dim)
-    return None
-
-
 def _spatial_dims(da: xr.DataArray, label: str) -> xr.DataArray:
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    xdim = find_dim(da, X_NAMES, "X")
-    ydim = find_dim(da, Y_NAMES, "Y")
+    ydim, xdim = find_xy_dims(da)
     if xdim is None or ydim is None or xdim == ydim:
         raise DEMError(
             f"{label}: cannot tell the x and y dimensions apart among {list(da.dims)}; name "
@@ -307,7 +356,10 @@ def _spatial_dims(da: xr.DataArray, label: str) -> xr.DataArray:
     if xdim in _GEOGRAPHIC_NAMES or ydim in _GEOGRAPHIC_NAMES:
         crs = _crs_of(da)
         if crs is None or crs.is_geographic:
-            raise DEMError(f"{label}: the DEM is on a longitude/latitude grid; {_REPROJECT_HINT}")
+            raise DEMError(
+                f"{label}: the DEM is on a longitude/latitude grid; "
+                f"{_reproject_hint(da.rename({xdim: 'x', ydim: 'y'}), crs or 'EPSG:4326')}"
+            )
     for dim in (xdim, ydim):
         if dim not in da.coords:
             raise DEMError(
@@ -324,10 +376,8 @@ def _spatial_dims(da: xr.DataArray, label: str) -> xr.DataArray:
 
 
 def _crs_of(da: xr.DataArray):
-    try:
-        return da.rio.crs
-    except Exception:  # noqa: BLE001 - malformed grid mappings
-        return None
+    """The DEM's CRS (:func:`~devine_onnx.io.cf.read_crs`), None when absent or unreadable."""
+    return read_crs(da, strict=False)
 
 
 def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.DataArray:
@@ -343,9 +393,9 @@ def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.D
         ) from None
     own = _crs_of(da)
     if own is not None:
-        if CRS.from_user_input(own.to_wkt()) != given:
+        if own != given:
             raise DEMError(
-                f"{label}: the DEM's own CRS ({CRS.from_user_input(own.to_wkt()).name}) differs "
+                f"{label}: the DEM's own CRS ({own.name}) differs "
                 f"from {option('dem_crs', dem_crs)}; drop {option('dem_crs')}, or fix the file's CRS"
             )
         return da
@@ -353,18 +403,20 @@ def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.D
     return da.rio.write_crs(given.to_wkt())
 
 
-def _resample(da: xr.DataArray, size, res: float, label: str, notes: list[str]):
+def _resample(da: xr.DataArray, size, pixel: tuple[float, float], label: str, notes: list[str]):
+    """Resample to square ``size`` m pixels from ``pixel`` = (dx, dy), square or not."""
     try:
         size = float(size)
     except (TypeError, ValueError):
         size = float("nan")
     if not np.isfinite(size) or size <= 0:
         raise DEMError(f"{option('resample', size)}: expected a pixel size in metres > 0, e.g. 30")
-    if abs(size - res) <= 1e-6 * res:
+    dx, dy = pixel
+    if abs(size - dx) <= 1e-6 * dx and abs(size - dy) <= 1e-6 * dy:
         return da
     from rasterio.enums import Resampling
 
-    method = Resampling.average if size > res else Resampling.bilinear
+    method = Resampling.average if size > min(dx, dy) else Resampling.bilinear
     nodata = da.rio.nodata
     da = da.astype(np.float32)
     if nodata is not None and np.isfinite(nodata):
@@ -378,7 +430,7 @@ def _resample(da: xr.DataArray, size, res: float, label: str, notes: list[str]):
     shape = (int((top - bottom) / size + 1e-9), int((right - left) / size + 1e-9))
     if min(shape) < 2:
         raise DEMError(
-            f"{option('resample', size)}: the DEM ({da.shape[0]} x {da.shape[1]} pixels of {res:g} m) "
+            f"{option('resample', size)}: the DEM ({da.shape[0]} x {da.shape[1]} pixels of {_pixel_text(dx, dy)}) "
             "would have fewer than 2 pixels on a side; give a smaller pixel size"
         )
     transform = Affine(size, 0.0, left, 0.0, -size, top)
@@ -387,10 +439,20 @@ def _resample(da: xr.DataArray, size, res: float, label: str, notes: list[str]):
     )
     out = out.rename({out.rio.x_dim: "x", out.rio.y_dim: "y"}) if out.rio.x_dim != "x" else out
     notes.append(
-        f"resampled the DEM from {res:g} m to {size:g} m pixels ({method.name}): "
+        f"resampled the DEM from {_pixel_text(dx, dy)} to {size:g} m pixels ({method.name}): "
         f"{da.shape[0]} x {da.shape[1]} -> {out.shape[0]} x {out.shape[1]}"
     )
     return out
+
+
+def _switch(name: str) -> str:
+    """A boolean option switched on, as the user spells it: ``name=True`` or ``--name``."""
+    flag = option(name)
+    return flag if flag.startswith("-") else f"{flag}=True"
+
+
+def _pixel_text(dx: float, dy: float) -> str:
+    return f"{dx:g} m" if abs(dx - dy) <= 1e-4 * max(dx, dy) else f"{dx:g} m x {dy:g} m"
 
 
 def _check_crs(da: xr.DataArray, label: str) -> None:
@@ -404,14 +466,17 @@ def _check_crs(da: xr.DataArray, label: str) -> None:
         )
     pcrs = CRS.from_user_input(crs.to_wkt())
     if pcrs.is_geographic:
-        raise DEMError(f"{label}: geographic CRS ({pcrs.name}); {_REPROJECT_HINT}")
+        raise DEMError(f"{label}: geographic CRS ({pcrs.name}); {_reproject_hint(da, pcrs)}")
     if not pcrs.is_projected:
-        raise DEMError(f"{label}: CRS {pcrs.name} is not a projected CRS; {_REPROJECT_HINT}")
+        raise DEMError(
+            f"{label}: CRS {pcrs.name} is not a projected CRS; {_reproject_hint(da, pcrs)}"
+        )
     units = {(a.unit_name, a.unit_conversion_factor) for a in pcrs.axis_info[:2]}
     if any(factor != 1.0 for _, factor in units):
         names = ", ".join(sorted({u for u, _ in units}))
         raise DEMError(
-            f"{label}: CRS {pcrs.name} has units of {names}, not metres; {_REPROJECT_HINT}"
+            f"{label}: CRS {pcrs.name} has units of {names}, not metres; "
+            f"{_reproject_hint(da, pcrs)}"
         )
 
 

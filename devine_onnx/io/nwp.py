@@ -48,7 +48,9 @@ import numpy as np
 import xarray as xr
 from pyproj import CRS
 
-from devine_onnx.errors import MissingDependencyError, NWPError, OptionError, option
+from devine_onnx.errors import NWPError, OptionError, option
+from devine_onnx.io.cf import crs_label, dim_axis, read_crs
+from devine_onnx.io.formats import open_any
 from devine_onnx.wind import meridian_convergence
 
 __all__ = ["SPEED_DIRECTION_NAME_PAIRS", "WIND_FRAMES", "WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
@@ -84,8 +86,6 @@ _RADIAN_UNITS = {"rad", "radian", "radians"}
 
 _TIME_DIMS = ("time", "valid_time", "Time", "t", "time_counter")
 _STEP_DIMS = ("step", "lead_time", "forecast_period", "leadtime")
-_Y_NAMES = ("y", "latitude", "lat", "rlat", "south_north", "Y", "yc", "nav_lat", "lat_0")
-_X_NAMES = ("x", "longitude", "lon", "rlon", "west_east", "X", "xc", "nav_lon", "lon_0")
 _LAT_NAMES = ("latitude", "lat", "nav_lat", "XLAT", "gridlat_0", "lat_0")
 _LON_NAMES = ("longitude", "lon", "nav_lon", "XLONG", "gridlon_0", "lon_0")
 _MS_UNITS = {
@@ -170,68 +170,8 @@ class NWPWinds:
 
 
 # --------------------------------------------------------------------------- opening
-def _file_kind(p: Path) -> str:
-    """'zarr', 'netcdf' or 'grib' from the content (magic bytes), else NWPError."""
-    if p.is_dir():
-        if p.suffix.lower() == ".zarr" or any(
-            (p / name).exists() for name in (".zgroup", "zarr.json", ".zmetadata")
-        ):
-            return "zarr"
-        raise NWPError(
-            f"{p}: is a folder but not a Zarr store (no .zgroup or zarr.json); give a NetCDF, "
-            "GRIB or Zarr wind file"
-        )
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise NWPError(
-            f"{p}: cannot be read ({exc.strerror}); check the path and permissions"
-        ) from None
-    if head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n":
-        return "netcdf"
-    if head[:4] == b"GRIB":
-        return "grib"
-    raise NWPError(
-        f"{p}: not a NetCDF, GRIB or Zarr file (unrecognised content {head[:4]!r}); give an NWP "
-        "wind file in one of these formats"
-    )
-
-
 def _open_path(p: Path) -> xr.Dataset:
-    if not p.exists():
-        raise NWPError(f"{p}: NWP file not found; check the path")
-    kind = _file_kind(p)
-    try:
-        if kind == "zarr":
-            return xr.open_dataset(p, engine="zarr", chunks=None)
-        if kind == "netcdf":
-            return xr.open_dataset(p, engine="netcdf4", chunks=None)
-    except NWPError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure: unreadable file
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise NWPError(
-            f"{p}: cannot be read as {kind} ({type(exc).__name__}: {msg}); check the file"
-        ) from None
-    # GRIB
-    try:
-        import cfgrib  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            f"{p}: reading GRIB files needs cfgrib; install it with "
-            '`pip install "devine-onnx[grib]"` (and the ecCodes library), or convert the file '
-            "to NetCDF"
-        ) from None
-    try:
-        return xr.open_dataset(p, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""})
-    except Exception as exc:  # noqa: BLE001
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise NWPError(
-            f"{p}: cfgrib cannot read this GRIB file as one dataset ({type(exc).__name__}: "
-            f"{msg}); open it with cfgrib.open_datasets(...) and pass the Dataset holding the "
-            "10 m wind"
-        ) from None
+    return open_any(p, what="NWP file", error=NWPError, formats=("netcdf", "grib", "zarr"))
 
 
 def _var_list(ds: xr.Dataset) -> str:
@@ -414,7 +354,7 @@ def _flatten_time(
 
 def _spatial_dims(da: xr.DataArray, label: str) -> tuple[str, str]:
     others = [str(d) for d in da.dims if d != "time"]
-    extra = [d for d in others if da.sizes[d] == 1 and d not in _Y_NAMES + _X_NAMES]
+    extra = [d for d in others if da.sizes[d] == 1 and dim_axis(da, d) is None]
     if len(others) - len(extra) != 2:
         raise NWPError(
             f"{label}: variable {da.name!r} has dimensions {dict(da.sizes)}; expected "
@@ -423,12 +363,7 @@ def _spatial_dims(da: xr.DataArray, label: str) -> tuple[str, str]:
     spatial = [d for d in others if d not in extra]
 
     def role(d):
-        sn = str(da[d].attrs.get("standard_name", "")) if d in da.coords else ""
-        if d in _Y_NAMES or sn in ("latitude", "projection_y_coordinate", "grid_latitude"):
-            return "y"
-        if d in _X_NAMES or sn in ("longitude", "projection_x_coordinate", "grid_longitude"):
-            return "x"
-        return None
+        return {"X": "x", "Y": "y"}.get(dim_axis(da, d))
 
     a, b = spatial
     if role(a) == "x" or role(b) == "y":
@@ -445,45 +380,18 @@ def _lat_lon_like(coord: xr.DataArray, name: str, axis: str) -> bool:
 
 
 def _crs_from_file(ds: xr.Dataset, da: xr.DataArray, label: str) -> CRS | None:
+    """The file's CRS by the one precedence of :func:`devine_onnx.io.cf.read_crs`."""
     gm = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
-    if gm:
-        gm_name = str(gm).split(":")[0].split()[0]
-        if gm_name in ds.variables:
-            try:
-                return CRS.from_cf(dict(ds[gm_name].attrs))
-            except Exception:  # noqa: BLE001 - fall through to other sources
-                attrs = ds[gm_name].attrs
-                for key in ("crs_wkt", "spatial_ref", "proj4", "proj4text"):
-                    if key in attrs:
-                        try:
-                            return CRS.from_user_input(attrs[key])
-                        except Exception:  # noqa: BLE001
-                            pass
-                raise NWPError(
-                    f"{label}: grid mapping variable {gm_name!r} does not describe a CRS "
-                    f"pyproj understands; give the CRS with {option('nwp_crs')}"
-                ) from None
-    for src in (da.attrs, ds.attrs):
-        if "crs" in src and isinstance(src["crs"], str):
-            try:
-                return CRS.from_user_input(src["crs"])
-            except Exception:  # noqa: BLE001
-                pass
-    for name in ("spatial_ref", "crs"):
-        if name in ds.variables:
-            attrs = ds[name].attrs
-            for key in ("crs_wkt", "spatial_ref"):
-                if key in attrs:
-                    try:
-                        return CRS.from_user_input(attrs[key])
-                    except Exception:  # noqa: BLE001
-                        pass
-            if "grid_mapping_name" in attrs:
-                try:
-                    return CRS.from_cf(dict(attrs))
-                except Exception:  # noqa: BLE001
-                    pass
-    return None
+    name = da.name if da.name in ds.variables else None
+    if name is None and gm:  # the flattened DataArray lost its place in ds: look at ds's own
+        name = next((n for n, v in ds.data_vars.items() if v.attrs.get("grid_mapping") == gm), None)
+    return read_crs(
+        ds,
+        name,
+        label=label,
+        error=NWPError,
+        remedy=f"give the CRS with {option('nwp_crs')}",
+    )
 
 
 def _plain_geographic(crs: CRS | None) -> bool:
@@ -492,7 +400,7 @@ def _plain_geographic(crs: CRS | None) -> bool:
 
 def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
     """(lon_or_x, lat_or_y, crs) following the rules of the module docstring."""
-    file_crs = _crs_from_file(ds, da, label)
+    file_crs = _crs_from_file(ds, da, label) if nwp_crs is None else None
     cy = ds.coords.get(ydim) if ydim in ds.coords else da.coords.get(ydim)
     cx = ds.coords.get(xdim) if xdim in ds.coords else da.coords.get(xdim)
     have_1d = cy is not None and cx is not None and cy.ndim == 1 and cx.ndim == 1
@@ -685,7 +593,7 @@ def _to_earth(ds, u, v, names, ydim, xdim, lon_or_x, lat_or_y, crs, label):
             name = f"the GRIB Lambert projection (LoV {lov}°)"
         elif lon_or_x.ndim == 1 and not crs.is_geographic:
             gamma = meridian_convergence(lon_or_x[None, :], lat_or_y[:, None], crs)
-            name = f"{crs.name}"
+            name = crs_label(crs, "the NWP grid's projection")
         else:
             raise NWPError(
                 f"{label}: {names[0]!r}/{names[1]!r} are relative to the NWP grid, whose "

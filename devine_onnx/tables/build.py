@@ -32,7 +32,8 @@ import xarray as xr
 
 from devine_onnx.errors import OptionError, OutputError, option
 from devine_onnx.io.atomic import atomic_output, check_writable, partial_path, remove_path
-from devine_onnx.io.dem import NETCDF_SUFFIXES, load_dem
+from devine_onnx.io.dem import load_dem
+from devine_onnx.io.formats import NETCDF_SUFFIXES
 from devine_onnx.io.writers import (
     MemoryWriter,
     create_writer,
@@ -151,7 +152,7 @@ def compute_corrections(
     MissingDependencyError
         ``workers``/``scheduler`` without the ``distributed`` package.
     """
-    from devine_onnx.engines import get_engine
+    from devine_onnx.engines import ENGINES, engine_class, get_engine
 
     angles = _check_angles(angles)
     if dtype not in ("float32", "float16"):
@@ -174,7 +175,10 @@ def compute_corrections(
     if engine in (None, "devine") and not (isinstance(tile, str) and tile == "default"):
         options.setdefault("tile", tile)
     # The DEM first: a bad DEM is reported before a model is loaded.
-    dem_da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs, resample=resample)
+    title = engine_class(engine).title.split(" (")[0] if engine in ENGINES else None
+    dem_da, notes = load_dem(
+        dem, fill_nodata=fill_nodata, dem_crs=dem_crs, resample=resample, engine=title
+    )
     if dist:
         eng, spec = _dist.driver_engine(engine, model, device, options)
     else:
@@ -388,10 +392,9 @@ def _file_bounds(path: Path, dem: xr.DataArray) -> tuple[float, float, float, fl
 
 
 def _xarray_bounds(obj, dem: xr.DataArray, label: str) -> tuple[float, float, float, float]:
-    from devine_onnx.io.dem import X_NAMES, Y_NAMES, find_dim
+    from devine_onnx.io.cf import find_xy_dims, read_crs
 
-    xdim = find_dim(obj, X_NAMES, "X")
-    ydim = find_dim(obj, Y_NAMES, "Y")
+    ydim, xdim = find_xy_dims(obj)
     if xdim is None or ydim is None or xdim not in obj.coords or ydim not in obj.coords:
         raise OptionError(f"{label}: no x/y (or longitude/latitude) coordinates found")
     edges = []
@@ -399,10 +402,7 @@ def _xarray_bounds(obj, dem: xr.DataArray, label: str) -> tuple[float, float, fl
         c = np.asarray(obj[dim].values, dtype=np.float64)
         half = abs(float(c[1] - c[0])) / 2 if c.size > 1 else 0.0
         edges.append((float(c.min()) - half, float(c.max()) + half))
-    try:
-        crs = obj.rio.crs
-    except Exception:  # noqa: BLE001
-        crs = None
+    crs = read_crs(obj, strict=False)
     if crs is None and xdim in ("lon", "longitude", "Longitude"):
         crs = "EPSG:4326"
     return _reproject_bounds((edges[0][0], edges[1][0], edges[0][1], edges[1][1]), crs, dem)

@@ -95,7 +95,8 @@ def test_geographic_crs_refused(tmp_path):
     path = tmp_path / "geo.tif"
     da.rio.to_raster(path)
     msg = refused(path, "geographic CRS")
-    assert "gdalwarp -t_srs EPSG:2154" in msg and "geo.tif" in msg
+    # The hint names the UTM zone of the DEM's own centre (6.05 E, 45.45 N: zone 32N).
+    assert "gdalwarp -t_srs EPSG:32632" in msg and "geo.tif" in msg
     # A lon/lat grid without any CRS is refused as geographic too.
     plain = da.drop_vars("spatial_ref").rename(x="lon", y="lat")
     refused(plain, "longitude/latitude grid")
