@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 from scipy.interpolate import LinearNDInterpolator
 from typer.testing import CliRunner
 
@@ -28,95 +28,29 @@ from devine_onnx.evaluation import (
     circular_difference,
     match_times,
     pair_metrics,
-    read_observations,
 )
 from devine_onnx.io.atomic import partial_path
-from devine_onnx.sample_data import CENTER_LONLAT, LAMBERT93, sample_nwp
+from devine_onnx.sample_data import LAMBERT93, sample_nwp
+from tests.evaluation.synthetic import (
+    NAN_PIXEL,
+    NT,
+    NX,
+    NY,
+    STATIONS,
+    TIMES,
+    TO_LONLAT,
+    X0,
+    Y0,
+    X,
+    Y,
+    model_fields,
+    observations,
+    station_lonlat,
+    wind_dataset,
+)
 
 rioxarray = pytest.importorskip("rioxarray")
 runner = CliRunner()
-
-NY, NX, NT = 12, 16, 10
-RES = 100.0
-TIMES = pd.date_range("2026-01-15T00:00", periods=NT, freq="h")
-X0, Y0 = Transformer.from_crs("EPSG:4326", LAMBERT93, always_xy=True).transform(*CENTER_LONLAT)
-X = X0 + (np.arange(NX) - (NX - 1) / 2) * RES
-Y = Y0 - (np.arange(NY) - (NY - 1) / 2) * RES  # decreasing, as downscale writes
-TO_LONLAT = Transformer.from_crs(LAMBERT93, "EPSG:4326", always_xy=True)
-NAN_PIXEL = (2, 3)  # (iy, ix): NaN at every time step
-# Stations: name -> (iy, ix, dx, dy): pixel and offset of the station from its centre (m).
-STATIONS = {
-    "A": (5, 7, 40.0, -30.0),  # inside pixel (5, 7), not at its centre
-    "B": (1, 14, 0.0, 0.0),
-    "C": (9, 2, -45.0, 45.0),
-}
-
-
-def model_fields():
-    """Speed (2..~9 m/s, varying in t, y, x) and direction turning through north."""
-    t = np.arange(NT)[:, None, None]
-    iy = np.arange(NY)[None, :, None]
-    ix = np.arange(NX)[None, None, :]
-    speed = 2.0 + 0.5 * t + 0.1 * iy + 0.2 * ix + 0.0 * (t + iy + ix)
-    direction = np.mod(340.0 + 5.0 * t + 0.5 * iy + 1.0 * ix, 360.0)
-    speed[:, NAN_PIXEL[0], NAN_PIXEL[1]] = np.nan
-    direction[:, NAN_PIXEL[0], NAN_PIXEL[1]] = np.nan
-    return speed, direction
-
-
-def wind_dataset(speed=None, direction=None, attrs=None, elevation=None) -> xr.Dataset:
-    """A CF wind file shaped like a 'devine-onnx downscale' output."""
-    s, d = model_fields()
-    speed = s if speed is None else speed
-    direction = d if direction is None else direction
-    crs = CRS.from_user_input(LAMBERT93)
-    gm = {**crs.to_cf(), "crs_wkt": crs.to_wkt(), "spatial_ref": crs.to_wkt()}
-    var = {"grid_mapping": "spatial_ref"}
-    ds = xr.Dataset(
-        {
-            "wind_speed": (("time", "y", "x"), speed.astype(np.float32), {**var, "units": "m s-1"}),
-            "wind_from_direction": (
-                ("time", "y", "x"),
-                direction.astype(np.float32),
-                {**var, "units": "degree"},
-            ),
-        },
-        coords={
-            "time": TIMES,
-            "y": ("y", Y, {"units": "m", "standard_name": "projection_y_coordinate"}),
-            "x": ("x", X, {"units": "m", "standard_name": "projection_x_coordinate"}),
-            "spatial_ref": ((), np.int32(0), gm),
-        },
-        attrs={"Conventions": "CF-1.8", "wind_frame": "earth-relative: test", **(attrs or {})},
-    )
-    if elevation is not None:
-        ds["elevation"] = (("y", "x"), elevation.astype(np.float32), {"units": "m"})
-    return ds
-
-
-def station_lonlat(name):
-    iy, ix, dx, dy = STATIONS[name]
-    return TO_LONLAT.transform(X[ix] + dx, Y[iy] + dy)
-
-
-def observations(names=("A", "B", "C"), times=TIMES, scale=1.25, shift=10.0, coords=True):
-    """Observed = model / scale at the station's pixel, direction = model − shift."""
-    speed, direction = model_fields()
-    rows = []
-    for name in names:
-        iy, ix, _, _ = STATIONS[name]
-        lon, lat = station_lonlat(name)
-        for k, t in enumerate(times):
-            row = {
-                "station": name,
-                "time": pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%S"),
-                "wind_speed": speed[k % NT, iy, ix] / scale,
-                "wind_direction": np.mod(direction[k % NT, iy, ix] - shift, 360.0),
-            }
-            if coords:
-                row.update(latitude=lat, longitude=lon)
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
@@ -507,112 +441,8 @@ def test_nwp_baseline_equals_neutral_downscale_at_pixel_centres(work):
     np.testing.assert_allclose(d, 0.0, atol=0.05)
 
 
-# --------------------------------------------------------------------------- other formats
-def test_cf_dsg_netcdf_orthogonal_and_ragged(work, wind_nc, obs_csv):
-    reference = run(obs_csv, wind_nc).metrics
-    obs = observations()
-    names = list(STATIONS)
-    lonlat = np.array([station_lonlat(n) for n in names])
-    speed = obs["wind_speed"].to_numpy().reshape(len(names), NT)
-    direction = obs["wind_direction"].to_numpy().reshape(len(names), NT)
-    common = {
-        "station_name": ("station", np.array(names, dtype=object), {"cf_role": "timeseries_id"}),
-        "lat": ("station", lonlat[:, 1], {"standard_name": "latitude"}),
-        "lon": ("station", lonlat[:, 0], {"standard_name": "longitude"}),
-    }
-    ortho = xr.Dataset(
-        {
-            **common,
-            "ff": (("station", "time"), speed, {"standard_name": "wind_speed"}),
-            "dd": (("station", "time"), direction, {"standard_name": "wind_from_direction"}),
-        },
-        coords={"time": ("time", TIMES, {"standard_name": "time"})},
-        attrs={"featureType": "timeSeries", "Conventions": "CF-1.8"},
-    )
-    ortho.to_netcdf(work / "obs_ortho.nc")
-    ragged = xr.Dataset(
-        {
-            **common,
-            "row_size": ("station", np.full(len(names), NT), {"sample_dimension": "obs"}),
-            "wind_speed": ("obs", speed.ravel()),
-            "wind_direction": ("obs", direction.ravel()),
-            "time": ("obs", np.tile(TIMES.values, len(names)), {"standard_name": "time"}),
-        },
-        attrs={"featureType": "timeSeries"},
-    )
-    ragged.to_netcdf(work / "obs_ragged.nc")
-    for path in (work / "obs_ortho.nc", work / "obs_ragged.nc"):
-        pd.testing.assert_frame_equal(run(path, wind_nc).metrics, reference)
-    wrong = ortho.assign_attrs(featureType="trajectory")
-    wrong.to_netcdf(work / "obs_trajectory.nc")
-    with pytest.raises(ObservationError) as exc:
-        read_observations(work / "obs_trajectory.nc")
-    one_line(exc, "obs_trajectory.nc", "featureType", "timeSeries")
-
-
 # --------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize(
-    ("edit", "needles"),
-    [
-        (lambda df: df.drop(columns="wind_direction"), ["'wind_direction'", "missing column"]),
-        (lambda df: df.drop(columns=["latitude", "longitude"]), ["'latitude'", "--stations"]),
-        (
-            lambda df: df.assign(wind_speed=df["wind_speed"].astype(object)).pipe(_bad_speed),
-            ["'wind_speed'", "'fast'", "line 4"],
-        ),
-        (lambda df: df.assign(time=["yesterday"] + list(df["time"][1:])), ["'time'", "yesterday"]),
-        (lambda df: pd.concat([df, df.iloc[[5]]]), ["'A'", "two rows", "station, time"]),
-        (lambda df: df.assign(wind_direction=df["wind_direction"] + 400), ["'wind_direction'"]),
-        (
-            lambda df: df.assign(station=np.where(df["station"] == "C", "all", df["station"])),
-            ["'station'", "reserved"],
-        ),
-    ],
-    ids=[
-        "missing-column",
-        "no-coordinates",
-        "non-numeric",
-        "bad-time",
-        "duplicate",
-        "direction-range",
-        "reserved-name",
-    ],
-)
-def test_bad_observations_name_file_and_column(work, wind_nc, edit, needles):
-    path = write_csv(work / "bad_obs.csv", edit(observations()))
-    with pytest.raises(ObservationError) as exc:
-        run(path, wind_nc)
-    one_line(exc, "bad_obs.csv", *needles)
-
-
-def _bad_speed(df):
-    df.loc[2, "wind_speed"] = "fast"
-    return df
-
-
-def test_unknown_station_and_bad_station_list(work, wind_nc):
-    stations = pd.DataFrame(
-        {
-            "station": ["A", "B"],
-            "latitude": [station_lonlat(n)[1] for n in "AB"],
-            "longitude": [station_lonlat(n)[0] for n in "AB"],
-        }
-    )
-    st_path = write_csv(work / "stations_ab.csv", stations)
-    obs_path = write_csv(work / "obs_abc.csv", observations(coords=False))
-    with pytest.raises(ObservationError) as exc:
-        run(obs_path, wind_nc, stations=st_path)
-    one_line(exc, "obs_abc.csv", "'C'", "'station'", "stations_ab.csv")
-    st_bad = write_csv(work / "stations_bad.csv", stations.drop(columns="longitude"))
-    with pytest.raises(ObservationError) as exc:
-        run(obs_path, wind_nc, stations=st_bad)
-    one_line(exc, "stations_bad.csv", "'longitude'")
-    st_dup = write_csv(work / "stations_dup.csv", pd.concat([stations, stations.iloc[[1]]]))
-    with pytest.raises(ObservationError) as exc:
-        run(obs_path, wind_nc, stations=st_dup)
-    one_line(exc, "stations_dup.csv", "'B'", "'station'")
-
-
+# (bad observations and station lists: tests/io/test_observations.py)
 def test_bad_wind_file_output_and_options(work, wind_nc, obs_csv):
     no_dir = work / "no_direction.nc"
     wind_dataset().drop_vars("wind_from_direction").to_netcdf(no_dir)
