@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devine_onnx._cluster import release_memory
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.writers import MemoryWriter
 from devine_onnx.progress import progress_bar
@@ -159,9 +160,9 @@ def parse_block_size(value, coarsen: int | None = None) -> tuple[int, int] | Non
 
 def check_cluster(workers, scheduler, output) -> None:
     """Refuse what block downscaling on a dask cluster cannot do, before any work."""
+    from devine_onnx._cluster import check_workers, import_distributed
     from devine_onnx.errors import OutputError
     from devine_onnx.io.writers import output_format
-    from devine_onnx.tables.distributed import check_workers, import_distributed
 
     check_workers(workers, scheduler)
     which = option("workers") if workers is not None else option("scheduler")
@@ -469,28 +470,6 @@ def reorder_table(tbl, plan: BlockPlan, path, quiet: bool = True):
     return xr.open_dataset(path, engine="zarr", chunks=None)
 
 
-def release_memory() -> None:
-    """Give freed heap memory back to the system (glibc's ``malloc_trim``; elsewhere nothing).
-
-    The readers decode chunks in threads, whose malloc arenas keep freed memory: without this
-    the resident size would keep the peak of every earlier block's reading.
-    """
-    global _TRIM
-    if _TRIM is None:
-        _TRIM = False
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            pass
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
-
-
 def _has_values(*tables) -> bool:
     return any(t is not None and bool(np.isfinite(t).any()) for t in tables)
 
@@ -607,11 +586,11 @@ def _remote_block(nwp, tbl, wb, box, bounds, settings, path, names):
 def _run_on_cluster(nwp, tbl, weights, plan, writer, settings, nan_count, bar, workers,
                     scheduler) -> None:  # fmt: skip
     """Submit one task per block with values; stop at the first failure."""
-    from devine_onnx.tables.distributed import _client, import_distributed
+    from devine_onnx._cluster import cluster_client, import_distributed
 
     distributed = import_distributed()
     nt = nwp.n_times
-    with _client(distributed, workers, scheduler) as client:
+    with cluster_client(distributed, workers, scheduler) as client:
         nwp_f, tbl_f = client.scatter([nwp, tbl], broadcast=True, hash=False)
         futures = []
         for i, bounds in enumerate(plan.blocks()):

@@ -43,16 +43,21 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from devine_onnx._cluster import (
+    DISTRIBUTED_INSTALL,
+    WorkerError,
+    check_workers,
+    cluster_client,
+    import_distributed,
+)
 from devine_onnx.errors import (
     DevineError,
-    MissingDependencyError,
     OptionError,
     OutputError,
     option,
@@ -74,8 +79,6 @@ __all__ = [
 
 LOGGER = logging.getLogger("devine_onnx")
 
-#: How to install the optional dependency.
-DISTRIBUTED_INSTALL = 'pip install "devine-onnx[distributed]"'
 #: Spatial chunk size (rows and columns) of a distributed table store.
 TABLE_CHUNK = 1024
 #: Progress attribute of a partial table written by the local loop.
@@ -84,26 +87,7 @@ _DONE = "directions_done"
 _CACHE_SIZE = 2
 
 
-class WorkerError(DevineError):
-    """A task failed on a worker (or a worker died) during a distributed run."""
-
-
 # ---------------------------------------------------------------------------- options
-def check_workers(workers, scheduler) -> None:
-    """:class:`OptionError` for both ``workers`` and ``scheduler``, or a bad ``workers``."""
-    if workers is not None and scheduler is not None:
-        raise OptionError(
-            f"give either {option('workers')} (a local cluster) or {option('scheduler')} (an "
-            "existing one), not both"
-        )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1
-    ):
-        raise OptionError(
-            f"{option('workers', workers)}: expected a positive number of worker processes"
-        )
-
-
 def check_distributed(workers, scheduler, output) -> None:
     """Refuse what a distributed run cannot do, before the DEM is read.
 
@@ -125,18 +109,6 @@ def check_distributed(workers, scheduler, output) -> None:
             f"{option('scheduler')} to write NetCDF from one process"
         )
     import_distributed()
-
-
-def import_distributed():
-    """The ``distributed`` module, or :class:`MissingDependencyError` with the install hint."""
-    try:
-        import distributed
-    except ImportError:
-        raise MissingDependencyError(
-            f"{option('workers')} and {option('scheduler')} need dask.distributed, which is not "
-            f"installed: {DISTRIBUTED_INSTALL}"
-        ) from None
-    return distributed
 
 
 # ---------------------------------------------------------------------------- engine spec
@@ -362,55 +334,6 @@ def _directions(ks) -> str:
 
 
 # ---------------------------------------------------------------------------- driver
-@contextmanager
-def _client(distributed, workers, scheduler):
-    """A client: on a new LocalCluster (``workers``), an address, a cluster or a client."""
-    if scheduler is not None:
-        if isinstance(scheduler, distributed.Client):
-            yield scheduler
-            return
-        try:
-            client = distributed.Client(scheduler, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise OptionError(
-                f"{option('scheduler', scheduler)}: cannot connect to the dask scheduler "
-                f"({msg}); give its address (tcp://HOST:8786) and check that it is running"
-            ) from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    import dask
-
-    try:
-        # dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive
-        # mmap threshold: every direction's arrays would then be fresh pages (measured: 10x
-        # the page faults); the workers keep the allocator of an ordinary process instead.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            cluster = distributed.LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address="127.0.0.1:0",  # no fixed port (8787 may be taken)
-                silence_logs=logging.CRITICAL,  # errors are reported by the driver, in one line
-            )
-    except Exception as exc:  # noqa: BLE001 - spawn failures, ports, resources
-        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise WorkerError(
-            f"{option('workers', workers)}: could not start the local workers ({msg}); in a "
-            "Python script, call compute_corrections under `if __name__ == '__main__':` "
-            "(worker processes import the main module)"
-        ) from None
-    client = distributed.Client(cluster, set_as_default=False)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -508,7 +431,7 @@ def run_distributed(
             threads=spec.threads or max(1, _cpu_count() // int(workers)),
             gpus=gpus if len(gpus) > 1 else (),
         )
-    with _client(distributed, workers, scheduler) as client:
+    with cluster_client(distributed, workers, scheduler) as client:
         with atomic_output(out_path, keep_partial=True) as tmp:
             if done is None:
                 template.attrs.pop(_DONE, None)
