@@ -23,14 +23,26 @@ Equations, per direction ``theta`` (pixel size ``D``, length scale ``eta``)::
                      + (z - (zSW + zNE)/2) / (2 sqrt(2) eta')
                      + (z - (zNW + zSE)/2) / (2 sqrt(2) eta') ]
                with inc = max(1, round(eta / D)) pixels, eta' = inc * D, indices clamped
-    acceleration = 1 + gamma_s * Omega_s / (2 Sref) + gamma_c * Omega_c / (2 Cref)
-    alpha    = 0.5 * Omega_s / (2 Sref) * sin(2 (xi - theta))   where |wrap(xi - theta)| <= 90
-             = 0                                                elsewhere
+    Ws = clip(Omega_s / (2 Sref), -0.5, 0.5)               (scaled slope, "+-0.5")
+    Wc = clip(Omega_c / (2 Cref), -0.5, 0.5)               (scaled curvature)
+    acceleration = 1 + gamma_s * Ws + gamma_c * Wc          in [1 - (gs+gc)/2, 1 + (gs+gc)/2]
+    alpha    = 0.5 * min(Ws, 45 deg) * sin(2 (xi - theta))  where |wrap(xi - theta)| <= 90
+             = 0                                            elsewhere
 
 SnowModel's references are domain maxima: ``Sref(theta) = max |Omega_s|`` over the domain for
-that direction (at least 0.001) and ``Cref = max |Omega_c|`` over the domain. The values then
-depend on the extent of the DEM; fixed references make the table local (a distant hill changes
-nothing, tiles agree).
+that direction and ``Cref = max |Omega_c|`` over the domain, both at least 0.001. With them
+``|Ws|, |Wc| <= 0.5`` and the clipping changes nothing; with fixed references (or pixels
+outside the reference area, see below) it keeps the scaled terms to the +-0.5 range they are
+defined on, so the speed ratio stays positive. SnowModel's 45 degree cap on the diverting
+angle is kept (it cannot bind once ``Ws <= 0.5`` rad = 28.6 deg). The values depend on the
+extent of the DEM; fixed references make the table local (a distant hill changes nothing,
+tiles agree).
+
+Edge band: the curvature stencil reaches ``inc`` pixels out; within ``inc`` pixels of the
+DEM's edge the missing neighbours are replaced by the edge pixel (clamped indices, as in
+SnowModel), which makes a tilted plane look curved there. The engine therefore takes the
+domain references over the pixels at least ``inc`` pixels from the edge (the whole DEM when
+there are none) and flags the band in ``edge_influence``.
 
 Implementation notes
 --------------------
@@ -45,9 +57,9 @@ Implementation notes
   hull of the points ``(beta cos xi, beta sin xi)`` (a maximum of a convex function over a
   convex set), so the domain references of all directions cost one hull of the DEM's pixels
   (float64) instead of one pass over the DEM per direction.
-- Domain curvature reference: SnowModel divides by ``max |Omega_c|`` as is; here it is floored
-  at 0.001 like the slope reference, so flat terrain gives exactly acceleration 1, and the
-  round-off curvature of a plane (1e-15) is not blown up to +-0.5.
+- Domain curvature reference: floored at 0.001 like the slope reference, as SnowModel does
+  (``curve_max`` starts at 0.001 in ``topo_data``), so flat terrain gives exactly
+  acceleration 1 and the round-off curvature of a plane (1e-15) is not blown up to +-0.5.
 """
 
 from __future__ import annotations
@@ -63,14 +75,28 @@ import xarray as xr
 from devine_onnx.engines.base import TableEngine, TableWindow
 from devine_onnx.errors import OptionError, option
 
-__all__ = ["MicroMetEngine", "curvature", "micromet_factors", "slope_aspect"]
+__all__ = ["MicroMetEngine", "curvature", "edge_band", "micromet_factors", "slope_aspect"]
 
 #: SnowModel's floor of the domain slope reference (radians).
 SLOPE_REFERENCE_FLOOR = 1e-3
-#: Floor of the domain curvature reference (1); see the module notes.
+#: SnowModel's floor of the domain curvature reference (1).
 CURVATURE_REFERENCE_FLOOR = 1e-3
+#: Limit of the scaled slope and curvature terms ("scaled to +-0.5").
+SCALED_LIMIT = 0.5
+#: SnowModel's cap on the scaled slope in the diverting angle (45 degrees, in radians).
+DIVERTING_CAP = math.radians(45.0)
+#: Upper bound of the windward scaled slope used in the diverting angle.
+_WINDWARD_MAX = min(SCALED_LIMIT, DIVERTING_CAP)
 #: Text recorded in the table when the slope reference is the domain maximum.
 DOMAIN_SLOPE_REFERENCE = "domain maximum per direction"
+
+#: What ``edge_influence`` means in a micromet table.
+_EDGE_COMMENT = (
+    "micromet engine: 1 within {inc} pixels (the curvature step inc = nint(length_scale / "
+    "resolution)) of the DEM's edge, where the curvature stencil uses clamped neighbours and "
+    "shows curvature that the terrain does not have (a tilted plane looks curved); the domain "
+    "references leave these pixels out; 0 elsewhere"
+)
 
 # Elements per row block of the direction loop (float32 scratch of ~128 kB per array).
 _BLOCK_ELEMENTS = 32768
@@ -165,6 +191,30 @@ def curvature(z: np.ndarray, resolution: float, length_scale: float = 500.0) -> 
     return 0.25 * (straight / (2.0 * eta) + diagonal / (2.0 * math.sqrt(2.0) * eta))
 
 
+def edge_band(shape: tuple[int, int], inc: int) -> np.ndarray:
+    """Pixels whose curvature stencil reaches beyond the DEM (clamped neighbours).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of the DEM.
+    inc : int
+        Neighbour offset in pixels (:func:`curvature_step`).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (ny, nx)
+        True within ``inc`` pixels of an edge: row or column index ``< inc`` or ``>= n - inc``.
+    """
+    ny, nx = (int(n) for n in shape)
+    inc = max(0, int(inc))
+    rows = np.arange(ny)
+    cols = np.arange(nx)
+    r = (rows < inc) | (rows >= ny - inc)
+    c = (cols < inc) | (cols >= nx - inc)
+    return r[:, None] | c[None, :]
+
+
 # --- references ------------------------------------------------------------------------------
 
 
@@ -232,7 +282,8 @@ class _Geometry:
         self.cos2 = np.ascontiguousarray(np.cos(2.0 * xi), dtype=f32)
         self.sin2 = np.ascontiguousarray(np.sin(2.0 * xi), dtype=f32)
         omega_c = np.asarray(omega_c, dtype=np.float64)
-        base = 1.0 + curvature_weight * omega_c / (2.0 * curvature_reference)
+        scaled_c = np.clip(omega_c / (2.0 * curvature_reference), -SCALED_LIMIT, SCALED_LIMIT)
+        base = 1.0 + curvature_weight * scaled_c
         self.base = np.ascontiguousarray(base, dtype=f32)
         self.slope_weight = float(slope_weight)
 
@@ -246,16 +297,14 @@ class _Geometry:
         if n == 0 or ny == 0 or nx == 0:
             return
         # Per-direction scalars (float64 -> Python floats, so float32 arrays stay float32).
-        cos_t, sin_t = np.cos(theta_rad), np.sin(theta_rad)
-        k_acc = self.slope_weight / (2.0 * slope_reference)
-        k_alpha = 0.25 / slope_reference  # 0.5 * Omega_s / (2 Sref)
-        # sin(2(xi - theta)) = sin2xi cos2theta - cos2xi sin2theta, pre-multiplied by k_alpha.
-        c2t = k_alpha * np.cos(2.0 * theta_rad)
-        s2t = k_alpha * np.sin(2.0 * theta_rad)
-        scal = [
-            (float(cos_t[i]), float(sin_t[i]), float(k_acc[i]), float(c2t[i]), float(s2t[i]))
-            for i in range(n)
-        ]
+        # cos(theta) / (2 Sref), sin(theta) / (2 Sref): a cos + b sin is then the scaled slope.
+        k_s = 1.0 / (2.0 * np.asarray(slope_reference, dtype=np.float64))
+        cos_t, sin_t = k_s * np.cos(theta_rad), k_s * np.sin(theta_rad)
+        # 0.5 sin(2(xi - theta)) = 0.5 (sin2xi cos2theta - cos2xi sin2theta).
+        c2t = 0.5 * np.cos(2.0 * theta_rad)
+        s2t = 0.5 * np.sin(2.0 * theta_rad)
+        gs = self.slope_weight
+        scal = [(float(cos_t[i]), float(sin_t[i]), float(c2t[i]), float(s2t[i])) for i in range(n)]
         block = max(1, _BLOCK_ELEMENTS // nx)
         threads = _n_threads() if threads is None else max(1, int(threads))
         threads = min(threads, -(-ny // block))
@@ -271,18 +320,20 @@ class _Geometry:
                 cos2, sin2 = self.cos2[r0:r1].ravel(), self.sin2[r0:r1].ravel()
                 base = self.base[r0:r1].ravel()
                 s1, s2 = t1[:m], t2[:m]
-                for i, (ct, st, ka, c2, s2_) in enumerate(scal):
+                for i, (ct, st, c2, s2_) in enumerate(scal):
                     acc_v = acc[i, r0:r1].reshape(m)
                     alp_v = alpha[i, r0:r1].reshape(m)
                     np.multiply(a, ct, out=s1)
                     np.multiply(b, st, out=s2)
-                    np.add(s1, s2, out=s1)  # Omega_s = beta cos(theta - xi)
-                    np.multiply(s1, ka, out=acc_v)
+                    np.add(s1, s2, out=s1)  # Omega_s / (2 Sref), Omega_s = beta cos(theta - xi)
+                    np.clip(s1, -SCALED_LIMIT, SCALED_LIMIT, out=s1)  # Ws
+                    np.multiply(s1, gs, out=acc_v)
                     np.add(acc_v, base, out=acc_v)
-                    np.maximum(s1, 0.0, out=s1)  # windward only
+                    # Windward only (Ws >= 0), and SnowModel's 45 degree cap.
+                    np.clip(s1, 0.0, _WINDWARD_MAX, out=s1)
                     np.multiply(sin2, c2, out=s2)
                     np.multiply(cos2, s2_, out=alp_v)
-                    np.subtract(s2, alp_v, out=s2)  # k_alpha * sin(2(xi - theta))
+                    np.subtract(s2, alp_v, out=s2)  # 0.5 sin(2(xi - theta))
                     np.multiply(s1, s2, out=alp_v)
 
         jobs = [(int(edges[j]), int(edges[j + 1])) for j in range(threads)]
@@ -305,6 +356,7 @@ def micromet_factors(
     slope_reference=None,
     curvature_reference: float | None = None,
     *,
+    reference_mask: np.ndarray | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """MicroMet's speed ratio and deflection for one or several inflow directions.
@@ -322,21 +374,28 @@ def micromet_factors(
         ``gamma_s`` and ``gamma_c`` (defaults 0.58 and 0.42, SnowModel's).
     slope_reference : None, float or array_like of shape (n,)
         ``Sref`` in radians. None (default): SnowModel's ``max |Omega_s|`` over the given arrays
-        for each direction, floored at 0.001.
+        (or the ``reference_mask`` pixels) for each direction, floored at 0.001.
     curvature_reference : None or float
-        ``Cref`` (1). None (default): ``max |Omega_c|`` over the given arrays, floored at 0.001
-        (flat terrain: exactly acceleration 1, alpha 0).
+        ``Cref`` (1). None (default): ``max |Omega_c|`` over the given arrays (or the
+        ``reference_mask`` pixels), floored at 0.001 (flat terrain: exactly acceleration 1,
+        alpha 0).
+    reference_mask : numpy.ndarray of bool, shape (ny, nx), optional
+        Pixels over which the domain references are taken (default: all). The engine passes
+        the pixels outside the edge band (:func:`edge_band`).
     threads : int, optional
         Threads of the direction loop (default: the usable cores, at most 8).
 
     Returns
     -------
     acceleration : numpy.ndarray of float32, shape (n, ny, nx)
-        ``1 + gamma_s Omega_s / (2 Sref) + gamma_c Omega_c / (2 Cref)`` (speed ratio, 1).
+        ``1 + gamma_s Ws + gamma_c Wc`` (speed ratio, 1) with the scaled terms
+        ``Ws = clip(Omega_s / (2 Sref), -0.5, 0.5)``, ``Wc = clip(Omega_c / (2 Cref), -0.5, 0.5)``;
+        always within ``[1 - (gamma_s + gamma_c)/2, 1 + (gamma_s + gamma_c)/2]``.
     alpha : numpy.ndarray of float32, shape (n, ny, nx)
         Deflection in radians, > 0 = flow turned left (downscaled FROM direction =
-        ``theta - degrees(alpha)``): ``0.5 Omega_s / (2 Sref) sin(2 (xi - theta))`` on slopes
-        facing the wind (``|wrap(xi - theta)| <= 90 deg``), 0 elsewhere and on flat pixels.
+        ``theta - degrees(alpha)``): ``0.5 min(Ws, 45 deg) sin(2 (xi - theta))`` on slopes
+        facing the wind (``|wrap(xi - theta)| <= 90 deg``), 0 elsewhere and on flat pixels;
+        hence ``|alpha| <= 0.25`` rad (14.3 deg).
     used_slope_reference : numpy.ndarray of float64, shape (n,)
         ``Sref`` of each direction.
     used_curvature_reference : float
@@ -353,14 +412,22 @@ def micromet_factors(
         raise ValueError("beta, xi and omega_c must be 2-D arrays of one shape")
     theta = _theta_radians(theta_deg)
     n = len(theta)
+    if reference_mask is None:
+        ref_beta, ref_xi, ref_c = beta, xi, omega_c
+    else:
+        mask = np.asarray(reference_mask, dtype=bool)
+        if mask.shape != beta.shape:
+            raise ValueError("reference_mask must have the shape of beta")
+        ref_beta, ref_xi = beta[mask], np.asarray(xi)[mask]
+        ref_c = np.asarray(omega_c)[mask]
     if slope_reference is None:
-        sref = _domain_slope_reference(_slope_extremes(beta, xi), theta)
+        sref = _domain_slope_reference(_slope_extremes(ref_beta, ref_xi), theta)
     else:
         sref = np.broadcast_to(np.asarray(slope_reference, dtype=np.float64), (n,)).copy()
         if not np.all(np.isfinite(sref) & (sref > 0)):
             raise ValueError("slope_reference must be finite and > 0")
     if curvature_reference is None:
-        cref = _domain_curvature_reference(omega_c)
+        cref = _domain_curvature_reference(ref_c)
     else:
         cref = float(curvature_reference)
         if not (math.isfinite(cref) and cref > 0):
@@ -392,7 +459,9 @@ class MicroMetEngine(TableEngine):
         Curvature length scale ``eta`` in metres (``--length-scale``, default 500).
     slope_weight, curvature_weight : float
         ``gamma_s``, ``gamma_c`` in [0, 1] (``--slope-weight`` 0.58, ``--curvature-weight``
-        0.42; their sum 1 keeps the acceleration in [0.5, 1.5] with domain references).
+        0.42, SnowModel's shipped values; 0.5/0.5 weighs slope and curvature equally). The
+        scaled terms are clipped to +-0.5, so the acceleration stays in
+        ``[1 - (gamma_s + gamma_c)/2, 1 + (gamma_s + gamma_c)/2]`` ([0.5, 1.5] for a sum of 1).
     slope_reference : float, optional
         Fixed ``Sref`` in radians (``--slope-reference``). Default: the maximum of
         ``|Omega_s|`` over the whole DEM for each direction (SnowModel), floored at 0.001; the
@@ -406,6 +475,9 @@ class MicroMetEngine(TableEngine):
     The geometry and the domain references always come from the whole DEM, so a table
     restricted to a target has the values of the full table at the same pixels. With domain
     references the values depend on the DEM's extent; fixed references make them local.
+    The domain references leave out the edge band (pixels within ``inc`` of the DEM's edge,
+    whose curvature uses clamped neighbours); :meth:`static_variables` flags that band as
+    ``edge_influence = 1``.
     """
 
     name = "micromet"
@@ -471,6 +543,8 @@ class MicroMetEngine(TableEngine):
         self._geom: _Geometry | None = None
         self._extremes: np.ndarray | None = None
         self._cref: float | None = None
+        self._edge: np.ndarray | None = None
+        self._inc: int | None = None
 
     def coverage(self, dem: xr.DataArray) -> TableWindow:
         """The whole DEM."""
@@ -495,17 +569,38 @@ class MicroMetEngine(TableEngine):
         beta, xi = slope_aspect(zn, resolution)
         omega_c = curvature(zn, resolution, self.length_scale)
         beta, xi, omega_c = orient(beta), orient(xi), orient(omega_c)
+        self._inc = curvature_step(resolution, self.length_scale)
+        band = edge_band(beta.shape, self._inc)  # symmetric: no need to orient
+        inside = ~band if not band.all() else np.ones_like(band)
         if self.slope_reference is None:
-            self._extremes = _slope_extremes(beta, xi)
+            self._extremes = _slope_extremes(beta[inside], xi[inside])
         if self.curvature_reference is None:
-            self._cref = _domain_curvature_reference(omega_c)
+            self._cref = _domain_curvature_reference(omega_c[inside])
         else:
             self._cref = self.curvature_reference
         r, c = window.rows, window.cols
+        self._edge = np.ascontiguousarray(band[r, c], dtype=np.uint8)
         self._geom = _Geometry(
             beta[r, c], xi[r, c], omega_c[r, c], self.slope_weight, self.curvature_weight,
             self._cref,
         )  # fmt: skip
+
+    def static_variables(self) -> dict:
+        """``edge_influence(y, x)`` of the bound window: 1 within ``inc`` pixels of the DEM's
+        edge, where the curvature uses clamped neighbours (docs/method.md §7.4), else 0.
+
+        A :class:`xarray.DataArray` (uint8) whose ``comment`` says what the flag means for
+        this engine.
+        """
+        if self._edge is None:
+            raise RuntimeError("MicroMetEngine.bind() must be called first")
+        return {
+            "edge_influence": xr.DataArray(
+                self._edge,
+                dims=("y", "x"),
+                attrs={"comment": _EDGE_COMMENT.format(inc=self._inc)},
+            )
+        }
 
     def slope_references(self, angles) -> np.ndarray:
         """``Sref`` (radians) used for the directions ``angles`` (degrees); needs :meth:`bind`
@@ -559,4 +654,9 @@ class MicroMetEngine(TableEngine):
             ),
             "micromet_curvature_reference": cref,
             "micromet_reference_mode": mode,
+            "micromet_scaled_limit": SCALED_LIMIT,
+            "micromet_edge_band": (
+                "edge_influence = 1 within nint(length_scale / resolution) pixels of the DEM "
+                "edge (clamped curvature neighbours); domain references are taken outside it"
+            ),
         }

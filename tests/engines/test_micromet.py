@@ -15,6 +15,7 @@ from devine_onnx.engines.micromet import (
     MicroMetEngine,
     curvature,
     curvature_step,
+    edge_band,
     micromet_factors,
     slope_aspect,
 )
@@ -78,7 +79,8 @@ def loop_curvature(z, res, eta):
 
 
 def loop_factors(beta, xi, oc, theta_deg, gs=0.58, gc=0.42, sref=None, cref=None):
-    """One direction, pixel by pixel; domain references as max over all pixels."""
+    """One direction, pixel by pixel; domain references as max over all pixels; scaled terms
+    clipped to +-0.5 and SnowModel's 45 degree cap on the diverting angle."""
     th = math.radians(theta_deg)
     ny, nx = beta.shape
     omega_s = np.array(
@@ -92,12 +94,14 @@ def loop_factors(beta, xi, oc, theta_deg, gs=0.58, gc=0.42, sref=None, cref=None
     alpha = np.zeros((ny, nx))
     for i in range(ny):
         for j in range(nx):
-            ws = omega_s[i, j] / (2 * sref)
-            wc = oc[i, j] / (2 * cref)
+            ws = min(max(omega_s[i, j] / (2 * sref), -0.5), 0.5)
+            wc = min(max(oc[i, j] / (2 * cref), -0.5), 0.5)
             acc[i, j] = 1 + gs * ws + gc * wc
             rel = (math.degrees(xi[i, j]) - theta_deg + 180.0) % 360.0 - 180.0
             if beta[i, j] > 0 and abs(rel) <= 90.0:
-                alpha[i, j] = 0.5 * ws * math.sin(2 * (xi[i, j] - th))
+                # SnowModel: 0.5 * min(wind_slope * rad2deg, 45) * sin(2 dirdiff), in degrees.
+                capped = math.radians(min(math.degrees(ws), 45.0))
+                alpha[i, j] = 0.5 * capped * math.sin(2 * (xi[i, j] - th))
     return acc, alpha, sref, cref
 
 
@@ -417,7 +421,9 @@ def test_engine_matches_the_kernels_and_reports_references():
     assert attrs["micromet_curvature_reference"] == "domain maximum"  # not bound yet
     acc, alpha = run_engine(engine, da, angles)
     z32 = da.values.astype(np.float64)
-    ra, rl, sref, cref = factors(z32, angles, eta=150.0)
+    # The engine's references leave out the edge band (inc = 5 px here).
+    inside = ~edge_band(z.shape, 5)
+    ra, rl, sref, cref = factors(z32, angles, eta=150.0, reference_mask=inside)
     np.testing.assert_array_equal(acc, ra)
     np.testing.assert_array_equal(alpha, rl)
     np.testing.assert_array_equal(engine.slope_references(angles), sref)
@@ -516,3 +522,124 @@ def test_invalid_options_name_the_option(kwargs, option):
 def test_valid_edge_options_are_accepted():
     engine = MicroMetEngine(length_scale=1.0, slope_weight=0.0, curvature_weight=1.0)
     assert engine.attrs()["micromet_slope_weight"] == 0.0
+
+
+# --- issue 16: clipping of the scaled terms, the edge band -------------------------------------
+
+
+def test_fixed_references_on_a_steep_hill_keep_speeds_positive():
+    """Sref = 0.05, Cref = 0.02 on a 600 m hill (slopes up to 0.5 rad): before the clipping the
+    acceleration reached -3.1..8.2 and |alpha| 3.2 rad. Now Ws, Wc are clipped to +-0.5."""
+    z = gaussian_hill(101, height=600.0, sigma=400.0)
+    thetas = np.arange(0, 360, 15)
+    gs, gc = 0.58, 0.42
+    acc, alpha, _, _ = factors(z, thetas, slope_reference=0.05, curvature_reference=0.02)
+    assert acc.min() >= 1 - (gs + gc) / 2 - 1e-6 and acc.max() <= 1 + (gs + gc) / 2 + 1e-6
+    assert acc.min() == pytest.approx(0.5, abs=1e-6)  # the limits are reached: clipping acts
+    assert acc.max() == pytest.approx(1.5, abs=1e-6)
+    assert np.abs(alpha).max() <= 0.25 + 1e-7  # 0.5 * 0.5 rad
+    # Pixel by pixel against the loop transcription, for a few directions.
+    beta, xi = slope_aspect(z, RES)
+    oc = curvature(z, RES, 500.0)
+    for i in (0, 5, 18):
+        ra, rl, _, _ = loop_factors(beta, xi, oc, float(thetas[i]), sref=0.05, cref=0.02)
+        np.testing.assert_allclose(acc[i], ra, rtol=0, atol=2e-6)
+        np.testing.assert_allclose(alpha[i], rl, rtol=0, atol=2e-6)
+    # Other weights: the bounds follow 1 +- (gs + gc) / 2.
+    acc, _, _, _ = factors(
+        z, thetas, slope_weight=0.3, curvature_weight=0.2, slope_reference=0.05,
+        curvature_reference=0.02,
+    )  # fmt: skip
+    assert acc.min() == pytest.approx(0.75, abs=1e-6) and acc.max() == pytest.approx(1.25, abs=1e-6)
+
+
+def test_domain_references_leave_values_unclipped():
+    """With domain references |Ws|, |Wc| <= 0.5 already: the loop without clipping agrees."""
+    z = bumpy(21, 27)
+    beta, xi = slope_aspect(z, RES)
+    oc = curvature(z, RES, 120.0)
+    acc, alpha, sref, cref = micromet_factors(beta, xi, oc, [33.0])
+    th = math.radians(33.0)
+    ws = beta * np.cos(th - xi) / (2 * sref[0])
+    wc = oc / (2 * cref)
+    assert np.abs(ws).max() <= 0.5 + 1e-12 and np.abs(wc).max() <= 0.5 + 1e-12
+    np.testing.assert_allclose(acc[0], 1 + 0.58 * ws + 0.42 * wc, rtol=0, atol=2e-6)
+
+
+def test_edge_band_by_hand():
+    band = edge_band((6, 7), 2)
+    expected = np.ones((6, 7), bool)
+    expected[2:4, 2:5] = False
+    np.testing.assert_array_equal(band, expected)
+    assert edge_band((3, 3), 2).all()
+
+
+def test_tilted_plane_curvature_artefact_is_in_the_band_only():
+    """A plane tilted at 0.3: the clamped stencil gives curvature +-0.045 within inc = 17 px of
+    the west and east edges, none inside; the flag covers exactly that band and the interior
+    acceleration for a westerly is uniform."""
+    X, _ = grid(61, 81)
+    z = 0.3 * X
+    oc = curvature(z, RES, 500.0)
+    inc = curvature_step(RES, 500.0)
+    assert inc == 17
+    band = edge_band(z.shape, inc)
+    assert np.abs(oc[~band]).max() < 1e-12
+    assert np.abs(oc[:, :inc]).max() == pytest.approx(0.045, abs=2e-3)
+    engine = MicroMetEngine()
+    da = as_dem(z)
+    acc, _ = run_engine(engine, da, [270])
+    flag = engine.static_variables()["edge_influence"]
+    assert flag.dtype == np.uint8 and flag.dims == ("y", "x")
+    np.testing.assert_array_equal(flag.values, band.astype(np.uint8))
+    assert "clamped" in flag.attrs["comment"]
+    inside = acc[0][~band]
+    assert inside.max() - inside.min() < 1e-6
+    # Interior: Ws = 0.5 (the plane is its own slope reference), Wc = 0: 1 + 0.58/2.
+    assert inside[0] == pytest.approx(1.29, abs=1e-6)
+    # The plane has no curvature outside the band: Cref is the 0.001 floor, not 0.045.
+    assert engine.attrs()["micromet_curvature_reference"] == pytest.approx(0.001)
+
+
+def test_ridge_curvature_reference_ignores_the_edge_band():
+    """A 200 m ridge on a 0.5 tilt: the largest |Omega_c| (0.166) is the edge artefact of the
+    tilt; the reference must be the ridge's own (0.090: the curvature of the ridge alone, the
+    tilt adds none away from the edges), as computed away from the band."""
+    X, Y = grid(81, 101)
+    ridge_only = 200.0 * np.exp(-(X**2) / (2 * 300.0**2))
+    z = 0.5 * Y + ridge_only
+    oc = curvature(z, RES, 500.0)
+    band = edge_band(z.shape, curvature_step(RES, 500.0))
+    ridge = float(np.abs(curvature(ridge_only, RES, 500.0)).max())
+    assert np.abs(oc).max() > 1.5 * ridge  # the artefact, on the band
+    assert float(np.abs(oc[~band]).max()) == pytest.approx(ridge, rel=1e-9)
+    engine = MicroMetEngine()
+    run_engine(engine, as_dem(z), [0])
+    cref = engine.attrs()["micromet_curvature_reference"]
+    # float32 DEM in the engine: compare loosely.
+    assert cref == pytest.approx(ridge, rel=1e-4)
+    # The slope reference is also taken away from the band.
+    beta, xi = slope_aspect(np.asarray(as_dem(z).values, np.float64), RES)
+    direct = np.max(np.abs(beta * np.cos(-xi))[~band])
+    assert engine.slope_references([0])[0] == pytest.approx(direct, rel=1e-9)
+
+
+def test_small_dem_without_interior_uses_every_pixel():
+    z = bumpy(11, 13)
+    engine = MicroMetEngine()  # inc = 17 > the DEM: every pixel is in the band
+    run_engine(engine, as_dem(z), [90])
+    assert engine.static_variables()["edge_influence"].values.all()
+    oc = curvature(as_dem(z).values.astype(np.float64), RES, 500.0)
+    expected = max(float(np.abs(oc).max()), 0.001)
+    assert engine.attrs()["micromet_curvature_reference"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_micromet_table_carries_edge_influence(tmp_path):
+    """The table writer stores the engine's edge band (CorrectionTable.edge_influence)."""
+    from devine_onnx.tables.build import compute_corrections
+
+    z = bumpy(41, 57)
+    ds = compute_corrections(as_dem(z), engine="micromet", angles=[0, 90], quiet=True)
+    assert "edge_influence" in ds
+    band = edge_band(z.shape, curvature_step(RES, 500.0))
+    np.testing.assert_array_equal(np.asarray(ds["edge_influence"].values) == 1, band)
