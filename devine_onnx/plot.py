@@ -1,4 +1,15 @@
-"""Quick-look maps: downscaled wind over a hillshade, and the correction table explorer.
+"""Quick-look maps of downscaled wind and correction tables; small multiples and animations.
+
+Honest colours: the data are drawn opaque, with nothing blended into them, so every data pixel
+has exactly the colour the colour bar gives its value. Terrain is shown by thin elevation
+contour lines, the cells whose values the table flags as influenced by the DEM's edge
+(``edge_influence = 1``, docs/method.md §9.1) by a dashed outline, and an optional lon/lat
+graticule by dotted lines; NaN (no data) is left transparent over a light grey background.
+
+Comparable frames: the colour range of a variable is fixed over the whole file (the 0.5th to
+99.5th percentiles, rounded outwards; ``vmin``/``vmax`` override it), and so is the arrow scale
+and its key, so that the maps of several time steps, the panels of small multiples and the
+frames of an animation can be compared by eye. Times are UTC.
 
 matplotlib is imported inside the functions only, and figures are drawn with the object API
 (:class:`matplotlib.figure.Figure`, rendered by Agg), so that importing this module is cheap and
@@ -6,8 +17,8 @@ never changes pyplot's backend or state. Images are written atomically.
 
 Direction arrows are drawn in grid coordinates: earth-relative components
 (``eastward_wind``, ``northward_wind``) are rotated into grid-relative ones by the meridian
-convergence of the output's CRS at each arrow (docs/method.md §4), so that an arrow points where the
-wind blows on the map.
+convergence of the output's CRS at each arrow (docs/method.md §4), so that an arrow points where
+the wind blows on the map.
 """
 
 from __future__ import annotations
@@ -18,104 +29,91 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError, OptionError, OutputError, TableError, first_line
-from .io.atomic import atomic_output, check_writable
+from .errors import InputFileError, OptionError, OutputError, TableError
+from .export.source import MapSource, nice_step, open_source, utc_label
+from .io.atomic import atomic_output, check_writable, remove_path
 
-__all__ = ["plot_file", "plot_table", "plot_wind"]
+__all__ = ["animate_wind", "plot_file", "plot_table", "plot_wind"]
 
 #: Default image sizes (inches) and resolution; the PNG is exactly figsize * dpi pixels.
 WIND_FIGSIZE = (9.0, 7.5)
 TABLE_FIGSIZE = (14.0, 6.0)
 DPI = 100
-#: Opacity of the coloured field over the hillshade.
-OVERLAY_ALPHA = 0.6
+#: Most panels of small multiples (more time steps: use an animation).
+MAX_PANELS = 16
+#: Background where the data are NaN.
+NODATA_COLOUR = "0.88"
+#: Colour maps: diverging ones for signed variables, a cyclic one for directions.
+_DIVERGING = {
+    "upward_air_velocity": "RdBu_r",
+    "eastward_wind": "RdBu_r",
+    "northward_wind": "RdBu_r",
+    "x_wind": "RdBu_r",
+    "y_wind": "RdBu_r",
+    "vertical": "RdBu_r",
+    "alpha": "PuOr",
+}
+_LONG_NAMES = {
+    "wind_speed": "wind speed",
+    "wind_from_direction": "wind from-direction",
+    "upward_air_velocity": "upward air velocity",
+    "eastward_wind": "eastward wind",
+    "northward_wind": "northward wind",
+    "acceleration": "acceleration (speed ratio, 1 = unchanged)",
+    "alpha": "deviation alpha (> 0 = turned left)",
+    "vertical": "vertical ratio (w / inflow speed)",
+    "elevation": "elevation",
+}
+_EDGE_NOTE = "dashed outline: values influenced by the DEM's edge (edge_influence = 1)"
 
 
-# ---------------------------------------------------------------------------- input helpers
-def _open(path_or_ds, what: str):
-    """(dataset, label) from a path (NetCDF or Zarr) or an already opened Dataset."""
-    import xarray as xr
+# ---------------------------------------------------------------------------- small helpers
+def _figure(figsize, dpi, notes: int = 0):
+    """Constrained-layout figure with a strip at the bottom for the arrow key and notes."""
+    from matplotlib.figure import Figure
 
-    if isinstance(path_or_ds, xr.Dataset):
-        return path_or_ds, "dataset"
-    p = Path(path_or_ds)
-    if not p.exists():
-        raise InputFileError(f"{p}: file not found; give the {what} file to plot")
-    try:
-        if p.is_dir() or p.suffix.lower() == ".zarr":
-            ds = xr.open_zarr(p)
-        else:
-            ds = xr.open_dataset(p)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a dataset"
-        msg = first_line(exc, 120)
-        raise InputFileError(
-            f"{p}: cannot be read as a NetCDF or Zarr {what} ({type(exc).__name__}"
-            f"{': ' + msg if msg else ''})"
-        ) from None
-    return ds, str(p)
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    strip = min(0.3, (0.12 + 0.17 * max(notes, 1)) / figsize[1])
+    fig.get_layout_engine().set(rect=(0.0, strip, 1.0, 1.0 - strip))
+    fig._devine_strip = strip  # where the key and the notes go (figure fraction)
+    return fig
 
 
-def _is_true(value) -> bool:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    try:
-        return bool(value)
-    except (TypeError, ValueError):
-        return False
+def _footer(fig, notes: list[str], left: float) -> None:
+    if notes:
+        fig.text(left, fig._devine_strip / 2, "\n".join(notes), fontsize=8, va="center")
 
 
-def _synthetic(attrs) -> bool:
-    """The file says it was computed with synthetic (untrained) model weights."""
-    if _is_true(attrs.get("synthetic_weights", False)):
-        return True
-    return "synthetic" in str(attrs.get("comment", "")).lower()
+def _check_output(output, formats=None) -> Path:
+    """Refuse a folder, an unknown image suffix or an unwritable folder before any work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = Path(output)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give an image file name such as map.png")
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    known = formats or FigureCanvasBase.get_supported_filetypes()
+    if fmt not in known:
+        raise OutputError(
+            f"{out}: unsupported {'animation' if formats else 'image'} format {fmt!r}; use "
+            + (", ".join(f".{f}" for f in formats) if formats else ".png (or .pdf, .svg, .jpg)")
+        )
+    return check_writable(out)
 
 
-def _xy_names(da, label: str) -> tuple[str, str]:
-    """Names of the (y, x) dimensions of a 2-D map variable."""
-    dims = da.dims
-    if len(dims) < 2:
-        raise InputFileError(f"{label}: variable {da.name!r} is not a map (dims {dims})")
-    ydim, xdim = dims[-2], dims[-1]
-    for dim in (ydim, xdim):
-        if dim not in da.coords or da[dim].ndim != 1 or da[dim].size < 2:
-            raise InputFileError(
-                f"{label}: variable {da.name!r} has no 1-D coordinate {dim!r}; expected a "
-                "devine-onnx output on a regular (y, x) grid"
-            )
-    return ydim, xdim
+def _save(fig, out: Path, dpi) -> Path:
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return out
 
 
-def _north_up(da):
-    """Same array with y decreasing (row 0 = north) and x increasing."""
-    ydim, xdim = da.dims[-2], da.dims[-1]
-    if da[ydim].values[0] < da[ydim].values[-1]:
-        da = da.isel({ydim: slice(None, None, -1)})
-    if da[xdim].values[0] > da[xdim].values[-1]:
-        da = da.isel({xdim: slice(None, None, -1)})
-    return da
-
-
-def _extent_km(da) -> tuple[float, float, float, float]:
-    """imshow extent (left, right, bottom, top) in km of a north-up (y, x) array."""
-    y = np.asarray(da[da.dims[-2]].values, dtype=np.float64)
-    x = np.asarray(da[da.dims[-1]].values, dtype=np.float64)
-    dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    return (
-        (x.min() - dx / 2) / 1000.0,
-        (x.max() + dx / 2) / 1000.0,
-        (y.min() - dy / 2) / 1000.0,
-        (y.max() + dy / 2) / 1000.0,
-    )
-
-
-def _crs(ds, var: str):
-    """pyproj CRS of ``ds[var]`` from its grid mapping, or None."""
-    from .io.cf import grid_mapping_crs
-
-    return grid_mapping_crs(ds, var)
+def _units(src: MapSource) -> tuple[float, str]:
+    """(divisor, name) of the map axes: km for a projected CRS in metres, else CRS units."""
+    crs = src.crs
+    if crs is not None and crs.is_geographic:
+        return 1.0, "degrees"
+    return 1000.0, "km"
 
 
 def _crs_label(crs) -> str:
@@ -125,255 +123,276 @@ def _crs_label(crs) -> str:
     return f", {auth[0]}:{auth[1]}" if auth else f", {crs.name}"
 
 
-def _hillshade(elevation):
-    """Hillshade (0..1) of a north-up elevation array, NaN filled with the mean."""
-    from matplotlib.colors import LightSource
-
-    z = np.asarray(elevation.values, dtype=np.float64)
-    if not np.isfinite(z).any():
-        return None
-    z = np.where(np.isfinite(z), z, np.nanmean(z))
-    y = elevation[elevation.dims[-2]].values
-    x = elevation[elevation.dims[-1]].values
-    dx, dy = abs(float(x[1] - x[0])), abs(float(y[1] - y[0]))
-    return LightSource(azdeg=315, altdeg=40).hillshade(z, vert_exag=2.0, dx=dx, dy=dy)
+def _round_out(value: float) -> float:
+    """``value`` rounded away from zero to a step of 1, 2 or 5 times a power of ten."""
+    if value == 0 or not np.isfinite(value):
+        return value
+    step = nice_step(abs(value) / 5)
+    return math.copysign(math.ceil(abs(value) / step - 1e-9) * step, value)
 
 
-def _elevation(source, label: str):
-    """North-up ``elevation(y, x)`` from a table path/Dataset (or None)."""
-    if source is None:
-        return None
-    if hasattr(source, "data_vars"):
-        ds, lab = source, label
+def _norm(src: MapSource, var: str, vmin, vmax):
+    """(Normalize, colormap) of ``var``: a range fixed over the whole file unless given."""
+    import matplotlib as mpl
+    from matplotlib.colors import Normalize
+
+    lo, hi = src.value_range(var)
+    if var == "wind_speed":
+        lo, hi, cmap = 0.0, _round_out(hi), "viridis"
+    elif var == "wind_from_direction":
+        lo, hi, cmap = 0.0, 360.0, "twilight_shifted"
+    elif var == "acceleration":
+        d = _round_out(max(abs(lo - 1.0), abs(hi - 1.0), 1e-3))
+        lo, hi, cmap = 1.0 - d, 1.0 + d, "RdBu_r"
+    elif var in _DIVERGING:
+        m = _round_out(max(abs(lo), abs(hi), 1e-6))
+        lo, hi, cmap = -m, m, _DIVERGING[var]
+    elif var == "elevation":
+        cmap = "terrain"
     else:
-        ds, lab = _open(source, "correction table")
-    if "elevation" not in ds.data_vars and "elevation" not in ds.coords:
-        raise TableError(
-            f"{lab}: no elevation variable to draw the hillshade; give the correction table "
-            "written by 'devine-onnx corrections' with --table"
-        )
-    elev = ds["elevation"]
-    _xy_names(elev, lab)
-    while elev.ndim > 2:
-        elev = elev.isel({elev.dims[0]: 0})
-    return _north_up(elev)
+        cmap = "viridis"
+    lo = float(vmin) if vmin is not None else lo
+    hi = float(vmax) if vmax is not None else hi
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+        if vmin is not None or vmax is not None:
+            raise OptionError(
+                f"--vmin {lo:g} --vmax {hi:g}: vmin must be below vmax (finite numbers)"
+            )
+        hi = lo + 1.0
+    cm = mpl.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    return Normalize(vmin=lo, vmax=hi), cm
 
 
-def _draw_background(ax, elev) -> None:
-    if elev is None:
-        ax.set_facecolor("0.85")
-        return
-    shade = _hillshade(elev)
-    if shade is not None:
-        ax.imshow(
-            shade,
-            cmap="gray",
-            vmin=0.0,
-            vmax=1.0,
-            extent=_extent_km(elev),
-            origin="upper",
-            interpolation="bilinear",
-            zorder=0,
-        )
+def _title_var(src: MapSource, var: str) -> str:
+    units = src.units(var)
+    name = _LONG_NAMES.get(var, var)
+    return f"{name} ({units})" if units and units != "1" else name
 
 
-def _shade_edge_influence(ax, ds, data: np.ndarray) -> bool:
-    """Shade the pixels whose values the table flags as edge-influenced (``edge_influence``
-    = 1, docs/method.md §9.1), where ``data`` (north-up, same grid) has values."""
-    if "edge_influence" not in ds.variables:
-        return False
-    flag = _north_up(ds["edge_influence"].load())
-    if flag.shape != data.shape:
-        return False
-    shade = (np.asarray(flag.values) == 1) & np.isfinite(data)
-    if not shade.any():
-        return False
-    from matplotlib.colors import ListedColormap
+# ---------------------------------------------------------------------------- map layers
+def _contours(ax, src: MapSource, div: float, elevation) -> str | None:
+    """Thin elevation contours; returns the note that explains them."""
+    if elevation is None or not np.isfinite(elevation).any():
+        return None
+    from matplotlib.ticker import MaxNLocator
 
-    ax.imshow(
-        np.where(shade, 1.0, np.nan),
-        cmap=ListedColormap(["black"]),
-        vmin=0.0,
-        vmax=1.0,
-        alpha=0.35,
-        extent=_extent_km(flag),
-        origin="upper",
-        interpolation="nearest",
+    z = elevation
+    levels = MaxNLocator(nbins=8).tick_values(np.nanmin(z), np.nanmax(z))
+    levels = levels[(levels > np.nanmin(z)) & (levels < np.nanmax(z))]
+    if levels.size == 0:
+        return None
+    ax.contour(
+        src.x / div,
+        src.y / div,
+        z,
+        levels=levels,
+        colors="0.15",
+        linewidths=0.5,
+        alpha=0.6,
         zorder=2,
     )
-    return True
+    step = float(levels[1] - levels[0]) if levels.size > 1 else float(levels[0])
+    return f"grey lines: terrain elevation every {step:g} m"
 
 
-#: Caption of the shading drawn by :func:`_shade_edge_influence`.
-_EDGE_NOTE = "darkened: values influenced by the DEM's edge (edge_influence = 1)"
-
-
-def _figure(figsize, dpi):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, dpi=dpi, layout="constrained")
-
-
-def _save(fig, output, dpi) -> Path:
-    """Write ``fig`` atomically; the format follows the suffix (png by default)."""
-    out = Path(output)
-    fmt = out.suffix.lstrip(".").lower() or "png"
-    if fmt not in fig.canvas.get_supported_filetypes():
-        raise OutputError(
-            f"{out}: unsupported image format {fmt!r}; use .png (or .pdf, .svg, .jpg)"
-        )
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-    return out
-
-
-def _check_output(output) -> Path:
-    """Refuse a folder, an unknown image suffix or an unwritable folder before any work."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    out = Path(output)
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; give an image file name such as map.png")
-    fmt = out.suffix.lstrip(".").lower() or "png"
-    if fmt not in FigureCanvasBase.get_supported_filetypes():
-        raise OutputError(
-            f"{out}: unsupported image format {fmt!r}; use .png (or .pdf, .svg, .jpg)"
-        )
-    return check_writable(out)
-
-
-def _fmt_step(step) -> str:
-    """A time step as '1 h', '15 min', '3 d' or pandas' text."""
-    import pandas as pd
-
-    seconds = pd.Timedelta(step).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds and seconds % size == 0:
-            return f"{seconds / size:g} {unit}"
-    return str(step)
-
-
-# ---------------------------------------------------------------------------- time selection
-def _select_time(speed, ds, time, label: str):
-    """(index, timestamp or None) of the requested time step."""
-    import pandas as pd
-
-    if "time" not in speed.dims:
-        if time is not None:
-            raise OptionError(f"--time {time}: {label} has no time dimension; omit --time")
-        return None, None
-    values = ds["time"].values
-    n = values.size
-    if n == 0:
-        raise InputFileError(f"{label}: the time dimension is empty")
-    is_dt = np.issubdtype(values.dtype, np.datetime64)
-    stamps = pd.DatetimeIndex(values) if is_dt else None
-
-    def describe() -> str:
-        if not is_dt:
-            return f"{n} time steps, index 0 to {n - 1}"
-        first, last = stamps[0].isoformat(), stamps[-1].isoformat()
-        if n == 1:
-            return f"1 time step: {first}"
-        steps = np.unique(np.diff(stamps.values))
-        every = f"every {_fmt_step(steps[0])}" if steps.size == 1 else "irregular steps"
-        return f"{n} time steps from {first} to {last}, {every}"
-
-    if time is None:
-        return 0, (stamps[0] if is_dt else None)
-    if isinstance(time, (int, np.integer)) and not isinstance(time, bool):
-        if not -n <= int(time) < n:
-            raise OptionError(f"--time {time}: index out of range for {label} ({describe()})")
-        i = int(time) % n
-        return i, (stamps[i] if is_dt else None)
-    if not is_dt:
-        raise OptionError(f"--time {time}: {label} has no date/time axis ({describe()})")
-    try:
-        ts = pd.Timestamp(time)
-    except (ValueError, TypeError):
-        raise OptionError(
-            f"--time {time!r}: not a date/time; use ISO 8601 such as "
-            f"{stamps[0].isoformat()} ({label} has {describe()})"
-        ) from None
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    hits = np.nonzero(stamps == ts)[0]
-    if hits.size == 0:
-        raise OptionError(f"--time {time}: not in {label}; it has {describe()}")
-    i = int(hits[0])
-    return i, stamps[i]
-
-
-# ---------------------------------------------------------------------------- arrows
-def _grid_components(ds, sel, crs, label: str):
-    """Grid-relative (u, v) of the selected step, north-up, or None."""
-    if "x_wind" in ds.data_vars and "y_wind" in ds.data_vars:
-        return _north_up(sel(ds["x_wind"])), _north_up(sel(ds["y_wind"]))
-    if "eastward_wind" in ds.data_vars and "northward_wind" in ds.data_vars:
-        u, v = _north_up(sel(ds["eastward_wind"])), _north_up(sel(ds["northward_wind"]))
-    elif "wind_from_direction" in ds.data_vars:
-        from .wind import speed_dir_to_uv
-
-        spd = _north_up(sel(ds["wind_speed"]))
-        d = _north_up(sel(ds["wind_from_direction"]))
-        uu, vv = speed_dir_to_uv(spd.values, d.values)
-        u, v = spd.copy(data=uu), spd.copy(data=vv)
-    else:
+def _edge_outline(ax, src: MapSource, div: float) -> str | None:
+    flag = src.static("edge_influence")
+    if flag is None or not (flag == 1).any():
         return None
-    if crs is not None and not crs.is_geographic:
-        from .wind import earth_to_grid, meridian_convergence
-
-        x = u[u.dims[-1]].values
-        y = u[u.dims[-2]].values
-        gamma = meridian_convergence(x[None, :], y[:, None], crs)
-        uu, vv = earth_to_grid(u.values, v.values, np.nan_to_num(gamma))
-        u, v = u.copy(data=uu), v.copy(data=vv)
-    return u, v
-
-
-def _nice(value: float) -> float:
-    """1, 2 or 5 times a power of ten, not above ``value``."""
-    if not np.isfinite(value) or value <= 0:
-        return 1.0
-    exp = math.floor(math.log10(value))
-    for m in (5, 2, 1):
-        if m * 10**exp <= value:
-            return float(m * 10**exp)
-    return float(10**exp)
-
-
-def _quiver(ax, u, v, arrows: int) -> None:
-    ny, nx = u.shape[-2:]
-    step = max(1, math.ceil(max(ny, nx) / max(arrows, 1)))
-    rows = np.arange(step // 2, ny, step)
-    cols = np.arange(step // 2, nx, step)
-    x = u[u.dims[-1]].values[cols] / 1000.0
-    y = u[u.dims[-2]].values[rows] / 1000.0
-    uu = np.asarray(u.values)[np.ix_(rows, cols)]
-    vv = np.asarray(v.values)[np.ix_(rows, cols)]
-    spd = np.hypot(uu, vv)
-    if not np.isfinite(spd).any() or np.nanmax(spd) == 0:
-        return
-    spacing = step * abs(float(u[u.dims[-1]].values[1] - u[u.dims[-1]].values[0])) / 1000.0
-    ref = float(np.nanpercentile(spd, 95))
-    scale = ref / (0.9 * spacing)  # m/s per km of arrow: the 95th percentile fills a cell
-    xx, yy = np.meshgrid(x, y)
-    q = ax.quiver(
-        xx,
-        yy,
-        uu,
-        vv,
-        angles="xy",
-        scale_units="xy",
-        scale=scale,
-        color="black",
-        edgecolor="white",
-        linewidth=0.4,
-        width=0.0035,
+    ax.contour(
+        src.x / div,
+        src.y / div,
+        (flag == 1).astype(float),
+        levels=[0.5],
+        colors="black",
+        linewidths=1.0,
+        linestyles="--",
         zorder=3,
     )
-    key = _nice(ref)
-    ax.quiverkey(q, 0.88, 1.015, key, f"{key:g} m s-1", labelpos="E", coordinates="axes", zorder=4)
+    return _EDGE_NOTE
+
+
+def _graticule(ax, src: MapSource, div: float) -> str | None:
+    """Dotted lon/lat lines with labels (projected grids only)."""
+    if src.crs is None or src.crs.is_geographic:
+        ax.grid(True, linestyle=":", linewidth=0.6, color="0.3")
+        return None
+    from matplotlib.ticker import MaxNLocator
+    from pyproj import Transformer
+
+    ny, nx = src.shape
+    sy, sx = max(1, ny // 100), max(1, nx // 100)
+    xx, yy = np.meshgrid(src.x[::sx], src.y[::sy])
+    to_ll = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_ll.transform(xx, yy)
+    for values, suffix in ((lon, "°E"), (lat, "°N")):
+        levels = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(
+            values.min(), values.max()
+        )
+        levels = levels[(levels > values.min()) & (levels < values.max())]
+        if levels.size == 0:
+            continue
+        cs = ax.contour(
+            xx / div,
+            yy / div,
+            values,
+            levels=levels,
+            colors="0.25",
+            linewidths=0.7,
+            linestyles=":",
+            zorder=3,
+        )
+        ax.clabel(cs, fmt=lambda v, s=suffix: f"{v:g}{s}", fontsize=7, inline=True)
+    return None
+
+
+def _grid_components(src: MapSource, index):
+    """Grid-relative (u, v) in m/s of time step ``index``, north-up, or None."""
+    names = set(src.variables())
+    if {"x_wind", "y_wind"} <= names:
+        return src.field("x_wind", index), src.field("y_wind", index)
+    if {"eastward_wind", "northward_wind"} <= names:
+        u, v = src.field("eastward_wind", index), src.field("northward_wind", index)
+    elif {"wind_speed", "wind_from_direction"} <= names:
+        from .wind import speed_dir_to_uv
+
+        u, v = speed_dir_to_uv(
+            src.field("wind_speed", index), src.field("wind_from_direction", index)
+        )
+    else:
+        return None
+    if src.crs is not None and not src.crs.is_geographic:
+        from .wind import earth_to_grid, meridian_convergence
+
+        gamma = meridian_convergence(src.x[None, :], src.y[:, None], src.crs)
+        u, v = earth_to_grid(u, v, np.nan_to_num(gamma))
+    return np.asarray(u), np.asarray(v)
+
+
+class _Arrows:
+    """Arrow positions, scale and key fixed over the whole file (comparable frames)."""
+
+    def __init__(self, src: MapSource, arrows: int, div: float):
+        ny, nx = src.shape
+        self.step = max(1, math.ceil(max(ny, nx) / max(int(arrows), 1)))
+        self.rows = np.arange(self.step // 2, ny, self.step)
+        self.cols = np.arange(self.step // 2, nx, self.step)
+        self.xx, self.yy = np.meshgrid(src.x[self.cols] / div, src.y[self.rows] / div)
+        if "wind_speed" in src.variables():
+            ref = src.value_range("wind_speed")[1]
+        else:
+            ref = 10.0
+        self.ref = ref if np.isfinite(ref) and ref > 0 else 1.0
+        spacing = self.step * src.spacing[0] / div
+        self.scale = self.ref / (0.9 * spacing)  # m/s per map unit: the 99.5th pct fills a cell
+        self.key = nice_step(self.ref)
+
+    def sample(self, u, v):
+        return u[np.ix_(self.rows, self.cols)], v[np.ix_(self.rows, self.cols)]
+
+    def draw(self, ax, u, v):
+        uu, vv = self.sample(u, v)
+        return ax.quiver(
+            self.xx,
+            self.yy,
+            uu,
+            vv,
+            angles="xy",
+            scale_units="xy",
+            scale=self.scale,
+            color="black",
+            edgecolor="white",
+            linewidth=0.4,
+            width=0.0035,
+            zorder=4,
+        )
+
+    def draw_key(self, fig, q) -> float:
+        """Key in the figure's bottom strip (never over a title); returns where notes start."""
+        y = fig._devine_strip / 2
+        q.axes.quiverkey(
+            q,
+            0.03,
+            y,
+            self.key,
+            f"{self.key:g} m s-1",
+            labelpos="E",
+            coordinates="figure",
+            zorder=5,
+        )
+        return 0.2
+
+
+def _axes_setup(ax, src: MapSource, div: float, unit: str, left_label=True) -> None:
+    left, right, bottom, top = (v / div for v in src.extent)
+    ax.set_facecolor(NODATA_COLOUR)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    crs_text = _crs_label(src.crs)
+    ax.set_xlabel(f"x ({unit}{crs_text})")
+    if left_label:
+        ax.set_ylabel(f"y ({unit}{crs_text})")
+
+
+def _image(ax, src: MapSource, values, norm, cmap, div):
+    return ax.imshow(
+        values,
+        cmap=cmap,
+        norm=norm,
+        extent=[v / div for v in src.extent],
+        origin="upper",
+        interpolation="nearest",
+        zorder=1,
+    )
+
+
+def _elevation(src: MapSource, table):
+    """North-up elevation for the contours: from ``table`` if given, else the file's own."""
+    if table is None:
+        return src.static("elevation")
+    tsrc = open_source(table, "correction table")
+    if tsrc.kind != "table" and "elevation" not in tsrc.variables():
+        raise TableError(
+            f"{tsrc.label}: no elevation variable to draw the terrain; give the correction "
+            "table written by 'devine-onnx corrections' with --table"
+        )
+    elev = tsrc.static("elevation")
+    if elev is None:
+        raise TableError(
+            f"{tsrc.label}: no elevation variable to draw the terrain; give the correction "
+            "table written by 'devine-onnx corrections' with --table"
+        )
+    if elev.shape != src.shape:
+        raise OptionError(
+            f"--table {tsrc.label}: grid {elev.shape} differs from {src.label} {src.shape}; "
+            "give the table the output was downscaled with"
+        )
+    return elev
+
+
+def _wind_source(path_or_ds) -> MapSource:
+    src = open_source(path_or_ds, "downscaled wind")
+    if src.kind != "wind" or "wind_speed" not in src.variables():
+        found = ", ".join(src.variables()) or "none"
+        raise InputFileError(
+            f"{src.label}: not a devine-onnx downscaled output (no wind_speed variable; found "
+            f"{found}); give the file written by 'devine-onnx downscale'"
+        )
+    return src
+
+
+def _header(src: MapSource, text: str) -> str:
+    if src.engine_title:
+        text += f"\n{src.engine_title}"
+    if src.synthetic:
+        text += "\nsynthetic model weights: demonstration only, NOT physical"
+    return text
+
+
+def _grid_shape(n: int) -> tuple[int, int]:
+    ncols = math.ceil(math.sqrt(n))
+    return math.ceil(n / ncols), ncols
 
 
 # ---------------------------------------------------------------------------- public API
@@ -383,28 +402,46 @@ def plot_wind(
     output: str | os.PathLike = "map.png",
     table=None,
     *,
+    var: str = "wind_speed",
+    vmin: float | None = None,
+    vmax: float | None = None,
     arrows: int = 20,
-    figsize: tuple[float, float] = WIND_FIGSIZE,
+    graticule: bool = False,
+    figsize: tuple[float, float] | None = None,
     dpi: int = DPI,
 ) -> Path:
-    """Map of the downscaled wind speed with direction arrows over a hillshade.
+    """Map of a downscaled variable with direction arrows; several times = small multiples.
 
     Parameters
     ----------
     path_or_ds
-        Output of :func:`devine_onnx.downscaling.downscale.downscale` (NetCDF or Zarr path, or Dataset)
-        with ``wind_speed`` and ``eastward_wind``/``northward_wind`` (or ``x_wind``/
-        ``y_wind``, or ``wind_from_direction``).
+        Output of :func:`devine_onnx.downscale` (NetCDF or Zarr path, or Dataset) with
+        ``wind_speed`` and ``eastward_wind``/``northward_wind`` (or ``x_wind``/``y_wind``, or
+        ``wind_from_direction``) for the arrows.
     time
-        Time step to draw: ISO 8601 text or timestamp that must be in the file, or an integer
-        index; default the first step.
+        Time step(s) to draw: ISO 8601 text or a timestamp that must be in the file (naive
+        times are UTC), an integer index, ``"START/END"`` for every step in an interval, or a
+        list of these; default the first step. Several steps make small multiples (at most
+        :data:`MAX_PANELS`) sharing one colour bar.
     output
         Image to write (PNG unless the suffix says otherwise); ``figsize * dpi`` pixels.
     table
-        Correction table (path or Dataset) whose ``elevation`` gives the hillshade; default the
-        output's own ``elevation`` variable if it has one, else a plain grey background.
+        Correction table (path or Dataset) whose ``elevation`` gives the terrain contours;
+        default the output's own ``elevation`` variable if it has one.
+    var
+        Variable to colour: ``wind_speed`` (m/s, default), ``wind_from_direction`` (degrees,
+        cyclic colours), ``upward_air_velocity`` (m/s, diverging colours) or any other map
+        variable of the file.
+    vmin, vmax
+        Colour range; default fixed over the whole file (0.5th-99.5th percentile rounded
+        outwards; 0 to the top for speed, symmetric about 0 for signed variables).
     arrows
-        About this many arrows along the longer side of the map.
+        About this many arrows along the longer side of the map (0: none).
+    graticule
+        Draw dotted longitude/latitude lines.
+    figsize, dpi
+        Image size in inches (default 9 x 7.5 for one map, larger for small multiples) and
+        resolution.
 
     Returns
     -------
@@ -416,103 +453,159 @@ def plot_wind(
     InputFileError
         The file is missing, unreadable, or not a downscaled output.
     OptionError
-        ``time`` is not in the file (the message gives the available range).
+        ``time`` is not in the file (the message gives the available range), ``var`` is not
+        a variable of the file, ``vmin >= vmax``, too many panels.
     OutputError
         The image cannot be written there.
 
     Notes
     -----
     Arrows are rotated from earth-relative to grid-relative components by the meridian
-    convergence (docs/method.md §4), so they point along the wind on the projected map. Their length
-    is proportional to the speed (see the key above the map).
+    convergence (docs/method.md §4), so they point along the wind on the projected map. Their
+    length is proportional to the speed with one scale for the whole file (key below the map).
     """
     out = _check_output(output)
-    ds, label = _open(path_or_ds, "downscaled wind")
-    if "wind_speed" not in ds.data_vars:
-        found = ", ".join(sorted(map(str, ds.data_vars))) or "none"
-        raise InputFileError(
-            f"{label}: not a devine-onnx downscaled output (no wind_speed variable; found "
-            f"{found}); give the file written by 'devine-onnx downscale'"
+    src = _wind_source(path_or_ds)
+    src.check_variable(var)
+    indices = [None]
+    if src.has_time(var) or (time is not None and src.times is not None):
+        indices = src.time_indices(time) if time is not None else [0]
+    if len(indices) > MAX_PANELS:
+        raise OptionError(
+            f"--time: {len(indices)} steps are too many panels (at most {MAX_PANELS}); give "
+            "fewer times or make an animation with --animate out.gif"
         )
-    speed_all = ds["wind_speed"]
-    _xy_names(speed_all, label)
-    index, stamp = _select_time(speed_all, ds, time, label)
-
-    def sel(da):
-        if index is not None and "time" in da.dims:
-            da = da.isel(time=index)
-        while da.ndim > 2:
-            da = da.isel({da.dims[0]: 0})
-        return da.load()
-
-    speed = _north_up(sel(speed_all))
-    crs = _crs(ds, "wind_speed")
-    if table is not None:
-        elev = _elevation(table, "table")
-    elif "elevation" in ds.data_vars or "elevation" in ds.coords:
-        elev = _elevation(ds, label)
+    elev = _elevation(src, table)
+    norm, cmap = _norm(src, var, vmin, vmax)
+    div, unit = _units(src)
+    nrows, ncols = _grid_shape(len(indices))
+    if figsize is None:
+        figsize = WIND_FIGSIZE if len(indices) == 1 else (3.6 * ncols + 1.6, 3.2 * nrows + 1.6)
+    notes = []
+    fig = _figure(figsize, dpi, notes=3)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+    for ax in axes[len(indices) :]:
+        ax.set_visible(False)
+    arrow_set = _Arrows(src, arrows, div) if arrows else None
+    quiver = None
+    stamps = src.times
+    for k, (ax, index) in enumerate(zip(axes, indices, strict=False)):
+        im = _image(ax, src, src.field(var, index), norm, cmap, div)
+        contour_note = _contours(ax, src, div, elev)
+        edge_note = _edge_outline(ax, src, div)
+        if graticule:
+            _graticule(ax, src, div)
+        if arrow_set is not None:
+            comps = _grid_components(src, index)
+            if comps is not None:
+                quiver = arrow_set.draw(ax, *comps)
+        _axes_setup(ax, src, div, unit, left_label=k % ncols == 0)
+        if k // ncols != nrows - 1 and len(indices) > 1:
+            ax.set_xlabel("")
+        when = utc_label(stamps[index]) if stamps is not None and index is not None else ""
+        if len(indices) > 1:
+            ax.set_title(when, fontsize=10)
+    notes = [n for n in (contour_note, edge_note) if n]
+    cbar = fig.colorbar(im, ax=list(axes[: len(indices)]), shrink=0.85, pad=0.02)
+    cbar.set_label(_title_var(src, var))
+    title = f"Downscaled {_title_var(src, var)}" + (" and direction" if quiver is not None else "")
+    if len(indices) == 1 and indices[0] is not None and stamps is not None:
+        title += f", {utc_label(stamps[indices[0]])}"
+    title = _header(src, title)
+    if len(indices) == 1:
+        axes[0].set_title(title, loc="left", fontsize=11)
     else:
-        elev = None
-    comps = _grid_components(ds, sel, crs, label)
-
-    from matplotlib.colors import Normalize
-
-    fig = _figure(figsize, dpi)
-    ax = fig.add_subplot()
-    _draw_background(ax, elev)
-    values = np.asarray(speed.values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-    im = ax.imshow(
-        values,
-        cmap="viridis",
-        norm=Normalize(vmin=0.0, vmax=max(vmax, 1e-6)),
-        extent=_extent_km(speed),
-        origin="upper",
-        alpha=OVERLAY_ALPHA if elev is not None else 1.0,
-        interpolation="nearest",
-        zorder=1,
-    )
-    edged = _shade_edge_influence(ax, ds, values)
-    units = speed_all.attrs.get("units", "m s-1")
-    cbar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
-    cbar.set_label(f"wind speed ({units})")
-    cbar.solids.set_alpha(1.0)
-    if comps is not None:
-        _quiver(ax, comps[0], comps[1], arrows)
-    left, right, bottom, top = _extent_km(speed)
-    ax.set_xlim(left, right)
-    ax.set_ylim(bottom, top)
-    ax.set_aspect("equal")
-    crs_text = _crs_label(crs)
-    ax.set_xlabel(f"x (km{crs_text})")
-    ax.set_ylabel(f"y (km{crs_text})")
-    when = (
-        stamp.isoformat() if stamp is not None else (f"step {index}" if index is not None else "")
-    )
-    title = f"Downscaled wind speed ({units}) and direction" + (f", {when}" if when else "")
-    engine = ds.attrs.get("table_engine_title")
-    if engine:
-        title += f"\n{engine}"
-    if _synthetic(ds.attrs):
-        title += "\nsynthetic model weights: demonstration only, NOT physical"
-    if edged:
-        title += f"\n{_EDGE_NOTE}"
-    ax.set_title(title, loc="left", fontsize=11)
+        fig.suptitle(title, fontsize=12)
+    left = arrow_set.draw_key(fig, quiver) if quiver is not None else 0.03
+    _footer(fig, notes, left)
     return _save(fig, out, dpi)
 
 
-def _angles_text(angles: np.ndarray) -> str:
-    a = np.asarray(angles)
-    if a.size == 0:
-        return "none"
-    if a.size > 2:
-        steps = np.unique(np.diff(a))
-        if steps.size == 1:
-            return f"{a[0]:g} to {a[-1]:g} every {steps[0]:g}°"
-    if a.size <= 12:
-        return ", ".join(f"{v:g}" for v in a)
-    return ", ".join(f"{v:g}" for v in a[:10]) + f", ... ({a.size} angles)"
+def animate_wind(
+    path_or_ds,
+    output: str | os.PathLike = "wind.gif",
+    time=None,
+    table=None,
+    *,
+    var: str = "wind_speed",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    arrows: int = 20,
+    graticule: bool = False,
+    fps: float = 4.0,
+    figsize: tuple[float, float] = WIND_FIGSIZE,
+    dpi: int = DPI,
+) -> Path:
+    """Animation (GIF, or MP4 where ffmpeg is installed) of a downscaled variable over time.
+
+    Every frame has the same colour range and arrow scale (see :func:`plot_wind`, whose
+    parameters these are); ``time`` (default every step) selects the frames, e.g.
+    ``"2026-01-15T00:00/2026-01-15T23:00"``; ``fps`` is frames per second.
+
+    Raises
+    ------
+    OptionError
+        As :func:`plot_wind`; ``.mp4`` without ffmpeg on the PATH.
+    OutputError
+        Not a ``.gif``/``.mp4`` name or not writable.
+    """
+    from matplotlib import animation
+
+    out = _check_output(output, formats=("gif", "mp4"))
+    if out.suffix.lower() == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        raise OptionError(
+            f"--animate {out}: MP4 needs ffmpeg on the PATH, which was not found; write a .gif"
+        )
+    src = _wind_source(path_or_ds)
+    src.check_variable(var)
+    if not src.has_time(var):
+        raise OptionError(f"--animate: {var} of {src.label} has no time dimension")
+    indices = src.time_indices(time)
+    elev = _elevation(src, table)
+    norm, cmap = _norm(src, var, vmin, vmax)
+    div, unit = _units(src)
+    stamps = src.times
+    fig = _figure(figsize, dpi, notes=2)
+    ax = fig.add_subplot()
+    im = _image(ax, src, src.field(var, indices[0]), norm, cmap, div)
+    notes = [n for n in (_contours(ax, src, div, elev), _edge_outline(ax, src, div)) if n]
+    if graticule:
+        _graticule(ax, src, div)
+    arrow_set = _Arrows(src, arrows, div) if arrows else None
+    comps = _grid_components(src, indices[0]) if arrow_set is not None else None
+    quiver = arrow_set.draw(ax, *comps) if comps is not None else None
+    _axes_setup(ax, src, div, unit)
+    base = _header(src, f"Downscaled {_title_var(src, var)}")
+    fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02).set_label(_title_var(src, var))
+
+    def when(i) -> str:
+        return utc_label(stamps[i]) if stamps is not None else f"step {i}"
+
+    title = ax.set_title(f"{base}, {when(indices[0])}", loc="left", fontsize=11)
+    left = arrow_set.draw_key(fig, quiver) if quiver is not None else 0.03
+    _footer(fig, notes, left)
+
+    def update(i):
+        im.set_data(src.field(var, i))
+        if quiver is not None:
+            quiver.set_UVC(*arrow_set.sample(*_grid_components(src, i)))
+        title.set_text(f"{base}, {when(i)}")
+        return ()
+
+    anim = animation.FuncAnimation(fig, update, frames=indices, blit=False, repeat=False)
+    if out.suffix.lower() == ".gif":
+        writer = animation.PillowWriter(fps=fps)
+    else:
+        writer = animation.FFMpegWriter(fps=fps)
+    with atomic_output(out) as tmp:
+        # The writers pick the format from the suffix: write "<name>.partial.<suffix>" first.
+        work = tmp.with_name(tmp.name + out.suffix)
+        try:
+            anim.save(str(work), writer=writer, dpi=dpi)
+            os.replace(work, tmp)
+        finally:
+            remove_path(work)
+    return out
 
 
 def _direction_arrow(ax, angle: float) -> None:
@@ -546,23 +639,31 @@ def plot_table(
     angle: float = 270,
     output: str | os.PathLike = "table.png",
     *,
-    figsize: tuple[float, float] = TABLE_FIGSIZE,
+    var: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    graticule: bool = False,
+    figsize: tuple[float, float] | None = None,
     dpi: int = DPI,
 ) -> Path:
-    """Two-panel map of a correction table for one inflow direction.
+    """Map of a correction table for one inflow direction.
 
-    Left: ``acceleration`` (speed ratio, 1 = unchanged); right: ``alpha`` in degrees
-    (positive = flow turned to the left), both over a hillshade of the table's ``elevation``.
+    By default two panels: ``acceleration`` (speed ratio, 1 = unchanged) and ``alpha`` in
+    degrees (positive = flow turned to the left); ``var`` draws one of them (or ``vertical``)
+    alone. Colour ranges are fixed over all directions of the table.
 
     Parameters
     ----------
     path_or_ds
-        Table written by :func:`devine_onnx.tables.build.compute_corrections` (path or Dataset).
+        Table written by ``devine-onnx corrections`` (path, Dataset or
+        :class:`~devine_onnx.tables.table.CorrectionTable`).
     angle
         Meteorological FROM direction in degrees clockwise from grid north; must be one of the
         table's angles.
     output
-        Image to write; ``figsize * dpi`` pixels.
+        Image to write; ``figsize * dpi`` pixels (default 14 x 6 inches for two panels).
+    var, vmin, vmax, graticule
+        As :func:`plot_wind`.
 
     Returns
     -------
@@ -577,138 +678,108 @@ def plot_table(
         ``angle`` is not in the table (the message lists the available angles).
     """
     out = _check_output(output)
-    ds, label = _open(path_or_ds, "correction table")
-    if not {"acceleration", "alpha"} <= set(ds.data_vars):
-        found = ", ".join(sorted(map(str, ds.data_vars))) or "none"
+    src = open_source(path_or_ds, "correction table")
+    if src.kind != "table":
+        found = ", ".join(src.variables()) or "none"
         raise TableError(
-            f"{label}: not a devine-onnx correction table (no acceleration/alpha variables; "
+            f"{src.label}: not a devine-onnx correction table (no acceleration/alpha variables; "
             f"found {found}); give the file written by 'devine-onnx corrections'"
         )
-    acc_all, alpha_all = ds["acceleration"], ds["alpha"]
-    if "angle" not in acc_all.dims or "angle" not in ds.coords:
-        raise TableError(f"{label}: acceleration has no angle dimension; not a correction table")
-    _xy_names(acc_all, label)
-    angles = np.asarray(ds["angle"].values)
-    try:
-        a = float(angle)
-    except (TypeError, ValueError):
-        raise OptionError(f"--angle {angle!r}: expected a number of degrees") from None
-    hits = np.nonzero(np.isclose(angles.astype(np.float64), a))[0]
-    if hits.size == 0:
-        raise OptionError(
-            f"--angle {angle:g}: not in {label}; it has angles {_angles_text(angles)}"
-        )
-    i = int(hits[0])
-    acc = _north_up(acc_all.isel(angle=i).load())
-    alpha = _north_up(alpha_all.isel(angle=i).load())
-    alpha_units = str(alpha_all.attrs.get("units", "radian")).lower()
-    alpha_deg = np.asarray(alpha.values, dtype=np.float64)
-    if not alpha_units.startswith("deg"):
-        alpha_deg = np.degrees(alpha_deg)
-    elev = _elevation(ds, label) if "elevation" in ds.variables else None
-
-    from matplotlib.colors import Normalize, TwoSlopeNorm
-
-    fig = _figure(figsize, dpi)
-    axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    extent = _extent_km(acc)
-    crs_text = _crs_label(_crs(ds, "acceleration"))
-
-    accv = np.asarray(acc.values, dtype=np.float64)
-    finite = accv[np.isfinite(accv)]
-    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 2.0)
-    lo, hi = float(lo), float(hi)
-    if lo < 1.0 < hi:
-        acc_norm = TwoSlopeNorm(vcenter=1.0, vmin=lo, vmax=hi)
-    else:
-        acc_norm = Normalize(vmin=min(lo, 1.0), vmax=max(hi, 1.0 + 1e-6))
-    fin_alpha = np.abs(alpha_deg[np.isfinite(alpha_deg)])
-    amax = float(np.percentile(fin_alpha, 99.5)) if fin_alpha.size else 1.0
-    amax = max(amax, 1e-3)
-    panels = [
-        (axes[0], accv, acc_norm, "RdBu_r", "acceleration (speed ratio, 1 = unchanged)"),
-        (
-            axes[1],
-            alpha_deg,
-            Normalize(vmin=-amax, vmax=amax),
-            "PuOr",
-            "deviation alpha (degrees, > 0 = turned left)",
-        ),
-    ]
-    for ax, data, norm, cmap, name in panels:
-        _draw_background(ax, elev)
-        im = ax.imshow(
-            data,
-            cmap=cmap,
-            norm=norm,
-            extent=extent,
-            origin="upper",
-            alpha=OVERLAY_ALPHA if elev is not None else 1.0,
-            interpolation="nearest",
-            zorder=1,
-        )
-        edged = _shade_edge_influence(ax, ds, data)
+    names = [src.check_variable(var)] if var else ["acceleration", "alpha"]
+    if (vmin is not None or vmax is not None) and len(names) > 1:
+        raise OptionError("--vmin/--vmax: give --var acceleration or --var alpha with them")
+    fields = {n: src.field(n, angle=angle) for n in names}  # checks the angle
+    a = float(angle) % 360.0
+    elev = src.static("elevation")
+    div, unit = _units(src)
+    if figsize is None:
+        figsize = TABLE_FIGSIZE if len(names) > 1 else WIND_FIGSIZE
+    fig = _figure(figsize, dpi, notes=2)
+    axes = fig.subplots(1, len(names), sharex=True, sharey=True, squeeze=False).ravel()
+    notes: list[str] = []
+    for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        norm, cmap = _norm(src, name, vmin, vmax)
+        im = _image(ax, src, fields[name], norm, cmap, div)
+        notes = [n for n in (_contours(ax, src, div, elev), _edge_outline(ax, src, div)) if n]
+        if graticule:
+            _graticule(ax, src, div)
         cbar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
-        cbar.set_label(name)
-        cbar.solids.set_alpha(1.0)
-        ax.set_xlim(extent[0], extent[1])
-        ax.set_ylim(extent[2], extent[3])
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"x (km{crs_text})")
-        _direction_arrow(ax, float(angles[i]))
-    axes[0].set_ylabel(f"y (km{crs_text})")
-    axes[0].set_title("acceleration", loc="left")
-    axes[1].set_title("alpha", loc="left")
-    title = f"Correction table for wind from {angles[i]:g}° (grid north)"
-    if ds.attrs.get("engine_title"):
-        title += f"\n{ds.attrs['engine_title']}"
-    if _synthetic(ds.attrs):
-        title += " - synthetic model weights: demonstration only, NOT physical"
-    if edged:
-        title += f"\n{_EDGE_NOTE}"
+        cbar.set_label(_title_var(src, name))
+        _axes_setup(ax, src, div, unit, left_label=k == 0)
+        _direction_arrow(ax, a)
+        ax.set_title(name, loc="left")
+    title = _header(src, f"Correction table for wind from {a:g}° (grid north)")
     fig.suptitle(title, fontsize=12)
+    _footer(fig, notes, 0.03)
     return _save(fig, out, dpi)
 
 
 def plot_file(
     path,
-    output: str | os.PathLike,
+    output: str | os.PathLike | None = None,
     *,
     time=None,
     angle: float | None = None,
     table=None,
+    var: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    arrows: int = 20,
+    graticule: bool = False,
+    animate: str | os.PathLike | None = None,
 ) -> tuple[str, Path]:
-    """Plot a downscaled output (:func:`plot_wind`) or a table (:func:`plot_table`).
+    """Plot a downscaled output (:func:`plot_wind`, :func:`animate_wind`) or a table
+    (:func:`plot_table`).
 
     The kind is detected from the file's variables: ``acceleration`` and ``alpha`` make a
-    table, ``wind_speed`` a downscaled output.
+    table, ``wind_speed`` a downscaled output. ``animate`` (a ``.gif`` or ``.mp4``) makes an
+    animation of the output over ``time`` (default every step) instead of an image.
 
     Returns
     -------
     (kind, path)
-        ``"table"`` or ``"wind"``, and the image written.
+        ``"table"``, ``"wind"`` or ``"animation"``, and the file written.
     """
-    _check_output(output)
-    ds, label = _open(path, "downscaled wind or correction table")
-    names = set(ds.data_vars)
-    if {"acceleration", "alpha"} <= names:
+    if (output is None) == (animate is None):
+        raise OptionError("give either -o/--output IMAGE or --animate GIF_OR_MP4")
+    if animate is not None:
+        _check_output(animate, formats=("gif", "mp4"))
+    else:
+        _check_output(output)
+    src = open_source(path)
+    if src.kind == "table":
         if time is not None:
             raise OptionError(
-                f"--time {time}: {label} is a correction table, which has no time; use "
+                f"--time {time}: {src.label} is a correction table, which has no time; use "
                 "--angle DEGREES to choose the direction"
             )
         if table is not None:
-            raise OptionError(f"--table: {label} is itself a correction table; omit --table")
-        return "table", plot_table(path, 270 if angle is None else angle, output)
-    if "wind_speed" in names:
-        if angle is not None:
-            raise OptionError(
-                f"--angle {angle:g}: {label} is a downscaled output, not a correction table; "
-                "use --time to choose the step"
-            )
-        return "wind", plot_wind(path, time=time, output=output, table=table)
-    found = ", ".join(sorted(map(str, names))) or "none"
-    raise InputFileError(
-        f"{label}: neither a downscaled output (wind_speed) nor a correction table "
-        f"(acceleration, alpha); found variables {found}"
+            raise OptionError(f"--table: {src.label} is itself a correction table; omit --table")
+        if animate is not None:
+            raise OptionError(f"--animate: {src.label} is a correction table, which has no time")
+        path = plot_table(
+            src,
+            270 if angle is None else angle,
+            output,
+            var=var,
+            vmin=vmin,
+            vmax=vmax,
+            graticule=graticule,
+        )
+        return "table", path
+    if angle is not None:
+        raise OptionError(
+            f"--angle {angle:g}: {src.label} is a downscaled output, not a correction table; "
+            "use --time to choose the step"
+        )
+    kwargs = dict(
+        table=table,
+        var=var or "wind_speed",
+        vmin=vmin,
+        vmax=vmax,
+        arrows=arrows,
+        graticule=graticule,
     )
+    if animate is not None:
+        return "animation", animate_wind(src, animate, time=time, **kwargs)
+    return "wind", plot_wind(src, time=time, output=output, **kwargs)

@@ -146,7 +146,7 @@ def test_plot_table_png(tmp_path, files):
 
 def test_plot_table_bad_angle(tmp_path, files):
     table, _ = files
-    with pytest.raises(OptionError, match="0 to 270 every 90"):
+    with pytest.raises(OptionError, match="not in .*0, 90, 180, 270"):
         plot_table(table, angle=45, output=tmp_path / "t.png")
 
 
@@ -202,18 +202,142 @@ def test_other_formats(tmp_path, files):
 
 def test_arrows_are_grid_relative(wind_ds):
     """A northward (true north) wind points slightly west of grid north east of 3°E."""
-    from devine_onnx.plot import _crs, _grid_components
+    from devine_onnx.export.source import open_source
+    from devine_onnx.plot import _grid_components
     from devine_onnx.wind import meridian_convergence
 
     ds = wind_ds.copy()
     ds["eastward_wind"] = xr.zeros_like(ds["eastward_wind"])
     ds["northward_wind"] = xr.ones_like(ds["northward_wind"])
-    u, v = _grid_components(ds, lambda da: da.isel(time=0), _crs(ds, "wind_speed"), "test")
+    u, v = _grid_components(open_source(ds), 0)
     gamma = meridian_convergence(ds.x.values[None, :], ds.y.values[:, None], LAMBERT93)
     assert 1.5 < gamma.mean() < 3.0  # Lambert-93 at 6.15°E
-    np.testing.assert_allclose(u.values, -np.sin(np.radians(gamma)), atol=1e-6)
-    np.testing.assert_allclose(v.values, np.cos(np.radians(gamma)), atol=1e-6)
+    np.testing.assert_allclose(u, -np.sin(np.radians(gamma)), atol=1e-6)
+    np.testing.assert_allclose(v, np.cos(np.radians(gamma)), atol=1e-6)
     # Grid-relative components in the file are used as they are.
     g = wind_ds.rename({"eastward_wind": "x_wind", "northward_wind": "y_wind"})
-    u, v = _grid_components(g, lambda da: da.isel(time=0), _crs(g, "wind_speed"), "test")
-    np.testing.assert_array_equal(u.values, 5.0)
+    u, v = _grid_components(open_source(g), 0)
+    np.testing.assert_array_equal(u, 5.0)
+
+
+# ---------------------------------------------------------------------------- honest colours
+def _blocks_ds(values, with_elevation=True) -> xr.Dataset:
+    """A 40 x 48 output whose four quadrants hold ``values`` (one step), elevation a cone."""
+    ny, nx = 40, 48
+    y = 6_460_000.0 - 100.0 * np.arange(ny)
+    x = 946_000.0 + 100.0 * np.arange(nx)
+    speed = np.empty((1, ny, nx), np.float32)
+    speed[0, : ny // 2, : nx // 2] = values[0]
+    speed[0, : ny // 2, nx // 2 :] = values[1]
+    speed[0, ny // 2 :, : nx // 2] = values[2]
+    speed[0, ny // 2 :, nx // 2 :] = values[3]
+    attrs = {"units": "m s-1", "grid_mapping": "spatial_ref"}
+    data = {
+        "wind_speed": (("time", "y", "x"), speed, attrs),
+        "wind_from_direction": (("time", "y", "x"), np.full_like(speed, 200.0), attrs),
+    }
+    if with_elevation:
+        yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        cone = 2000.0 - 40.0 * np.hypot(yy - ny / 2, xx - nx / 2)
+        data["elevation"] = (("y", "x"), cone, {"units": "m", "grid_mapping": "spatial_ref"})
+    return xr.Dataset(
+        data,
+        coords={"time": TIMES[:1], "y": y, "x": x, "spatial_ref": _grid_mapping()},
+    )
+
+
+def _count_colour(img, rgb) -> int:
+    diff = np.abs(img[..., :3] - np.asarray(rgb)[None, None, :3]).max(axis=-1)
+    return int((diff <= 1.01 / 255).sum())
+
+
+def test_map_colours_match_the_colour_bar(tmp_path):
+    """Each quadrant's pixels have exactly the colour the colormap gives its value: nothing
+    (terrain shading, edge shading) is blended into the data colours."""
+    import matplotlib as mpl
+
+    values = (1.0, 3.5, 6.0, 8.5)
+    ds = _blocks_ds(values)
+    out = plot_wind(ds, output=tmp_path / "m.png", arrows=0, vmin=0, vmax=10, figsize=(6, 5))
+    img = _read_png(out)
+    cmap = mpl.colormaps["viridis"]
+    for value in values:
+        # A quadrant fills roughly a quarter of the ~3.5 x 3 inch axes at 100 dpi.
+        assert _count_colour(img, cmap(value / 10.0)) > 8000, value
+    # The colour bar shows the same colours (it is drawn from the same norm and colormap).
+    assert _count_colour(img, cmap(0.5)) > 10
+
+
+def test_default_range_is_fixed_over_the_file(wind_ds):
+    from devine_onnx.export.source import open_source
+    from devine_onnx.plot import _norm
+
+    ds = wind_ds.copy(deep=True)
+    ds["wind_speed"][2] = ds["wind_speed"][2] / 3  # the last step is calmer
+    norm, cmap = _norm(open_source(ds), "wind_speed", None, None)
+    assert (norm.vmin, norm.vmax) == (0.0, 9.0)  # the whole file: 9 m/s, for every step
+    assert cmap.name.startswith("viridis")
+    ds["upward_air_velocity"] = ds["wind_speed"] * 0.1 - 0.6
+    norm, cmap = _norm(open_source(ds), "upward_air_velocity", None, None)
+    assert norm.vmin == -norm.vmax and norm.vmax >= 0.3
+    assert cmap.name.startswith("RdBu_r")
+    with pytest.raises(OptionError, match="vmin must be below vmax"):
+        _norm(open_source(ds), "wind_speed", 5, 2)
+
+
+def test_small_multiples_and_options(tmp_path, files):
+    table, wind = files
+    out = plot_wind(
+        wind,
+        time=["2026-01-15T00:00", "2026-01-15T01:00/2026-01-15T02:00"],
+        output=tmp_path / "multi.png",
+        table=table,
+        arrows=8,
+        graticule=True,
+        dpi=40,
+    )
+    img = _read_png(out)
+    assert img.shape[1] > img.shape[0]  # 2 x 2 panels: default size grows with the panels
+    out = plot_wind(wind, output=tmp_path / "dir.png", var="wind_from_direction", dpi=30)
+    assert _read_png(out).ndim == 3
+    with pytest.raises(OptionError, match="--var nonsense: not a map variable"):
+        plot_wind(wind, output=tmp_path / "x.png", var="nonsense")
+    with pytest.raises(OptionError, match="no time step in this interval"):
+        plot_wind(wind, output=tmp_path / "x.png", time="2027-01-01/2027-01-02")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_animation_gif(tmp_path, files):
+    from PIL import Image
+
+    _, wind = files
+    kind, out = plot_file(wind, animate=tmp_path / "a.gif", arrows=5)
+    assert kind == "animation" and not partial_path(out).exists()
+    with Image.open(out) as gif:
+        assert gif.n_frames == TIMES.size
+    with pytest.raises(OutputError, match="animation format"):
+        plot_file(wind, animate=tmp_path / "a.png")
+    with pytest.raises(OptionError, match="either"):
+        plot_file(wind, tmp_path / "m.png", animate=tmp_path / "a.gif")
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_table_single_variable_in_degrees(tmp_path, files, table_ds):
+    from devine_onnx.export.source import open_source
+
+    table, _ = files
+    src = open_source(table)
+    np.testing.assert_allclose(
+        src.field("alpha", angle=180),
+        np.degrees(table_ds["alpha"].sel(angle=180).values.astype(np.float64)),
+        rtol=1e-6,
+    )
+    out = plot_table(table, angle=180, output=tmp_path / "alpha.png", var="alpha", dpi=30)
+    assert _read_png(out).ndim == 3
+
+
+def test_utc_label():
+    from devine_onnx.export.source import utc_label
+
+    assert utc_label(pd.Timestamp("2026-01-15T12:00")) == "2026-01-15 12:00 UTC"
+    assert utc_label(pd.Timestamp("2026-01-15T13:00+01:00")) == "2026-01-15 12:00 UTC"
