@@ -221,3 +221,66 @@ def test_irregular_grid_refused():
     x = da.x.values.copy()
     x[50:] += 7.0
     refused(da.assign_coords(x=x), "irregular x")
+
+
+# --------------------------------------------------------------------------- issue 21
+def test_resample_makes_square_pixels_from_non_square(tmp_path):
+    """Non-square pixels (common after reprojecting a lat/lon DEM) are accepted with resample."""
+    path = tmp_path / "rect.tif"
+    grid(res=(25.0, 31.0)).rio.to_raster(path)
+    dem, notes = load_dem(path, resample=30.0)
+    dx = np.diff(dem.x.values)
+    dy = np.diff(dem.y.values)
+    np.testing.assert_allclose(dx, 30.0)
+    np.testing.assert_allclose(dy, -30.0)
+    assert np.isfinite(dem.values).all()
+    # 121 x 25 m = 3025 m -> 100 pixels; 101 x 31 m = 3131 m -> 104 pixels.
+    assert dem.shape == (104, 100)
+    assert any("25 m x 31 m to 30 m" in n for n in notes)
+    # Resampling to one of the two sizes still resamples the other.
+    dem, _ = load_dem(path, resample=25.0)
+    np.testing.assert_allclose(np.diff(dem.y.values), -25.0)
+
+
+def test_non_square_message_names_the_engine_and_the_remedy(tmp_path):
+    path = tmp_path / "rect.tif"
+    grid(res=(25.0, 31.0)).rio.to_raster(path)
+    msg = refused(path, "non-square pixels", engine="MicroMet terrain parameterisation")
+    assert "MicroMet terrain parameterisation needs square pixels" in msg
+    assert "DEVINE model" not in msg
+    assert "resample=31.0" in msg
+    with cli_spelling():
+        msg = refused(path, "non-square pixels")
+    assert "--resample 31" in msg
+    # Callers that handle dx != dy may accept them.
+    dem, _ = load_dem(path, square_pixels=False)
+    assert dem.shape == (101, 121)
+
+
+def test_geographic_dem_hint_uses_its_own_utm_zone(tmp_path):
+    """A DEM of Tennessee (Nashville, 86.8 W) is told its UTM zone (16N), not a French CRS."""
+    da = xr.DataArray(
+        np.ones((50, 60), np.float32),
+        dims=("y", "x"),
+        coords={"y": 36.0 - 0.001 * np.arange(50), "x": -86.8 + 0.001 * np.arange(60)},
+    ).rio.write_crs("EPSG:4326")
+    path = tmp_path / "tennessee.tif"
+    da.rio.to_raster(path)
+    msg = refused(path, "geographic CRS")
+    assert "EPSG:32616" in msg and "2154" not in msg
+    plain = da.drop_vars("spatial_ref").rename(x="lon", y="lat")
+    msg = refused(plain, "longitude/latitude grid")
+    assert "EPSG:32616" in msg and "2154" not in msg
+
+
+def test_holes_message_spelling_and_lonlat(tmp_path):
+    da = grid()
+    z = da.values.copy()
+    z[10:13, 20:24] = np.nan
+    da = da.copy(data=z)
+    msg = refused(da, "12 pixels without elevation")
+    assert "fill_nodata=True" in msg and "--fill-nodata" not in msg
+    assert "lon 5." in msg and "lat 45." in msg  # Lambert-93 near Grenoble
+    with cli_spelling():
+        msg = refused(da, "12 pixels without elevation")
+    assert "--fill-nodata" in msg and "fill_nodata" not in msg

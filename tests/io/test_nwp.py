@@ -474,3 +474,26 @@ def test_units_other_than_m_per_s_are_refused():
     ds = _latlon_ds(attrs_u={"units": "km h-1"})
     with pytest.raises(NWPError, match="units 'km h-1'"):
         open_nwp(ds)
+
+
+def test_cf_lambert_without_crs_name_is_named_by_its_projection():
+    """Issue 21: a CF Lambert grid mapping without crs_wkt gave "meridian convergence of undefined"."""
+    ds, x, y = _projected_ds()
+    ds["lambert"] = xr.DataArray(
+        np.int32(0),
+        attrs={
+            "grid_mapping_name": "lambert_conformal_conic",
+            "standard_parallel": [49.0, 44.0],
+            "latitude_of_projection_origin": 46.5,
+            "longitude_of_central_meridian": 3.0,
+            "false_easting": 700000.0,
+            "false_northing": 6600000.0,
+            "semi_major_axis": 6378137.0,
+            "inverse_flattening": 298.257222101,
+        },
+    )
+    for name in ("u", "v"):
+        ds[name].attrs["grid_mapping"] = "lambert"
+    nwp = open_nwp(ds, nwp_wind_frame="grid")
+    assert "meridian convergence" in nwp.wind_frame
+    assert "undefined" not in nwp.wind_frame and "Lambert" in nwp.wind_frame
