@@ -49,8 +49,8 @@ def info() -> dict:
         ``$DEVINE_ONNX_MODEL`` or None), ``default_model_exists``, ``demo_model`` (path of the
         shipped demonstration model or None), ``tensorflow`` (installed version or None),
         ``convert_extra`` (all modules of the ``convert`` extra are installed) and
-        ``convert_missing`` (those that are not), ``engines`` (name, title, citation and
-        ``needs_model`` of each table engine).
+        ``convert_missing`` (those that are not), ``engines`` (name, title, citation,
+        ``needs_model`` and ``direction_independent`` of each table engine).
     """
     from .engines.runtime import MODEL_ENV, cuda_usable, demo_model_path, nvidia_device_present
 
@@ -111,10 +111,18 @@ def _engines() -> list[dict]:
         try:
             engine = getattr(import_module(module), cls)
             title, citation = engine.title, engine.citation
+            fixed = bool(getattr(engine, "direction_independent", False))
         except Exception as exc:  # noqa: BLE001 - an info command must not fail
             title, citation = f"unavailable ({type(exc).__name__})", ""
+            fixed = False
         rows.append(
-            {"name": name, "title": title, "citation": citation, "needs_model": needs_model}
+            {
+                "name": name,
+                "title": title,
+                "citation": citation,
+                "needs_model": needs_model,
+                "direction_independent": fixed,
+            }
         )
     return rows
 
@@ -149,6 +157,8 @@ def format_info(data: dict | None = None) -> str:
     ]
     for e in d.get("engines", []):
         need = "needs a converted model (-m)" if e["needs_model"] else "built in, no model"
+        if e.get("direction_independent"):
+            need += "; the same speed ratio for every direction, alpha = 0"
         rows.append((f"engine {e['name']}", f"{e['title']}; {need}"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k + ':':<{width + 1}} {v}" for k, v in rows]

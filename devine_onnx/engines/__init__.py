@@ -6,6 +6,7 @@ name          method                                                       needs
 ``devine``    the DEVINE UNet on the DEM rotated to every direction         ONNX model
 ``micromet``  MicroMet terrain parameterisation (Liston & Elder 2006)       nothing
 ``features``  devine-torch networks on direction-dependent terrain features  ONNX model
+``helbig``    Helbig et al. (2017) speed factor (same for every direction)  nothing
 ============  ===========================================================  ============
 
 :func:`get_engine` opens one by name; :func:`engine_for_model` picks ``devine`` or
@@ -36,6 +37,7 @@ ENGINES = {
     "devine": ("devine_onnx.engines.devine.engine", "DevineEngine", True),
     "micromet": ("devine_onnx.engines.micromet", "MicroMetEngine", False),
     "features": ("devine_onnx.engines.features", "FeatureNetworkEngine", True),
+    "helbig": ("devine_onnx.engines.helbig", "HelbigEngine", False),
 }
 
 
@@ -88,8 +90,8 @@ def get_engine(engine=None, model=None, *, device: str = "auto", options=None) -
     Parameters
     ----------
     engine : str or TableEngine, optional
-        ``"devine"``, ``"micromet"``, ``"features"``, or an engine instance. None: the engine
-        the model's metadata names (a model is then required).
+        ``"devine"``, ``"micromet"``, ``"features"``, ``"helbig"``, or an engine instance.
+        None: the engine the model's metadata names (a model is then required).
     model
         Converted ONNX model (path, ``"demo"``, or an open model) for ``devine``/``features``.
         None with ``engine="devine"``: ``$DEVINE_ONNX_MODEL``.

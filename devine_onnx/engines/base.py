@@ -66,6 +66,9 @@ class TableEngine(abc.ABC):
     citation: ClassVar[str]
     #: Variables produced by :meth:`batches`, in this order.
     variables: ClassVar[tuple[str, ...]] = ("acceleration", "alpha")
+    #: True when the values do not depend on the inflow direction (``acceleration`` the same
+    #: for every direction, ``alpha`` = 0), e.g. the ``helbig`` engine.
+    direction_independent: ClassVar[bool] = False
 
     def prepare_dem(self, dem: xr.DataArray, notes: list[str]) -> xr.DataArray:
         """Adapt or refuse a validated DEM (e.g. trim, minimum size); append notes.

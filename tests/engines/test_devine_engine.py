@@ -12,8 +12,8 @@ import xarray as xr
 from devine_onnx.engines import get_engine
 from devine_onnx.engines.devine.engine import DevineEngine, ResolutionWarning
 from devine_onnx.engines.micromet import MicroMetEngine
-from devine_onnx.errors import DEMError, OptionError, cli_spelling
 from devine_onnx.engines.runtime import MODEL_ENV
+from devine_onnx.errors import DEMError, OptionError, cli_spelling
 
 
 def grid(shape, res=30.0):
