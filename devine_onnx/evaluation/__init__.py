@@ -5,48 +5,32 @@ each downscaled output (``devine-onnx downscale``) and, optionally, from the raw
 pairs them in time and computes speed and direction scores per source and station and over
 all stations. The CLI command ``devine-onnx evaluate`` calls it.
 
-Rules (also in README.md and docs/method.md, "Station evaluation"):
+One concept per module (rules also in README.md and docs/method.md, "Station evaluation"):
 
-- **Observations**: a CSV in long format (one row per station and time) with the columns
-  ``station``, ``time`` (ISO 8601; UTC unless the text gives a zone), ``wind_speed`` (m s-1),
-  ``wind_direction`` (degrees FROM, clockwise from true north), and ``latitude``/``longitude``
-  (WGS 84 degrees; optional ``altitude`` in m) either in the same file (constant per station)
-  or in a separate station list (``stations``: columns ``station``, ``latitude``,
-  ``longitude``, optional ``altitude``), which then takes precedence. Or a CF
-  discrete-sampling-geometry NetCDF (``featureType = "timeSeries"``: orthogonal or incomplete
-  multidimensional arrays, contiguous or indexed ragged arrays). Missing values are empty
-  cells or NaN. Two rows for the same station and time are refused.
-- **Model value at a station**: the station's longitude/latitude are transformed (pyproj)
-  into the output's CRS (its ``grid_mapping`` ``crs_wkt``); the value is that of the pixel
-  containing the station (pixel edges half-way between centres), or with ``bilinear`` the
-  bilinear interpolation of the four surrounding pixel centres (speed interpolated directly;
-  direction from the interpolated wind vector; NaN if one of the corners is NaN). Grid-relative
-  outputs (``--grid-relative``) are turned to true north with the meridian convergence at the
-  station. Stations outside the grid, or whose pixel has no value at any matched time, are
-  reported (:class:`StationWarning`) and skipped. Only the station pixels are read, in
-  blocks of time steps of bounded memory.
-- **NWP baseline** (``nwp``): the forecast's ``u``/``v`` are interpolated to the stations with
-  the Delaunay (barycentric) interpolation of ``downscale`` (:class:`RegridWeights`; the NWP
-  points are projected into the CRS of the first wind file, as ``downscale`` projects them
-  into the table's CRS); speed and direction come from the interpolated components. The
-  source is named ``nwp``.
-- **Altitude**: when a station's altitude is known and the wind file carries an
-  ``elevation(y, x)`` variable, stations whose altitude differs from the elevation of their
-  pixel by more than ``altitude_threshold`` metres are reported (they are still evaluated).
-  ``downscale`` outputs carry the table's elevation; for wind files without it the check
-  is skipped (a note says so). The NWP source is never checked.
-- **Times**: all times are UTC. By default an observation is paired with the model time equal
-  to its own; with ``time_tolerance`` with the nearest model time at most that far away (ties
-  go to the earlier model time; several observations can share one model time).
-- **Metrics** over the pairs where both speeds are finite: ``n``, ``bias`` = mean(model −
-  observed), ``mae``, ``rmse``, ``r`` (Pearson; NaN with fewer than 2 pairs or a constant
-  series), ``relative_bias`` = bias / mean(observed). Over the pairs whose observed speed is
-  at least ``min_speed`` and whose two directions are finite: ``direction_n``,
-  ``direction_bias`` and ``direction_mae``, the mean and mean absolute value of the circular
-  difference model − observed wrapped into (−180, 180] (:func:`circular_difference`). The row
-  ``station = "all"`` pools the pairs of all stations of a source.
-- **Source names**: the file stem of each wind file (``wind_30m.nc`` → ``wind_30m``), made
-  unique by appending ``-2``, ``-3``... (``nwp`` is reserved for the NWP baseline).
+- :mod:`devine_onnx.io.observations`: the observation reader (CSV in long format or CF
+  DSG timeSeries NetCDF; speeds in m s-1, FROM directions in degrees clockwise from true
+  north, times in UTC, station positions in WGS 84).
+- :mod:`~devine_onnx.evaluation.stations`: model values at the stations (containing pixel or
+  bilinear; grid-relative outputs turned to true north; the NWP baseline with the Delaunay
+  weights of ``downscale``, projected into the CRS of the first wind file; model files that
+  repeat a time are refused).
+- :mod:`~devine_onnx.evaluation.pairs`: time matching (exact, or the nearest model time
+  within ``time_tolerance``) and the pairing of the sources: by default (``"common"``) every
+  source is scored on the station-time pairs valid in all sources; ``"per-source"`` keeps
+  each source's own pairs.
+- :mod:`~devine_onnx.evaluation.metrics`: the scores and the metrics table (row
+  ``station = "all"`` pooling the pairs of all stations of a source).
+- :mod:`~devine_onnx.evaluation.plots` and :mod:`~devine_onnx.evaluation.result`.
+
+What is reported: stations outside a grid or without a model value are skipped with a
+:class:`StationWarning` per source; stations whose altitude differs from the model
+``elevation(y, x)`` by more than ``altitude_threshold`` metres are listed in ONE warning per
+run (still evaluated); wind files without ``elevation`` are named in one note (INFO record of
+the ``devine_onnx`` logger). Observations outside the times of a source and, with common
+pairing, the pairs each source loses are counted in notes and in the result
+(:attr:`EvaluationResult.unmatched_observations`, :attr:`EvaluationResult.dropped_pairs`).
+Source names are the file stems of the wind files (``wind_30m.nc`` -> ``wind_30m``), made
+unique by appending ``-2``, ``-3``... (``nwp`` is reserved for the NWP baseline).
 """
 
 from __future__ import annotations
