@@ -133,6 +133,7 @@ def run_demo(
     *,
     angle_step: int = 1,
     device: str = "auto",
+    engine: str | None = None,
 ) -> DemoResult:
     """Run the full chain on real terrain and a synthetic forecast, writing into ``out_dir``.
 
@@ -153,6 +154,10 @@ def run_demo(
         Compute the table every ``angle_step`` degrees only (tests; the demo uses all 360).
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (model engines).
+    engine
+        A built-in engine without a model, ``"micromet"`` (the default when no model is given)
+        or ``"helbig"`` (Helbig et al. 2017), on the 60 m DEM; with a model, None or that
+        model's engine.
 
     Returns
     -------
@@ -177,12 +182,12 @@ def run_demo(
     timings: dict[str, float] = {}
     out = _prepare_folder(out_dir)
     if model is None:
-        engine = get_engine("micromet")
+        engine = get_engine(engine or "micromet")
         model_path = None
         dem = real_dem(resolution=60.0, size_km=18.0)
     else:
         model_path = demo_model_path() if str(model) == "demo" else Path(model)
-        engine = get_engine(None, model_path, device=device)
+        engine = get_engine(engine, model_path, device=device)
         dem = real_dem(resolution=30.0, size_km=9.0)
     synthetic = str(engine.attrs().get("synthetic_weights", "false")) == "true"
     if synthetic and not quiet:

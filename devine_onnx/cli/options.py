@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+# The one definition; light import (no ONNX Runtime, no xarray). Re-exported for commands.
+from devine_onnx.engines.runtime import MODEL_ENV  # noqa: F401
+
 #: Modules the ``convert`` command needs (the ``convert`` extra).
 
 
@@ -96,6 +99,7 @@ class EngineName(str, Enum):
     devine = "devine"
     micromet = "micromet"
     features = "features"
+    helbig = "helbig"
 
 
 class DevineMethod(str, Enum):

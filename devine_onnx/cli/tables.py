@@ -57,7 +57,7 @@ def corrections(
         typer.Option(
             "--engine",
             metavar="NAME",
-            help="devine, micromet or features; default: the model's.",
+            help="devine, micromet, features or helbig; default: the model's.",
         ),
     ] = None,
     angles: Annotated[
@@ -123,9 +123,10 @@ def corrections(
         float | None,
         typer.Option(
             "--coarse-cell",
-            rich_help_panel="Feature networks",
+            rich_help_panel="Feature networks and Helbig engine",
             metavar="M",
-            help="Coarse cell of the relative-DEM feature, m (default: the model's, 1000).",
+            help="Coarse cell, m. features: of the relative-DEM feature (default: the model's, "
+            "1000); helbig: the NWP cell size L, adds the subgrid factor x_sgp (default: off).",
         ),
     ] = None,
     devine_method: Annotated[
@@ -203,7 +204,7 @@ def corrections(
 ) -> None:
     """Compute the correction table of a DEM for each wind direction.
 
-    The table stores acceleration (speed ratio) and alpha (deviation, radians) per FROM direction on the DEM's grid, from the DEVINE UNet (devine), the MicroMet terrain parameterisation (micromet) or a devine-torch feature network (features).
+    The table stores acceleration (speed ratio) and alpha (deviation, radians) per FROM direction on the DEM's grid, from the DEVINE UNet (devine), the MicroMet terrain parameterisation (micromet), a devine-torch feature network (features) or the Helbig et al. (2017) speed factor (helbig: the same for every direction, alpha 0).
     """
     from devine_onnx.tables.build import compute_corrections as _corrections_call
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app, done, quiet_notes
-from .options import Device, QuietOpt
+from .options import Device, EngineName, QuietOpt
 
 
 @app.command(
@@ -17,6 +17,7 @@ from .options import Device, QuietOpt
         "[bold]Examples[/bold]:\n\n"
         "  devine-onnx demo                 (MicroMet, no model: writes into demo/)\n\n"
         "  devine-onnx demo -m devine.onnx --out demo-devine/\n\n"
+        "  devine-onnx demo --engine helbig --out demo-helbig/\n\n"
         "Writes demo_dem.tif, demo_nwp.nc, demo_table.nc, demo_weights.nc, demo_wind.nc, "
         "demo_wind.png and demo_table.png into the folder. -m demo runs the shipped "
         "demonstration model, whose synthetic weights only show the pipeline."
@@ -36,6 +37,14 @@ def demo(
     device: Annotated[
         Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
     ] = Device.auto,
+    engine: Annotated[
+        EngineName | None,
+        typer.Option(
+            "--engine",
+            help="Table engine (default: micromet without -m, the model's with -m); helbig: "
+            "Helbig et al. (2017), the same speed ratio for every direction.",
+        ),
+    ] = None,
     angle_step: Annotated[int, typer.Option("--angle-step", min=1, max=180, hidden=True)] = 1,
     quiet: QuietOpt = False,
 ) -> None:
@@ -44,7 +53,14 @@ def demo(
 
     quiet_notes(quiet)
 
-    result = run_demo(out, model=model, quiet=quiet, angle_step=angle_step, device=device.value)
+    result = run_demo(
+        out,
+        model=model,
+        quiet=quiet,
+        angle_step=angle_step,
+        device=device.value,
+        engine=engine.value if engine is not None else None,
+    )
     if not quiet:
         typer.echo(result.summary())
 
