@@ -248,25 +248,7 @@ def _graticule(ax, src: MapSource, div: float) -> str | None:
 
 def _grid_components(src: MapSource, index):
     """Grid-relative (u, v) in m/s of time step ``index``, north-up, or None."""
-    names = set(src.variables())
-    if {"x_wind", "y_wind"} <= names:
-        return src.field("x_wind", index), src.field("y_wind", index)
-    if {"eastward_wind", "northward_wind"} <= names:
-        u, v = src.field("eastward_wind", index), src.field("northward_wind", index)
-    elif {"wind_speed", "wind_from_direction"} <= names:
-        from .wind import speed_dir_to_uv
-
-        u, v = speed_dir_to_uv(
-            src.field("wind_speed", index), src.field("wind_from_direction", index)
-        )
-    else:
-        return None
-    if src.crs is not None and not src.crs.is_geographic:
-        from .wind import earth_to_grid, meridian_convergence
-
-        gamma = meridian_convergence(src.x[None, :], src.y[:, None], src.crs)
-        u, v = earth_to_grid(u, v, np.nan_to_num(gamma))
-    return np.asarray(u), np.asarray(v)
+    return src.grid_wind(index)
 
 
 class _Arrows:

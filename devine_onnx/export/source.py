@@ -150,10 +150,10 @@ class MapSource:
     @property
     def transform(self):
         """rasterio ``Affine`` of the north-up grid (pixel edges, CRS units)."""
-        from rasterio.transform import from_origin
+        from affine import Affine
 
         dx, dy = self.spacing
-        return from_origin(self.x[0] - dx / 2, self.y[0] + dy / 2, dx, dy)
+        return Affine(dx, 0.0, self.x[0] - dx / 2, 0.0, -dy, self.y[0] + dy / 2)
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -282,6 +282,34 @@ class MapSource:
             out = (float(lo), float(hi))
         self._ranges[var] = out
         return out
+
+    def grid_wind(self, index) -> tuple[np.ndarray, np.ndarray] | None:
+        """Grid-relative ``(u, v)`` (m/s, north-up) of time step ``index``, or None.
+
+        Earth-relative components (``eastward_wind``/``northward_wind``, or speed and FROM
+        direction from true north) are rotated by the meridian convergence of :attr:`crs`
+        (docs/method.md §4), so that they point along the wind on the projected grid;
+        ``x_wind``/``y_wind`` are used as they are.
+        """
+        names = set(self.variables())
+        if {"x_wind", "y_wind"} <= names:
+            return self.field("x_wind", index), self.field("y_wind", index)
+        if {"eastward_wind", "northward_wind"} <= names:
+            u, v = self.field("eastward_wind", index), self.field("northward_wind", index)
+        elif {"wind_speed", "wind_from_direction"} <= names:
+            from devine_onnx.wind import speed_dir_to_uv
+
+            u, v = speed_dir_to_uv(
+                self.field("wind_speed", index), self.field("wind_from_direction", index)
+            )
+        else:
+            return None
+        if self.crs is not None and not self.crs.is_geographic:
+            from devine_onnx.wind import earth_to_grid, meridian_convergence
+
+            gamma = meridian_convergence(self.x[None, :], self.y[:, None], self.crs)
+            u, v = earth_to_grid(u, v, np.nan_to_num(gamma))
+        return np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
 
     # ------------------------------------------------------------------ time steps
     def time_indices(self, times, option: str = "--time") -> list[int]:
