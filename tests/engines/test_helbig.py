@@ -266,3 +266,25 @@ def test_table_from_compute_corrections():
     assert np.all(np.asarray(ds["alpha"].values) == 0.0)
     assert "vertical" not in ds
     assert "edge_influence" in ds
+
+
+def test_demo_cli_with_helbig(tmp_path, monkeypatch):
+    """``devine-onnx demo --engine helbig`` runs the whole chain with the Helbig table."""
+    from typer.testing import CliRunner
+
+    from devine_onnx.cli import app
+
+    monkeypatch.delenv("DEVINE_ONNX_MODEL", raising=False)
+    out = tmp_path / "demo-helbig"
+    args = ["demo", "--engine", "helbig", "--out", str(out), "--quiet", "--angle-step", "90"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    import xarray as xr
+
+    with xr.open_dataset(out / "demo_table.nc") as table:
+        assert table.attrs["engine"] == "helbig"
+        a = table["acceleration"].values
+        assert (a == a[:1]).all() and (table["alpha"].values == 0).all()
+    with xr.open_dataset(out / "demo_wind.nc") as wind:
+        assert wind.attrs["table_engine"] == "helbig"
+        assert float(wind["wind_speed"].max()) > 0
