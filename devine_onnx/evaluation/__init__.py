@@ -36,7 +36,6 @@ unique by appending ``-2``, ``-3``... (``nwp`` is reserved for the NWP baseline)
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -316,26 +315,15 @@ def evaluate(
                     f"{_names(station_names[outside])}"
                 )
             use = (idx >= 0) & src.inside[station_pos]
-            need = np.unique(idx[use])
-            plans.append((src, idx, use, need))
+            plans.append((src, idx, use))
 
-        total = sum(max(1, math.ceil(need.size / src.block)) for src, _, _, need in plans)
+        total = sum(src.n_blocks(idx[use]) for src, idx, use in plans)
         values = []  # per source: (src, idx, rows kept, model speed, model direction)
         far_at: dict[int, list[tuple[str, float]]] = {}  # station -> [(source, elevation)]
         with progress_bar(total, "reading model values at the stations", quiet=quiet) as bar:
-            for src, idx, use, need in plans:
-                model_s = np.full(len(obs), np.nan)
-                model_d = np.full(len(obs), np.nan)
-                pos = np.searchsorted(need, idx)
+            for src, idx, use in plans:
+                model_s, model_d = src.values_at(idx, use, station_pos, bar.advance)
                 rows_all = np.flatnonzero(use)
-                for a in range(0, max(need.size, 1), src.block):
-                    b = min(a + src.block, need.size)
-                    if b > a:
-                        speed, direction = src.reader(need[a:b])
-                        r = rows_all[(pos[rows_all] >= a) & (pos[rows_all] < b)]
-                        model_s[r] = speed[pos[r] - a, station_pos[r]]
-                        model_d[r] = direction[pos[r] - a, station_pos[r]]
-                    bar.advance(1)
                 # Stations inside the grid but without any value at the matched times.
                 matched_st = np.zeros(len(station_names), dtype=bool)
                 matched_st[station_pos[rows_all]] = True

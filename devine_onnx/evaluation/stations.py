@@ -20,6 +20,7 @@ the values at the stations for a set of time indices.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,45 @@ class ModelSource:
     kind: str = "wind"  # "wind" (a downscaled output) or "nwp" (the raw forecast)
     crs: CRS | None = None
     dataset: xr.Dataset | None = None  # opened here from a path: closed at the end
+
+    def n_blocks(self, t_idx: np.ndarray) -> int:
+        """Number of reads (blocks of at most :attr:`block` time steps) for these times."""
+        return max(1, math.ceil(np.unique(t_idx).size / self.block))
+
+    def values_at(self, idx, use, station_pos, advance=None) -> tuple[np.ndarray, np.ndarray]:
+        """Model speed (m/s) and FROM direction (degrees) for each observation row.
+
+        Parameters
+        ----------
+        idx : numpy.ndarray of int
+            Per observation row, the index of its model time (−1: none).
+        use : numpy.ndarray of bool
+            Rows to read (time matched and station covered).
+        station_pos : numpy.ndarray of int
+            Per row, the index of its station in the station table.
+        advance : callable, optional
+            Called with 1 after each block read (progress bar).
+
+        Returns
+        -------
+        speed, direction : numpy.ndarray
+            One value per observation row, NaN for the rows not read or without a value.
+        """
+        need = np.unique(idx[use])
+        model_s = np.full(idx.size, np.nan)
+        model_d = np.full(idx.size, np.nan)
+        pos = np.searchsorted(need, idx)
+        rows = np.flatnonzero(use)
+        for a in range(0, max(need.size, 1), self.block):
+            b = min(a + self.block, need.size)
+            if b > a:
+                speed, direction = self.reader(need[a:b])
+                r = rows[(pos[rows] >= a) & (pos[rows] < b)]
+                model_s[r] = speed[pos[r] - a, station_pos[r]]
+                model_d[r] = direction[pos[r] - a, station_pos[r]]
+            if advance is not None:
+                advance(1)
+        return model_s, model_d
 
 
 def unique_name(stem: str, taken: set[str]) -> str:
