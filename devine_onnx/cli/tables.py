@@ -32,7 +32,8 @@ from .options import (
         "  devine-onnx corrections dem_30m.tif -m models/devine.onnx -o table.zarr --workers 4\n\n"
         f"Engines: devine and features need a converted model (-m, default ${MODEL_ENV}; "
         "-m demo is the shipped demonstration model with synthetic weights); micromet needs "
-        "none. An interrupted run resumes where it stopped (--no-resume starts again)."
+        "none. An interrupted run resumes where it stopped (--no-resume starts again); a "
+        "finished table is kept (--overwrite computes it again)."
     )
 )
 def corrections(
@@ -181,6 +182,13 @@ def corrections(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue an interrupted table.")
     ] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a finished OUTPUT (refused without it when its settings differ).",
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -253,6 +261,7 @@ def corrections(
             dem_crs=dem_crs,
             resample=resample,
             resume=resume,
+            overwrite=overwrite,
             quiet=quiet,
             workers=workers,
             scheduler=scheduler,
@@ -268,7 +277,8 @@ def corrections(
             )
             raise typer.Exit(130) from None
         raise
-    done(quiet, f"wrote {output}: {table_summary(table)}")
+    verb = "kept the complete" if table.encoding.get("complete_before") else "wrote"
+    done(quiet, f"{verb} {output}: {table_summary(table)}")
     if str(table.attrs.get("synthetic_weights", "false")).lower() == "true":
         echo_error(
             f"warning: {model} has synthetic (untrained) weights: this table is NOT "

@@ -15,6 +15,11 @@ match the run (other DEM, engine, parameters, angles, precision, target) is neve
 silently: the run is refused, naming what differs, unless ``resume=False`` (``--no-resume``)
 asks to start over.
 
+A finished ``OUTPUT`` is never replaced silently either: the same run on it does nothing (the
+table is complete: it is returned as it is), a run with other settings is refused, naming what
+differs, unless ``overwrite=True`` (``--overwrite``) or ``resume=False`` asks to compute it
+again (the old table stays in place until the new one is complete).
+
 With ``workers=N`` or ``scheduler=ADDRESS`` the directions are computed as tasks on
 dask.distributed and written by the workers into one Zarr store, with per-direction done
 markers instead of the counter (:mod:`devine_onnx.tables.distributed`).
@@ -70,6 +75,7 @@ def compute_corrections(
     dem_crs=None,
     resample: float | None = None,
     resume: bool = True,
+    overwrite: bool = False,
     quiet: bool = False,
     tile="default",
     workers: int | None = None,
@@ -120,7 +126,14 @@ def compute_corrections(
         Pixel size in metres to resample the DEM to first (average), e.g. 30 for DEVINE.
     resume
         Continue a matching ``OUTPUT.partial`` left by an interrupted run (default); a
-        partial output that does not match is refused. False deletes it and starts over.
+        partial output that does not match is refused. False deletes it and starts over,
+        and replaces a finished ``output`` as ``overwrite`` does.
+    overwrite
+        Compute the table again when ``output`` already holds a finished table (replaced
+        when the new one is complete; ``--overwrite``), and start over instead of resuming a
+        partial output. Without it a finished table computed with the same settings is
+        returned as it is (nothing is computed), and one computed with other settings (or a
+        file that is not a table) is refused, naming what differs.
     quiet
         No progress bar.
     tile
@@ -204,6 +217,12 @@ def compute_corrections(
         static=eng.static_variables(),
     )  # fmt: skip
     variables = {name: dict(VARIABLE_ATTRS[name]) for name in eng.variables}
+    if overwrite:
+        resume = False
+    if out_path is not None and (out_path.exists() or out_path.is_symlink()):
+        finished = _finished_output(out_path, fmt, template, eng.resume_keys, resume, notes)
+        if finished is not None:
+            return finished
     if dist:
         resume_keys = eng.resume_keys
         del eng  # the workers open their own
@@ -256,6 +275,47 @@ def compute_corrections(
         finally:
             writer.close()
     return _open_output(out_path, fmt)
+
+
+def _finished_output(out_path, fmt, template, resume_keys, resume, notes) -> xr.Dataset | None:
+    """The finished table at ``out_path`` when it matches the run; None to compute it (again).
+
+    Raises :class:`OutputError` when it does not match (or is no table) and ``resume`` is
+    True (neither ``overwrite`` nor ``--no-resume``).
+    """
+    if not resume:
+        note = f"{out_path} exists: it is replaced when the new table is complete"
+        notes.append(note)
+        LOGGER.info(note)
+        return None
+    state = inspect_output(out_path, "angle", "acceleration", fmt)
+    if state is None:
+        raise OutputError(
+            f"{out_path}: exists and is not a readable correction table; pass "
+            f"{option('overwrite')} to replace it, or choose another output"
+        )
+    if _DONE in state["attrs"] or state.get("done") is not None:
+        raise OutputError(
+            f"{out_path}: a table left unfinished (it has progress markers); pass "
+            f"{option('overwrite')} to compute it again, or choose another output"
+        )
+    differ = mismatches(state, template, resume_keys, complete=True)
+    if differ:
+        raise OutputError(
+            f"{out_path}: a finished table computed with other settings "
+            f"({'; '.join(differ[:3])}); pass {option('overwrite')} to replace it, or choose "
+            "another output"
+        )
+    LOGGER.info(
+        "%s: already complete with these settings (%d directions); nothing to compute "
+        "(pass %s to compute it again)",
+        out_path,
+        template.sizes["angle"],
+        option("overwrite"),
+    )
+    table = _open_output(out_path, fmt)
+    table.encoding["complete_before"] = True
+    return table
 
 
 def _resume_point(tmp, fmt, template, eng, resume, notes, out_path) -> int:

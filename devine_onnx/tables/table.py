@@ -183,13 +183,25 @@ def table_template(
     return ds
 
 
-def mismatches(state: dict, template: xr.Dataset, engine_keys=()) -> list[str]:
-    """What differs between a partial table (``state``) and the table about to be written.
+def mismatches(state: dict, template: xr.Dataset, engine_keys=(), *, complete=False) -> list[str]:
+    """What differs between an existing table (``state``) and the table about to be written.
+
+    Parameters
+    ----------
+    state : dict
+        :func:`devine_onnx.io.writers.inspect_output` of the existing output.
+    template : xarray.Dataset
+        :func:`table_template` of the run.
+    engine_keys : sequence of str
+        The engine's parameters that must match (``TableEngine.resume_keys``).
+    complete : bool
+        The existing output is a finished table (no progress marker expected).
 
     Returns
     -------
     list of str
-        One short phrase per difference (empty: the partial table can be resumed).
+        One short phrase per difference (empty: the partial table can be resumed, or the
+        finished table is the one the run would write).
     """
     attrs = state["attrs"]
     out = []
@@ -209,6 +221,8 @@ def mismatches(state: dict, template: xr.Dataset, engine_keys=()) -> list[str]:
     if tuple(state["shape"]) != shape:
         out.append(f"table shape ({state['shape']} there, {shape} now)")
     done = attrs.get("directions_done")
+    if complete:
+        return out
     if done is None or not 0 <= int(done) <= template.sizes["angle"]:
         out.append("no progress marker (not a partial table)")
     return out

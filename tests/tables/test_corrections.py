@@ -13,10 +13,10 @@ import xarray as xr
 
 from devine_onnx.engines.devine.engine import minimum_dem_size
 from devine_onnx.engines.devine.geometry import CropGeometry, trim_to_odd
-from devine_onnx.errors import DEMError, OptionError, OutputError
-from devine_onnx.io.atomic import partial_path
-from devine_onnx.io.dem import load_dem
 from devine_onnx.engines.devine.model import DevineModel
+from devine_onnx.errors import DEMError, OptionError, OutputError
+from devine_onnx.io.atomic import partial_path, remove_path
+from devine_onnx.io.dem import load_dem
 from devine_onnx.tables.build import compute_corrections
 from tests.conftest import ROOT
 
@@ -260,6 +260,12 @@ def test_partial_not_resumed_when_different_or_disabled(tmp_path, model, dem185,
     ds = compute_corrections(dem185, model, [0, 90], output=out, quiet=True, resume=False)
     assert sum(calls) == 2 and "starting over" in ds.attrs["notes"]
     ds.close()
+    # The finished [0, 90] table is not replaced by a run with other angles (issue 16 #5).
+    calls.clear()
+    with pytest.raises(OutputError, match=r"finished table computed with other settings"):
+        compute_corrections(dem185, model, [0, 90, 180], output=out, quiet=True)
+    assert sum(calls) == 0
+    remove_path(out)
     # resume=False recomputes everything even when a matching partial exists.
     monkeypatch.setattr(model, "predict", failing)
     calls.clear()
