@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import DEMError, first_line, option
-from devine_onnx.io.cf import find_xy_dims, local_projected_crs, lonlat_extent, read_crs
+from devine_onnx.io.cf import crs_label, find_xy_dims, local_projected_crs, lonlat_extent, read_crs
 from devine_onnx.io.formats import format_from_suffix, guess_format
 
 __all__ = ["dem_fingerprint", "dem_pixel_size", "dem_resolution", "load_dem"]
@@ -395,7 +395,7 @@ def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.D
     if own is not None:
         if own != given:
             raise DEMError(
-                f"{label}: the DEM's own CRS ({own.name}) differs "
+                f"{label}: the DEM's own CRS ({crs_label(own)}) differs "
                 f"from {option('dem_crs', dem_crs)}; drop {option('dem_crs')}, or fix the file's CRS"
             )
         return da
@@ -466,16 +466,16 @@ def _check_crs(da: xr.DataArray, label: str) -> None:
         )
     pcrs = CRS.from_user_input(crs.to_wkt())
     if pcrs.is_geographic:
-        raise DEMError(f"{label}: geographic CRS ({pcrs.name}); {_reproject_hint(da, pcrs)}")
+        raise DEMError(f"{label}: geographic CRS ({crs_label(pcrs)}); {_reproject_hint(da, pcrs)}")
     if not pcrs.is_projected:
         raise DEMError(
-            f"{label}: CRS {pcrs.name} is not a projected CRS; {_reproject_hint(da, pcrs)}"
+            f"{label}: CRS {crs_label(pcrs)} is not a projected CRS; {_reproject_hint(da, pcrs)}"
         )
     units = {(a.unit_name, a.unit_conversion_factor) for a in pcrs.axis_info[:2]}
     if any(factor != 1.0 for _, factor in units):
         names = ", ".join(sorted({u for u, _ in units}))
         raise DEMError(
-            f"{label}: CRS {pcrs.name} has units of {names}, not metres; "
+            f"{label}: CRS {crs_label(pcrs)} has units of {names}, not metres; "
             f"{_reproject_hint(da, pcrs)}"
         )
 

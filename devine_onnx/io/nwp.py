@@ -441,14 +441,14 @@ def _coordinates(ds, da, ydim, xdim, label, nwp_crs):
             return (*axes_1d(), crs)
         raise NWPError(
             f"{label}: no latitude/longitude coordinates for the geographic CRS "
-            f"{crs.name!r} (dims {ydim!r}, {xdim!r}); variables in the file: {_var_list(ds)}"
+            f"{crs_label(crs)!r} (dims {ydim!r}, {xdim!r}); variables in the file: {_var_list(ds)}"
         )
 
     def projected(crs):
         if not xy1d:
             raise NWPError(
                 f"{label}: no 1-D projected coordinates on dimensions {ydim!r}/{xdim!r} for "
-                f"the CRS {crs.name!r}; give a geographic {option('nwp_crs')} (e.g. EPSG:4326) to "
+                f"the CRS {crs_label(crs)!r}; give a geographic {option('nwp_crs')} (e.g. EPSG:4326) to "
                 "use latitude/longitude"
             )
         x, y = axes_1d()
