@@ -20,7 +20,7 @@ import xarray as xr
 
 from devine_onnx.errors import DEMError, first_line, option
 from devine_onnx.io.cf import crs_label, find_xy_dims, local_projected_crs, lonlat_extent, read_crs
-from devine_onnx.io.formats import format_from_suffix, guess_format
+from devine_onnx.io.formats import guess_format, open_any
 
 __all__ = ["dem_fingerprint", "dem_pixel_size", "dem_resolution", "load_dem"]
 
@@ -241,17 +241,19 @@ def _read_file(
 ) -> xr.DataArray:
     if not path.exists():
         raise DEMError(f"{label}: DEM file not found; check the path")
-    fmt = guess_format(path) if path.is_dir() else format_from_suffix(path)
-    if fmt is None and not path.is_dir():
-        fmt = guess_format(path)
+    fmt = guess_format(path)  # the content first (a NetCDF file named .tif is NetCDF)
     if path.is_dir() and fmt != "zarr":
         raise DEMError(f"{label}: is a folder, not a DEM file; pass a GeoTIFF or NetCDF file")
     if fmt in ("netcdf", "zarr"):
+        ds = open_any(
+            path,
+            label=label,
+            what="DEM",
+            error=DEMError,
+            formats=("netcdf", "zarr"),
+            decode_coords="all",
+        )
         try:
-            if fmt == "zarr":
-                ds = xr.open_zarr(path, decode_coords="all")
-            else:
-                ds = xr.open_dataset(path, decode_coords="all")
             with ds:
                 da = _with_crs(ds, _pick_variable(ds, var, label), label, strict=strict).load()
         except DEMError:
