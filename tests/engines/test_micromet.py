@@ -528,8 +528,8 @@ def test_valid_edge_options_are_accepted():
 
 
 def test_fixed_references_on_a_steep_hill_keep_speeds_positive():
-    """Sref = 0.05, Cref = 0.02 on a 600 m hill (slopes up to 0.5 rad): before the clipping the
-    acceleration reached -3.1..8.2 and |alpha| 3.2 rad. Now Ws, Wc are clipped to +-0.5."""
+    """Sref = 0.05, Cref = 0.02 on a 600 m hill (slopes up to 0.74 rad): before the clipping
+    the acceleration reached -2.5..7.4 and |alpha| 2.8 rad. Now Ws, Wc are clipped to +-0.5."""
     z = gaussian_hill(101, height=600.0, sigma=400.0)
     thetas = np.arange(0, 360, 15)
     gs, gc = 0.58, 0.42
