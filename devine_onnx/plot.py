@@ -170,26 +170,20 @@ def _title_var(src: MapSource, var: str) -> str:
 
 
 # ---------------------------------------------------------------------------- map layers
-def _contours(ax, src: MapSource, div: float, elevation) -> str | None:
-    """Thin elevation contours; returns the note that explains them."""
-    if elevation is None or not np.isfinite(elevation).any():
+def _contours(ax, src: MapSource, div: float, terrain) -> str | None:
+    """Thin elevation contours of ``terrain`` = (x, y, z) north-up, or None; returns the note
+    that explains them."""
+    if terrain is None or not np.isfinite(terrain[2]).any():
         return None
     from matplotlib.ticker import MaxNLocator
 
-    z = elevation
+    x, y, z = terrain
     levels = MaxNLocator(nbins=8).tick_values(np.nanmin(z), np.nanmax(z))
     levels = levels[(levels > np.nanmin(z)) & (levels < np.nanmax(z))]
     if levels.size == 0:
         return None
     ax.contour(
-        src.x / div,
-        src.y / div,
-        z,
-        levels=levels,
-        colors="0.15",
-        linewidths=0.5,
-        alpha=0.6,
-        zorder=2,
+        x / div, y / div, z, levels=levels, colors="0.15", linewidths=0.5, alpha=0.6, zorder=2
     )
     step = float(levels[1] - levels[0]) if levels.size > 1 else float(levels[0])
     return f"grey lines: terrain elevation every {step:g} m"
@@ -330,27 +324,19 @@ def _image(ax, src: MapSource, values, norm, cmap, div):
 
 
 def _elevation(src: MapSource, table):
-    """North-up elevation for the contours: from ``table`` if given, else the file's own."""
+    """(x, y, elevation) north-up for the contours: from ``table`` if given (on its own grid,
+    e.g. finer than a coarsened output), else the file's own ``elevation``, else None."""
     if table is None:
-        return src.static("elevation")
+        z = src.static("elevation")
+        return None if z is None else (src.x, src.y, z)
     tsrc = open_source(table, "correction table")
-    if tsrc.kind != "table" and "elevation" not in tsrc.variables():
+    z = tsrc.static("elevation") if "elevation" in tsrc.dataset.variables else None
+    if z is None:
         raise TableError(
             f"{tsrc.label}: no elevation variable to draw the terrain; give the correction "
             "table written by 'devine-onnx corrections' with --table"
         )
-    elev = tsrc.static("elevation")
-    if elev is None:
-        raise TableError(
-            f"{tsrc.label}: no elevation variable to draw the terrain; give the correction "
-            "table written by 'devine-onnx corrections' with --table"
-        )
-    if elev.shape != src.shape:
-        raise OptionError(
-            f"--table {tsrc.label}: grid {elev.shape} differs from {src.label} {src.shape}; "
-            "give the table the output was downscaled with"
-        )
-    return elev
+    return tsrc.x, tsrc.y, z
 
 
 def _wind_source(path_or_ds) -> MapSource:
@@ -672,7 +658,8 @@ def plot_table(
         raise OptionError("--vmin/--vmax: give --var acceleration or --var alpha with them")
     fields = {n: src.field(n, angle=angle) for n in names}  # checks the angle
     a = float(angle) % 360.0
-    elev = src.static("elevation")
+    z = src.static("elevation")
+    elev = None if z is None else (src.x, src.y, z)
     div, unit = _units(src)
     if figsize is None:
         figsize = TABLE_FIGSIZE if len(names) > 1 else WIND_FIGSIZE

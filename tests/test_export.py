@@ -117,7 +117,7 @@ def test_geotiff_one_file_and_time_subset(tmp_path, files, wind_ds):
     wind, _, _ = files
     out = tmp_path / "speed.tif"
     written = export(
-        wind, out, "geotiff", variables="wind_speed", times="2026-01-15T01:00/2026-01-15T02:00"
+        wind, out, "geotiff", var="wind_speed", time="2026-01-15T01:00/2026-01-15T02:00"
     )
     assert written == [out]
     with rasterio.open(out) as ds:
@@ -130,7 +130,7 @@ def test_table_geotiff(tmp_path, files):
     import rasterio
 
     _, table_path, table = files
-    written = export(table_path, tmp_path, "geotiff", angles=[90, 270])
+    written = export(table_path, tmp_path, "geotiff", angle=[90, 270])
     assert sorted(p.name for p in written) == ["table_acceleration.tif", "table_alpha.tif"]
     with rasterio.open(tmp_path / "table_alpha.tif") as ds:
         assert ds.descriptions == ("from 90 deg", "from 270 deg")
@@ -157,7 +157,7 @@ def _read_asc(path):
 
 def test_ascii_grids_as_windninja(tmp_path, files, wind_ds):
     wind, _, _ = files
-    written = export(wind, tmp_path, "asc", times=["2026-01-15T02:00", 0])
+    written = export(wind, tmp_path, "asc", time=["2026-01-15T02:00", 0])
     names = sorted(p.name for p in written)
     expected = sorted(
         f"wind_{t}_{kind}.{ext}"
@@ -188,7 +188,7 @@ def test_kmz_time_spans_and_arrows(tmp_path, files, wind_ds):
 
     wind, _, _ = files
     out = tmp_path / "wind.kmz"
-    assert export(wind, out, "kmz", times="2026-01-15T00:00/2026-01-15T01:00", arrows=6) == [out]
+    assert export(wind, out, "kmz", time="2026-01-15T00:00/2026-01-15T01:00", arrows=6) == [out]
     with zipfile.ZipFile(out) as zf:
         assert zf.namelist()[0] == "doc.kml" and "legend.png" in zf.namelist()
         root = ElementTree.fromstring(zf.read("doc.kml"))
@@ -225,15 +225,15 @@ def test_bad_inputs_leave_no_file(tmp_path, files):
     with pytest.raises(OptionError, match="correction table; tables export to GeoTIFF only"):
         export(table_path, out, "asc")
     with pytest.raises(OptionError, match="--var nonsense: not a map variable"):
-        export(wind, out, "geotiff", variables=["wind_speed", "nonsense"])
+        export(wind, out, "geotiff", var=["wind_speed", "nonsense"])
     with pytest.raises(OptionError, match="--time 2026-02-01T00:00: not in"):
-        export(wind, out, "asc", times="2026-02-01T00:00")
+        export(wind, out, "asc", time="2026-02-01T00:00")
     with pytest.raises(OptionError, match="unknown export format"):
         export(wind, out, "shapefile")
     with pytest.raises(OptionError, match="--angle"):
-        export(wind, out, "geotiff", angles=[90])
+        export(wind, out, "geotiff", angle=[90])
     with pytest.raises(OptionError, match="not in"):
-        export(table_path, out, "geotiff", angles=[45])
+        export(table_path, out, "geotiff", angle=[45])
     with pytest.raises(InputFileError, match="not found"):
         export(tmp_path / "missing.nc", out, "geotiff")
     with pytest.raises(OptionError, match="several files"):
@@ -260,3 +260,50 @@ def test_failure_midway_removes_every_partial(tmp_path, files, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export(wind, tmp_path / "out", "geotiff")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_command_line(tmp_path, files):
+    from typer.testing import CliRunner
+
+    from devine_onnx.cli import app
+
+    wind, table_path, _ = files
+    runner = CliRunner()
+    out = tmp_path / "gis" / "new"  # missing folders are created
+    result = runner.invoke(
+        app, ["export", str(wind), "-o", str(out), "--format", "asc", "--time", "2026-01-15T01:00"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "wind_20260115T0100_ang.asc",
+        "wind_20260115T0100_ang.prj",
+        "wind_20260115T0100_vel.asc",
+        "wind_20260115T0100_vel.prj",
+    ]
+    result = runner.invoke(
+        app, ["export", str(table_path), "-o", str(tmp_path / "t.kmz"), "--format", "kmz"]
+    )
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --format kmz:"), result.output
+    assert not (tmp_path / "t.kmz").exists()
+    result = runner.invoke(
+        app,
+        [
+            "plot",
+            str(wind),
+            "--time",
+            "2026-01-15T00:00",
+            "--time",
+            "2026-01-15T02:00",
+            "--var",
+            "wind_from_direction",
+            "--arrows",
+            "4",
+            "--graticule",
+            "-o",
+            str(tmp_path / "two.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "two.png").is_file()

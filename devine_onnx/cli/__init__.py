@@ -18,7 +18,7 @@ app
     The typer application :data:`app`, the error policy and :func:`main`.
 options
     Option types and parsers shared by several commands (``Device``, ``QuietOpt``...).
-convert, tables, downscale, evaluate, tools
+convert, tables, downscale, evaluate, tools, export
     One module per command group; importing a module registers its commands.
 
 Adding a command
@@ -49,7 +49,7 @@ from .app import app, main
 from .options import parse_angles, parse_target
 
 #: Command modules, in the order their commands are listed by ``devine-onnx --help``.
-COMMAND_MODULES = ("convert", "tables", "downscale", "evaluate", "tools")
+COMMAND_MODULES = ("convert", "tables", "downscale", "evaluate", "tools", "export")
 
 for _module in COMMAND_MODULES:
     import_module(f"{__name__}.{_module}")

@@ -85,9 +85,9 @@ def export_file(
     output: str | os.PathLike,
     format: str = "geotiff",  # noqa: A002 - the CLI option's name
     *,
-    variables=None,
-    times=None,
-    angles=None,
+    var=None,
+    time=None,
+    angle=None,
     arrows: int = 25,
 ) -> list[Path]:
     """Export a downscaled output or a correction table to GeoTIFF, ESRI ASCII grids or KMZ.
@@ -104,14 +104,14 @@ def export_file(
         ``<stem>.kmz``.
     format : {"geotiff", "asc", "kmz"}
         See the module docstring.
-    variables : str or sequence of str, optional
+    var : str or sequence of str, optional
         Map variables to export (GeoTIFF, ASCII grids); default ``wind_speed`` and
         ``wind_from_direction`` (a table: ``acceleration`` and ``alpha``). ASCII grids of other
         variables are named ``_<variable>.asc``.
-    times : optional
+    time : optional
         Time steps, as ``--time`` of ``devine-onnx plot``: ISO 8601 times of the file (naive =
         UTC), indices, ``"START/END"`` intervals or a list of them; default every step.
-    angles : float or sequence of float, optional
+    angle : float or sequence of float, optional
         Table only: FROM directions (degrees clockwise from grid north) to export; default
         every direction of the table.
     arrows : int
@@ -137,7 +137,7 @@ def export_file(
     fmt = _format(format)
     src = open_source(source, "downscaled wind or correction table")
     try:
-        return _export(src, output, fmt, variables, times, angles, arrows)
+        return _export(src, output, fmt, var, time, angle, arrows)
     finally:
         if not hasattr(source, "data_vars"):
             src.close()
@@ -163,9 +163,10 @@ def _export(src, output, fmt, variables, times, angles, arrows) -> list[Path]:
         if angles is None:
             chosen = [float(a) for a in src.table.angles]
         else:
-            chosen = [float(a) for a in np.atleast_1d(np.asarray(angles, dtype=object))]
-            for a in chosen:
+            raw = list(np.atleast_1d(np.asarray(angles, dtype=object)))
+            for a in raw:
                 src.table.at_angle(a)  # raises OptionError naming the table's angles
+            chosen = [float(a) % 360.0 for a in raw]
         steps = None
     else:
         if angles is not None:
@@ -173,7 +174,12 @@ def _export(src, output, fmt, variables, times, angles, arrows) -> list[Path]:
                 f"--angle: {src.label} is a downscaled output, not a correction table; use "
                 "--time to choose the steps"
             )
-        if variables is None and fmt == "kmz":
+        if fmt == "kmz":
+            if variables is not None:
+                raise OptionError(
+                    "--var: a KMZ shows the wind as arrows coloured by wind_speed; omit --var "
+                    "(export other variables to GeoTIFF)"
+                )
             variables = ["wind_speed"]
         names = [src.check_variable(v) for v in (variables or WIND_DEFAULT)]
         if fmt == "kmz" and src.grid_wind(None if src.times is None else 0) is None:
