@@ -28,8 +28,9 @@ from pyproj import CRS
 
 from devine_onnx._version import __version__
 from devine_onnx.errors import OptionError, TableError, first_line, option
-from devine_onnx.io.cf import grid_mapping_crs
+from devine_onnx.io.cf import read_crs, write_grid_mapping
 from devine_onnx.io.dem import dem_fingerprint
+from devine_onnx.io.formats import guess_format
 
 __all__ = [
     "DIRECTION_VARIABLES",
@@ -144,11 +145,7 @@ def table_template(
     }
     ds.x.attrs = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
     ds.y.attrs = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
-    ds = ds.rio.write_crs(dem.rio.crs, grid_mapping_name="spatial_ref")
-    # rioxarray puts grid_mapping in the encoding, which an explicit encoding at writing
-    # time replaces: keep it as a plain attribute instead.
-    ds["elevation"].encoding.pop("grid_mapping", None)
-    ds["elevation"].attrs["grid_mapping"] = "spatial_ref"
+    ds = write_grid_mapping(ds, dem.rio.crs, variables=["elevation"])
     for name, values in (static or {}).items():
         ds[name] = (("y", "x"), np.asarray(values), dict(VARIABLE_ATTRS.get(name, {})))
     res = abs(float(dem.x.values[1] - dem.x.values[0]))
@@ -322,7 +319,13 @@ class CorrectionTable:
             name = label or str(p)
             if not p.exists():
                 raise TableError(f"{name}: correction table not found; check the path")
-            is_zarr = p.is_dir() or p.suffix.lower() == ".zarr"
+            fmt = "zarr" if p.is_dir() else guess_format(p)
+            if fmt not in ("zarr", "netcdf", None):
+                raise TableError(
+                    f"{name}: a {fmt} file, not a correction table (NetCDF or Zarr); give the "
+                    "table written by 'devine-onnx corrections'"
+                )
+            is_zarr = fmt == "zarr"
             try:
                 if is_zarr:
                     ds = xr.open_dataset(p, engine="zarr", chunks=None)
@@ -778,7 +781,13 @@ def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:
     TableError
         If the table has no readable CRS.
     """
-    crs = grid_mapping_crs(table, "acceleration")
+    crs = read_crs(
+        table,
+        "acceleration",
+        label=label,
+        error=TableError,
+        remedy="write it with devine_onnx.io.cf.write_grid_mapping or recompute the table",
+    )
     if crs is None:
         raise TableError(
             f"{label}: no CRS (expected a spatial_ref grid mapping variable with crs_wkt); "

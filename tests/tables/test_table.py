@@ -229,6 +229,10 @@ def _one_line(exc_info):
         (lambda d: d.isel(x=[0, 2, 1, 3]), r"coordinate x must be finite and strictly monotonic"),
         (lambda d: d.assign(vertical=d.vertical.isel(angle=0)), r"vertical has dimensions"),
         (lambda d: d.assign(alpha=d.alpha.assign_attrs(units="gradian")), r"alpha has units"),
+        (
+            lambda d: d.assign_coords(spatial_ref=((), 0, {"crs_wkt": "nonsense"})),
+            r"grid mapping variable 'spatial_ref' does not describe a CRS",
+        ),
     ],
 )
 def test_bad_tables_give_one_line_table_errors(tmp_path, table_ds, change, message):
@@ -252,6 +256,10 @@ def test_bad_sources(tmp_path, table_ds):
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(TableError, match=r"empty\.zarr: cannot be read as a Zarr"):
         CorrectionTable.open(tmp_path / "empty.zarr")
+    tif = tmp_path / "dem.tif"
+    table_ds["elevation"].rio.to_raster(tif)
+    with pytest.raises(TableError, match=r"dem\.tif: a geotiff file, not a correction table"):
+        CorrectionTable.open(tif)
     with pytest.raises(OptionError, match="table of type int"):
         CorrectionTable.open(3)
     t = CorrectionTable.open(table_ds)
