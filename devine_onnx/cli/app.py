@@ -205,10 +205,13 @@ app = typer.Typer(
         "Workflow: [bold]convert[/bold] the official weights once, compute the "
         "[bold]corrections[/bold] table of a DEM once, build the [bold]regrid[/bold] weights "
         "once, then [bold]downscale[/bold] any NWP wind series; [bold]plot[/bold] the results. "
-        "[bold]demo[/bold] runs the whole chain on synthetic data."
+        "[bold]demo[/bold] runs the whole chain with the MicroMet engine on real terrain "
+        "(a DEM of Tennessee that matplotlib ships) and a synthetic wind series, in about a "
+        "minute."
     ),
     epilog=(
         "Example: devine-onnx demo --out demo/   (then open demo/demo_wind.png)\n\n"
+        "Outputs may go into folders that do not exist yet: every command creates them. "
         "Errors print one line and exit 1; add --debug for the traceback."
     ),
 )

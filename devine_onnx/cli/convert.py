@@ -12,6 +12,7 @@ import typer
 from devine_onnx.errors import MissingDependencyError
 
 from .app import app
+from .options import prepare_output
 
 CONVERT_MODULES = ("tensorflow", "tf2onnx", "onnx", "h5py")
 CONVERT_INSTALL = 'pip install "devine-onnx[convert]"'
@@ -58,6 +59,7 @@ if _convert_command is not None:
         # A devine-torch folder needs PyTorch, not TensorFlow (checked by the converter).
         if not is_torch_folder(kwargs.get("src", args[0] if args else None)):
             _require_convert_extra()
+        prepare_output(kwargs.get("output"))
         return _convert_command(*args, **kwargs)
 
     app.command("convert", help=CONVERT_HELP, epilog=CONVERT_EPILOG)(_convert)

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from .app import app, done, quiet_notes
-from .options import MODEL_ENV, DemCrsOpt, Device, Interp, QuietOpt, TableOpt, WindFrame
+from .options import (
+    MODEL_ENV,
+    DemCrsOpt,
+    Device,
+    Interp,
+    QuietOpt,
+    TableOpt,
+    WindFrame,
+    model_from_environment,
+    prepare_output,
+)
 
 
 @app.command(
@@ -36,10 +46,10 @@ def regrid(
     quiet: QuietOpt = False,
 ) -> None:
     """Build the Delaunay interpolation weights from an NWP grid to a table's grid."""
-    from devine_onnx.downscaling.downscale import build_weights
+    from devine_onnx.regrid.cache import build_weights
 
     quiet_notes(quiet)
-
+    prepare_output(output)
     weights = build_weights(nwp, table, nwp_crs=nwp_crs, output=output)
     n_out = getattr(weights, "n_outside", 0)
     n_t = getattr(weights, "n_target", 0)
@@ -60,9 +70,11 @@ def regrid(
     )
 )
 def downscale(
+    ctx: typer.Context,
     nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr).")
+        Path,
+        typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr)."),
     ],
     table: Annotated[
         Path | None,
@@ -146,9 +158,15 @@ def downscale(
         ),
     ] = False,
     model: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "-m", "--model", envvar=MODEL_ENV, help="Feature-network model, with --per-step."
+            "-m",
+            "--model",
+            envvar=MODEL_ENV,
+            show_envvar=False,
+            metavar="MODEL",
+            help=f"Feature-network model (devine-torch, converted), with --per-step; default "
+            f"from {MODEL_ENV}.",
         ),
     ] = None,
     dem: Annotated[
@@ -204,35 +222,18 @@ def downscale(
     from devine_onnx.downscaling.downscale import downscale as run_downscale
 
     quiet_notes(quiet)
-    if per_step and table is not None:
-        raise typer.BadParameter(
-            "--per-step computes the wind without a table: give -m MODEL and --dem DEM",
-            param_hint="'--table'",
-        )
     if not per_step and table is None:
+        # Parsing only: which of two options is required. What the options mean together
+        # (a model or a DEM with a table...) is checked by the library.
         raise typer.BadParameter(
             "give --table TABLE, or --per-step with -m MODEL and --dem DEM",
             param_hint="'--table'",
         )
-    if not per_step and dem is not None:
-        raise typer.BadParameter("--dem is only used with --per-step", param_hint="'--dem'")
-    if dem_crs is not None and dem is None:
-        raise typer.BadParameter(
-            "--dem-crs describes the --dem of --per-step", param_hint="'--dem-crs'"
-        )
-    per_step_options = {}
     if per_step:
-        from devine_onnx.engines.runtime import resolve_model_path
-
-        per_step_options = {
-            "per_step": True,
-            "model": resolve_model_path(model),
-            "dem": dem,
-            "device": device.value,
-            "coarse_cell": coarse_cell,
-            "dem_crs": dem_crs,
-        }
-
+        model_from_environment(ctx, model)  # a missing file named by $DEVINE_ONNX_MODEL says so
+    elif model_from_environment(ctx, model, check_exists=False):
+        model = None  # $DEVINE_ONNX_MODEL is a default for --per-step, not an error with --table
+    prepare_output(output)
     result = run_downscale(
         nwp,
         table,
@@ -249,7 +250,12 @@ def downscale(
         angular_interpolation=angular_interpolation.value,
         complevel=complevel,
         quiet=quiet,
-        **per_step_options,
+        per_step=per_step,
+        model=model,
+        dem=dem,
+        device=device.value,
+        coarse_cell=coarse_cell,
+        dem_crs=dem_crs,
         **{
             k: v
             for k, v in (

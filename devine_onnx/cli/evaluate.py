@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import app, quiet_notes
-from .options import QuietOpt
+from .options import QuietOpt, prepare_output
 
 
 @app.command(
@@ -90,6 +90,7 @@ def evaluate(
     from devine_onnx.evaluation import evaluate as run_evaluate
 
     quiet_notes(quiet)
+    prepare_output(output)
 
     result = run_evaluate(
         observations,

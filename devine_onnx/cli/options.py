@@ -11,8 +11,6 @@ import typer
 # The one definition; light import (no ONNX Runtime, no xarray). Re-exported for commands.
 from devine_onnx.engines.runtime import MODEL_ENV  # noqa: F401
 
-#: Modules the ``convert`` command needs (the ``convert`` extra).
-
 
 class Device(str, Enum):
     auto = "auto"
@@ -115,3 +113,39 @@ DemCrsOpt = Annotated[
         help="CRS of a DEM file without one (.asc without .prj...), e.g. EPSG:2154.",
     ),
 ]
+
+
+# ---------------------------------------------------------------------------- outputs
+def prepare_output(path: Path | None) -> Path | None:
+    """Create the missing folders of an output path (the one rule of every command).
+
+    ``-o out/2026/wind.nc`` creates ``out/2026/``; a folder that cannot be created gives the
+    one-line ``error: PATH: reason`` of :class:`~devine_onnx.cli.app.CommandGroup`.
+    """
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------- models
+def model_from_environment(
+    ctx: typer.Context, model: str | None, *, check_exists: bool = True, name: str = "model"
+) -> bool:
+    """True when the ``-m/--model`` value came from ``$DEVINE_ONNX_MODEL``, not the command line.
+
+    With ``check_exists``, a model file named there that does not exist raises
+    :class:`~devine_onnx.errors.ModelError` saying where the path came from (``demo`` is the
+    shipped demonstration model).
+    """
+    # By name: typer may vendor its own copy of click's ParameterSource enum.
+    source = getattr(ctx.get_parameter_source(name), "name", None)
+    if model is None or source != "ENVIRONMENT":
+        return False
+    if check_exists and model != "demo" and not Path(model).exists():
+        from devine_onnx.errors import ModelError
+
+        raise ModelError(
+            f"{model}: model file not found (set by ${MODEL_ENV}); set {MODEL_ENV} to a model "
+            "written by 'devine-onnx convert', or pass -m MODEL (-m demo: the demonstration model)"
+        )
+    return True

@@ -17,7 +17,9 @@ from .options import (
     EngineName,
     QuietOpt,
     angles_callback,
+    model_from_environment,
     parse_target,
+    prepare_output,
 )
 
 
@@ -37,7 +39,14 @@ from .options import (
     )
 )
 def corrections(
-    dem: Annotated[Path, typer.Argument(help="DEM in a projected metric CRS (GeoTIFF, NetCDF).")],
+    ctx: typer.Context,
+    dem: Annotated[
+        Path,
+        typer.Argument(
+            help="DEM in a projected metric CRS (GeoTIFF, NetCDF, Zarr or ESRI ASCII grid "
+            ".asc; --dem-crs when it has no CRS)."
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Correction table to write (.nc or .zarr).")
     ],
@@ -217,6 +226,10 @@ def corrections(
     from devine_onnx.tables.build import compute_corrections as _corrections_call
 
     quiet_notes(quiet)
+    model_from_environment(
+        ctx, model, check_exists=engine not in (EngineName.micromet, EngineName.helbig)
+    )
+    prepare_output(output)
     if angles is not None and angle_step is not None:
         raise typer.BadParameter(
             "give either --angles or --angle-step, not both", param_hint="'--angles'"
@@ -363,6 +376,7 @@ def features(
     from devine_onnx.feature_maps import compute_features
 
     quiet_notes(quiet)
+    prepare_output(output)
     ds = compute_features(
         dem,
         angles,

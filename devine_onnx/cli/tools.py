@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app, done, quiet_notes
-from .options import Device, EngineName, QuietOpt
+from .options import Device, EngineName, QuietOpt, prepare_output
 
 
 @app.command(
@@ -96,6 +96,7 @@ def plot(
     """Draw a map of a downscaled output or explore a correction table."""
     from devine_onnx.plot import plot_file
 
+    prepare_output(output)
     kind, path = plot_file(file, output, time=time, angle=angle, table=table)
     done(quiet, f"wrote {path} ({'table explorer' if kind == 'table' else 'wind map'})")
 

@@ -26,7 +26,7 @@ __all__ = ["dem_fingerprint", "dem_pixel_size", "dem_resolution", "load_dem"]
 
 _GEOGRAPHIC_NAMES = {"lon", "longitude", "Longitude", "lat", "latitude", "Latitude"}
 #: Readable name of the engines in messages when the caller does not say which one is used.
-_ANY_ENGINE = "the table engines (DEVINE, MicroMet, Helbig, devine-torch)"
+_ANY_ENGINE = "the table engines (DEVINE, MicroMet, devine-torch)"
 
 
 def _reproject_hint(da: xr.DataArray, crs) -> str:
@@ -85,7 +85,7 @@ def load_dem(
         messages about pixel requirements; default: the table engines in general.
     square_pixels
         Refuse non-square pixels (after ``resample``). Every engine of devine-onnx needs
-        square pixels (DEVINE's network, MicroMet's and Helbig's slopes and curvature, the devine-torch
+        square pixels (DEVINE's network, MicroMet's slopes and curvature and the devine-torch
         features all take one pixel size); False is for callers that handle dx != dy.
 
     Returns
@@ -215,7 +215,7 @@ def dem_resolution(da: xr.DataArray, label: str = "DEM", *, engine: str | None =
         who = engine or _ANY_ENGINE
         raise DEMError(
             f"{label}: non-square pixels ({dx:g} m x {dy:g} m); {who} needs square pixels: "
-            f"give {option('resample', int(size) if size == int(size) else size)} (resamples to {size:g} m x {size:g} m), "
+            f"give {option('resample', float(f'{size:g}'))} (resamples to {size:g} m x {size:g} m), "
             f"or gdalwarp -tr {size:g} {size:g}"
         )
     return 0.5 * (dx + dy)

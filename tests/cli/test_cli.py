@@ -491,16 +491,23 @@ def _unwritable_cases(tmp_path, dem_tif, nwp_nc, table_nc, wind_nc, model, out_d
 
 
 @pytest.mark.parametrize("command", ["corrections", "regrid", "downscale", "plot"])
-def test_output_folder_missing(
+def test_output_folder_is_created(
     tmp_path, dem_tif, nwp_nc, table_nc, wind_nc, demo_model_file, command
 ):
+    """One rule for every output (issue 21 #5): missing folders are created, as --plots and
+    demo --out always did."""
     folder = tmp_path / "no" / "such" / "folder"
     args = _unwritable_cases(tmp_path, dem_tif, nwp_nc, table_nc, wind_nc, demo_model_file, folder)[
         command
     ]
     result = invoke(args)
-    assert_refused(result, folder)
-    assert not folder.exists()
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == [Path(args[args.index("-o") + 1]).name]
+
+
+def test_output_folder_rule_is_documented():
+    text = " ".join(invoke(["--help"], terminal_width=200).stdout.split())
+    assert "folders that do not exist" in text and "creates them" in text
 
 
 @pytest.mark.skipif(
@@ -945,3 +952,53 @@ def test_downscale_warnings_are_one_line_and_name_options(tmp_path, nwp_nc, tabl
     result = invoke([*args, "--angular-interpolation", "linear"])
     assert result.exit_code == 0, result.output
     assert "directions up to" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- issue 21 #5, #6
+def test_table_mode_refuses_a_model(tmp_path, nwp_nc, table_nc, demo_model_file):
+    """-m with --table was silently ignored: the table already holds the model's corrections."""
+    out = tmp_path / "wind.nc"
+    args = ["downscale", nwp_nc, "--table", table_nc, "-m", demo_model_file, "-o", out, "-q"]
+    assert_refused(invoke(args), "per-step", outputs=[out])
+
+
+def test_table_mode_ignores_the_model_of_the_environment(tmp_path, nwp_nc, table_nc):
+    """$DEVINE_ONNX_MODEL is a default for --per-step and corrections, not an error with --table."""
+    out = tmp_path / "wind.nc"
+    args = ["downscale", nwp_nc, "--table", table_nc, "-o", out, "-q"]
+    result = invoke(args, env={"DEVINE_ONNX_MODEL": str(tmp_path / "missing.onnx")})
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_per_step_takes_demo_like_corrections(tmp_path, nwp_nc, dem_tif):
+    """-m demo means the shipped model everywhere; per-step then says it needs a feature network."""
+    out = tmp_path / "wind.nc"
+    args = ["downscale", nwp_nc, "--per-step", "-m", "demo", "--dem", dem_tif, "-o", out]
+    result = invoke([*args, "--device", "cpu", "--no-cache", "-q"])
+    assert_refused(result, "feature network", outputs=[out])
+    assert "not found" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["corrections", "downscale"])
+def test_model_from_environment_is_named_when_missing(tmp_path, dem_tif, nwp_nc, command):
+    missing = tmp_path / "missing.onnx"
+    out = tmp_path / "out.nc"
+    args = {
+        "corrections": ["corrections", dem_tif, "-o", out, "--angles", "0", "--device", "cpu"],
+        "downscale": ["downscale", nwp_nc, "--per-step", "--dem", dem_tif, "-o", out, "-q"],
+    }[command]
+    result = invoke(args, env={"DEVINE_ONNX_MODEL": str(missing)})
+    assert_refused(result, missing, "DEVINE_ONNX_MODEL", outputs=[out])
+
+
+def test_top_level_help_describes_the_demo():
+    text = " ".join(invoke(["--help"], terminal_width=200).stdout.split())
+    assert "synthetic data" not in text
+    assert "real terrain" in text and "MicroMet" in text
+
+
+def test_corrections_help_names_ascii_grids():
+    """The DEM argument lists the formats read, ESRI ASCII grids (.asc) included."""
+    (dem,) = [p for p in _click_group().commands["corrections"].params if p.name == "dem"]
+    assert ".asc" in dem.help and "GeoTIFF" in dem.help
