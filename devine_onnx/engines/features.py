@@ -42,21 +42,25 @@ from .terrain_features import (
     CHANNELS,
     COARSE_CELL,
     FRAME,
+    NetworkInput,
     TerrainGeometry,
-    direction_features,
-    normalise,
     terrain_geometry,
 )
 
 __all__ = [
     "DEFAULT_HALO",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_PASS_MEMORY",
+    "NETWORK_BYTES_PER_PIXEL",
     "FeatureNetwork",
     "FeatureNetworkEngine",
+    "FeatureStepKernel",
     "ResolutionWarning",
     "alpha_from_uv",
     "check_dem_size",
+    "images_per_pass",
     "interior_and_orientation",
+    "pipeline",
 ]
 
 #: Largest number of pixels (directions x rows x columns) run in one network pass. A
@@ -66,6 +70,12 @@ DEFAULT_MAX_PIXELS = 2048 * 2048
 DEFAULT_HALO = 128
 #: Smallest interior (DEM minus frame) side the network accepts: three 2x2 max pools.
 MIN_INTERIOR = 8
+#: Peak memory of a network pass on CPU per pixel of one image, bytes (ONNX Runtime, float32
+#: activations of the UNet; measured on 320 x 360 with 1 to 8 images per pass: about
+#: 1.6 kB, rounded up). :func:`images_per_pass` sizes passes from it.
+NETWORK_BYTES_PER_PIXEL = 1800
+#: Default memory for the network passes of per-step downscaling, bytes.
+DEFAULT_PASS_MEMORY = 512 * 2**20
 #: Relative difference between the DEM cell and the training cell above which we warn.
 RESOLUTION_TOLERANCE = 0.05
 
@@ -247,6 +257,51 @@ def tile_for(max_pixels: int, halo: int) -> int:
     return max(8, side - side % 8)
 
 
+def images_per_pass(
+    shape, memory: int | None = DEFAULT_PASS_MEMORY, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> int:
+    """How many images of ``shape`` (rows, columns) one network pass may hold within
+    ``memory`` bytes (at least one; :data:`NETWORK_BYTES_PER_PIXEL` per pixel), and within
+    ``max_pixels`` pixels. A domain larger than ``max_pixels`` is tiled: its tiles are what
+    a pass holds. ``memory=None``: no memory limit."""
+    h, w = (int(a) for a in shape)
+    pixels = h * w if max_pixels is None else min(h * w, int(max_pixels))
+    n = 1 << 30
+    if memory is not None:
+        n = int(memory) // (NETWORK_BYTES_PER_PIXEL * pixels)
+    if max_pixels is not None and h * w <= max_pixels:
+        n = min(n, int(max_pixels) // (h * w))
+    return max(1, n)
+
+
+def pipeline(network, make_input, items) -> Iterator[tuple[object, np.ndarray]]:
+    """Yield ``(item, network(make_input(item)))`` for each item, in order, with the network
+    of item ``i + 1`` running in a worker thread while the caller works on item ``i``.
+
+    ONNX Runtime releases the GIL during a pass, so the input of the next item (built here
+    while the network runs) and the caller's work on the results (post-processing, writing)
+    overlap the network. At most two passes are in flight; closing the generator waits for
+    the running pass (a pass is never abandoned half-way).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if not items:
+        return
+    if len(items) == 1:
+        yield items[0], network(make_input(items[0]))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="devine-network") as pool:
+        running = pool.submit(network, make_input(items[0]))
+        for i, item in enumerate(items):
+            upcoming = make_input(items[i + 1]) if i + 1 < len(items) else None
+            out = running.result()
+            if upcoming is not None:
+                running = pool.submit(network, upcoming)
+                del upcoming
+            yield item, out
+
+
 def alpha_from_uv(u: np.ndarray, v: np.ndarray, theta) -> np.ndarray:
     """Turn (radians, in (-pi, pi]) of the flow ``(u, v)`` away from the inflow FROM direction
     ``theta`` (degrees, clockwise from north); > 0 = turned to the left (counter-clockwise),
@@ -362,6 +417,7 @@ class FeatureNetworkEngine(TableEngine):
         self.max_pixels = None if max_pixels is None else int(max_pixels)
         self.halo = int(halo)
         self._geom: TerrainGeometry | None = None
+        self._inputs: NetworkInput | None = None
         self._crop: tuple[slice, slice] | None = None
         self._flips = (False, False)
         self.tiled = False
@@ -392,6 +448,7 @@ class FeatureNetworkEngine(TableEngine):
         check_dem_size(dem.shape[-2:])
         z, cell, flip_y, flip_x = interior_and_orientation(dem)
         self._geom = terrain_geometry(z, cell, self.coarse_cell)
+        self._inputs = NetworkInput(self._geom, self.network.mean, self.network.std)
         self._flips = (flip_y, flip_x)
         ny, nx = dem.shape[-2:]
         cov = self.coverage(dem)
@@ -421,40 +478,44 @@ class FeatureNetworkEngine(TableEngine):
     def uvw(self, angles) -> np.ndarray:
         """Network output ``(N, 3, h, w)`` (m/s, 3 m/s inflow) for uniform directions, on the
         interior in the north-up working view."""
-        if self._geom is None:
+        if self._inputs is None:
             raise RuntimeError("FeatureNetworkEngine.bind() must be called first")
-        theta = np.asarray(angles, dtype=np.float64).reshape(-1, 1, 1)
-        defl, ydsc = direction_features(self._geom, theta)
-        net = self.network
-        x = normalise(defl, self._geom.reldem, ydsc, net.mean, net.std)
-        del defl, ydsc
-        return net.predict(x, self.max_pixels, self.halo)
+        return self.network.predict(self._inputs.from_angles(angles), self.max_pixels, self.halo)
 
     def batches(self, angles: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, dict]]:
-        """Yield ``(ks, {"acceleration", "alpha", "vertical"})`` over the bound window."""
-        if self._geom is None or self._crop is None:
+        """Yield ``(ks, {"acceleration", "alpha", "vertical"})`` over the bound window.
+
+        Pipelined: the network runs pass ``i + 1`` in a worker thread (ONNX Runtime releases
+        the GIL) while this thread prepares the input of pass ``i + 2``, derives the table
+        values of pass ``i`` and hands them to the caller (the table writer).
+        """
+        if self._inputs is None or self._crop is None:
             raise RuntimeError("FeatureNetworkEngine.bind() must be called first")
         angles = np.asarray(angles, dtype=np.int64).ravel()
-        h, w = self._geom.shape
+        h, w = self._inputs.shape
         per = max(1, int(batch))
         if self.max_pixels is not None:
             per = max(1, min(per, self.max_pixels // (h * w)))
+        groups = [angles[i : i + per] for i in range(0, len(angles), per)]
         inflow = self.network.inflow
-        for i in range(0, len(angles), per):
-            ks = angles[i : i + per]
-            out = self._orient(self.uvw(ks))
-            rows, cols = self._crop  # indices in the DEM's own order, like ``out`` now
-            u = out[:, 0, rows, cols]
-            v = out[:, 1, rows, cols]
-            wv = out[:, 2, rows, cols]
-            acc = np.sqrt(u.astype(np.float64) ** 2 + v.astype(np.float64) ** 2) / inflow
+        rows, cols = self._crop  # indices in the DEM's own order, like the oriented output
+
+        def network(x):
+            return self.network.predict(x, self.max_pixels, self.halo)
+
+        for ks, out in pipeline(network, self._inputs.from_angles, groups):
+            out = self._orient(out)
+            u = out[:, 0, rows, cols].astype(np.float64)
+            v = out[:, 1, rows, cols].astype(np.float64)
+            acc = np.sqrt(u * u + v * v)
+            acc /= inflow
             alpha = alpha_from_uv(u, v, ks.reshape(-1, 1, 1))
             yield (
                 ks,
                 {
                     "acceleration": acc.astype(np.float32),
                     "alpha": alpha.astype(np.float32),
-                    "vertical": (wv / np.float32(inflow)).astype(np.float32),
+                    "vertical": out[:, 2, rows, cols] / np.float32(inflow),
                 },
             )
 
@@ -484,3 +545,111 @@ class FeatureNetworkEngine(TableEngine):
         if net.training_resolution is not None:
             attrs["model_training_resolution"] = net.training_resolution
         return attrs
+
+
+class FeatureStepKernel:
+    """One network pass per time step on the local wind-direction field (devine-torch's
+    per-step method), everything around the network vectorised and overlapped with it.
+
+    Parameters
+    ----------
+    network : FeatureNetwork
+    geom : TerrainGeometry
+        Geometry of the DEM interior in the north-up working view
+        (:func:`~.terrain_features.terrain_geometry` of :func:`interior_and_orientation`).
+    flips : (bool, bool)
+        Whether the DEM's rows (y) / columns (x) are flipped relative to the working view
+        (from :func:`interior_and_orientation`): winds come and go in the DEM's own order.
+    max_pixels, halo
+        See :meth:`FeatureNetwork.predict` (tiling of domains larger than ``max_pixels``).
+    memory
+        Bytes allowed for the network passes (sizes the number of steps per pass with
+        :func:`images_per_pass`; at least one step). None: :data:`DEFAULT_PASS_MEMORY`.
+
+    Notes
+    -----
+    Per step: the FROM direction field of the grid wind ``(u, v)`` gives the features
+    (:meth:`~.terrain_features.NetworkInput.from_components`; calm or unknown pixels take the
+    step's circular mean direction), the network runs once over the exact domain and its
+    ``(u, v, w)`` for the 3 m/s inflow are scaled by ``S / 3``, ``S = sqrt(u**2 + v**2)``
+    (float32). The network of pass ``i + 1`` runs in a worker thread while the input of pass
+    ``i + 2`` is built and pass ``i`` is scaled (:func:`pipeline`).
+    """
+
+    def __init__(
+        self,
+        network: FeatureNetwork,
+        geom: TerrainGeometry,
+        flips: tuple[bool, bool] = (False, False),
+        *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        halo: int = DEFAULT_HALO,
+        memory: int | None = None,
+    ):
+        self.network = network
+        self.inputs = NetworkInput(geom, network.mean, network.std)
+        self.shape = geom.shape
+        self.flips = (bool(flips[0]), bool(flips[1]))
+        self.max_pixels = max_pixels
+        self.halo = int(halo)
+        self.memory = DEFAULT_PASS_MEMORY if memory is None else int(memory)
+
+    @property
+    def steps_per_pass(self) -> int:
+        """Time steps run in one network pass."""
+        return images_per_pass(self.shape, self.memory, self.max_pixels)
+
+    def pass_bytes(self, steps: int | None = None) -> int:
+        """Estimated peak memory (bytes) of one pass of ``steps`` steps (default: a full pass)."""
+        steps = self.steps_per_pass if steps is None else int(steps)
+        h, w = self.shape
+        pixels = h * w if self.max_pixels is None else min(h * w, self.max_pixels)
+        return steps * pixels * NETWORK_BYTES_PER_PIXEL
+
+    def _orient(self, a: np.ndarray) -> np.ndarray:
+        fy, fx = self.flips
+        return a[..., :: -1 if fy else 1, :: -1 if fx else 1]
+
+    def uvw(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Downscaled grid components of ``n`` steps.
+
+        Parameters
+        ----------
+        u, v : numpy.ndarray, shape (n, ny, nx)
+            Wind components in m/s toward grid +x and +y (grid-relative), on the DEM interior
+            in the DEM's own row order (NaN where unknown).
+
+        Returns
+        -------
+        u, v, w : numpy.ndarray, float32, shape (n, ny, nx)
+            The network's wind scaled by ``S / 3`` (m/s; ``w`` upward), grid-relative, in the
+            DEM's row order; NaN where the input wind is NaN, 0 for calm wind.
+        """
+        u = np.asarray(u)
+        v = np.asarray(v)
+        if u.ndim != 3 or u.shape != v.shape or u.shape[1:] != tuple(self.shape):
+            raise ValueError(
+                f"expected u and v of shape (n, {self.shape[0]}, {self.shape[1]}), got "
+                f"{u.shape} and {v.shape}"
+            )
+        n = u.shape[0]
+        res = np.empty((3, n) + tuple(self.shape), dtype=np.float32)
+        per = self.steps_per_pass
+        groups = [slice(a, min(a + per, n)) for a in range(0, n, per)]
+        inflow = np.float32(self.network.inflow)
+
+        def make_input(sl):
+            return self.inputs.from_components(self._orient(u[sl]), self._orient(v[sl]))
+
+        def network(x):
+            return self.network.predict(x, self.max_pixels, self.halo)
+
+        for sl, out in pipeline(network, make_input, groups):
+            us = u[sl].astype(np.float32, copy=False)
+            vs = v[sl].astype(np.float32, copy=False)
+            scale = np.sqrt(us * us + vs * vs)
+            scale /= inflow
+            out = self._orient(out)
+            for c in range(3):
+                np.multiply(out[:, c], scale, out=res[c, sl])
+        return res[0], res[1], res[2]

@@ -21,12 +21,17 @@ import xarray as xr
 
 from devine_onnx.engines import engine_for_model
 from devine_onnx.engines.features import (
+    NETWORK_BYTES_PER_PIXEL,
     FeatureNetwork,
     FeatureNetworkEngine,
+    FeatureStepKernel,
     ResolutionWarning,
     alpha_from_uv,
+    images_per_pass,
+    pipeline,
 )
 from devine_onnx.engines.terrain_features import (
+    NetworkInput,
     block_size,
     coarse_elevation,
     direction_features,
@@ -291,6 +296,98 @@ def test_directions_taken_modulo_360():
     np.testing.assert_allclose(direction_features(geom, -100.0)[1], y_ref, atol=1e-12)
 
 
+def reference_input(geom, theta, mean, std):
+    """The transcription's network input: direction_features + normalise (float64 -> f32)."""
+    defl, ydsc = direction_features(geom, theta)
+    return normalise(defl, geom.reldem, ydsc, mean, std)
+
+
+def test_network_input_equals_transcription(jacksboro):
+    """The fast input (angle addition, atan2) equals the equations within float32 rounding."""
+    geom = terrain_geometry(jacksboro, JACKSBORO_CELL)
+    mean, std = [0.01, 5.0, -0.03], [0.1, 120.0, 0.27]
+    fast = NetworkInput(geom, mean, std)
+    angles = np.array([0.0, 0.5, 45.0, 90.0, 179.0, 180.0, 271.5, 359.9, -100.0, 725.0])
+    got = fast.from_angles(angles)
+    ref = reference_input(geom, angles.reshape(-1, 1, 1), mean, std)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_array_equal(got[:, 1], ref[:, 1])  # reldem: the same float64 formula
+    np.testing.assert_allclose(got, ref, rtol=2e-7, atol=1e-7)
+    assert np.mean(got == ref) > 0.9999  # float64 differences of 1e-15 rarely flip a rounding
+    # flat cells (aspect 180 by convention) and a plane are covered too
+    plane = terrain_geometry(hills(), 30.0)
+    np.testing.assert_allclose(
+        NetworkInput(plane, mean, std).from_angles([10.0, 200.0]),
+        reference_input(plane, np.array([10.0, 200.0]).reshape(-1, 1, 1), mean, std),
+        rtol=2e-7,
+        atol=1e-7,
+    )
+
+
+def test_network_input_from_components():
+    """Direction fields from (u, v): theta = FROM direction; calm and NaN pixels take the
+    circular mean direction of the step (270 when the step has none)."""
+    geom = terrain_geometry(hills(), 30.0)
+    mean, std = [0.0, 0.0, -0.03], [0.1, 120.0, 0.27]
+    rng = np.random.default_rng(4)
+    theta = rng.uniform(0, 360, (3,) + geom.shape)
+    speed = rng.uniform(0.5, 9.0, theta.shape)
+    u = (-speed * np.sin(np.radians(theta))).astype(np.float32)
+    v = (-speed * np.cos(np.radians(theta))).astype(np.float32)
+    u[0, :4, :6] = np.nan
+    v[0, :4, :6] = np.nan
+    u[1, 7, 7] = v[1, 7, 7] = 0.0
+    u[2] = np.nan  # a step without any wind
+    got = NetworkInput(geom, mean, std).from_components(u, v)
+    # reference: the direction in float64 from the same float32 components, filled by hand
+    th = np.mod(np.degrees(np.arctan2(-u.astype(np.float64), -v.astype(np.float64))), 360.0)
+    defined = np.hypot(u.astype(np.float64), v.astype(np.float64)) > 0
+    for k in range(3):
+        if defined[k].any():
+            r = np.radians(th[k][defined[k]])
+            fill = np.degrees(np.arctan2(np.sin(r).sum(), np.cos(r).sum()))
+        else:
+            fill = 270.0
+        th[k][~defined[k]] = fill
+    ref = reference_input(geom, th, mean, std)
+    np.testing.assert_allclose(got, ref, rtol=2e-7, atol=1e-7)
+    np.testing.assert_array_equal(got[2], reference_input(geom, 270.0, mean, std)[0])
+
+
+def test_images_per_pass():
+    px = 320 * 360
+    assert images_per_pass((320, 360), 4 * px * NETWORK_BYTES_PER_PIXEL) == 4
+    assert images_per_pass((320, 360), 1) == 1  # at least one
+    assert images_per_pass((320, 360), None, max_pixels=3 * px) == 3
+    # a tiled domain: the memory of a pass is that of its tiles
+    assert images_per_pass((4000, 4000), 2 * 1000 * NETWORK_BYTES_PER_PIXEL, max_pixels=1000) == 2
+
+
+def test_pipeline_order_and_overlap():
+    import threading
+    import time
+
+    seen = []
+
+    def network(x):
+        seen.append(threading.current_thread().name)
+        time.sleep(0.01)
+        return x * 10
+
+    items = list(range(5))
+    got = list(pipeline(network, lambda i: np.array([i]), items))
+    assert [i for i, _ in got] == items
+    assert [int(out[0]) for _, out in got] == [0, 10, 20, 30, 40]
+    assert all(name.startswith("devine-network") for name in seen)
+    assert list(pipeline(network, lambda i: np.array([i]), [])) == []
+    # a consumer that stops early leaves no pass running
+    gen = pipeline(network, lambda i: np.array([i]), items)
+    next(gen)
+    gen.close()
+    with pytest.raises(ZeroDivisionError):
+        list(pipeline(network, lambda i: np.array([1 / (i - 2)]), items))
+
+
 def test_alpha_from_uv_convention():
     # FROM 270 (blowing east); output blowing north = turned left by 90 deg
     assert alpha_from_uv(0.0, 1.0, 270.0) == pytest.approx(math.pi / 2)
@@ -370,6 +467,41 @@ def test_engine_matches_pytorch_on_real_dem(model, jacksboro):
     speed = ref["acceleration"] * 3
     assert np.max(np.abs(dalpha)[speed > 0.05]) < 1e-4 / 0.05
     assert np.std(got["acceleration"]) > 0.01  # the terrain matters
+
+
+def test_step_kernel_matches_pytorch(model, jacksboro):
+    """Per step: the local direction field, one PyTorch pass per step, scaled by S / 3."""
+    folder, onnx_path = model
+    z = jacksboro[:60, :77]
+    geom = terrain_geometry(z, JACKSBORO_CELL)
+    net = FeatureNetwork(onnx_path, device="cpu")
+    # memory for 2 steps per pass: 5 steps run as 2 + 2 + 1
+    memory = 2 * geom.shape[0] * geom.shape[1] * NETWORK_BYTES_PER_PIXEL
+    kernel = FeatureStepKernel(net, geom, memory=memory)
+    assert kernel.steps_per_pass == 2
+    rng = np.random.default_rng(7)
+    n = 5
+    theta = (200.0 + 60.0 * rng.standard_normal((n, 1, 1))) + np.linspace(0, 40, geom.shape[1])
+    speed = rng.uniform(1.0, 8.0, (n,) + geom.shape)
+    u = (-speed * np.sin(np.radians(theta))).astype(np.float32)
+    v = (-speed * np.cos(np.radians(theta))).astype(np.float32)
+    u[3, 10:20, 5:9] = v[3, 10:20, 5:9] = np.nan
+    got = kernel.uvw(u, v)
+    mean, std = norm_of(folder)
+    th = np.mod(np.degrees(np.arctan2(-u.astype(np.float64), -v.astype(np.float64))), 360.0)
+    nan = ~np.isfinite(th[3])
+    r = np.radians(th[3][~nan])
+    th[3][nan] = np.degrees(np.arctan2(np.sin(r).sum(), np.cos(r).sum()))
+    ref = torch_run(torch_net(folder), reference_input(geom, th, mean, std))
+    s = np.sqrt(u * u + v * v) / np.float32(3.0)
+    for c in range(3):
+        assert got[c].dtype == np.float32 and got[c].shape == u.shape
+        np.testing.assert_allclose(got[c], ref[:, c] * s, atol=1e-4 * 8 / 3)
+    assert np.isnan(got[0][3, 10:20, 5:9]).all() and np.isfinite(got[0][2]).all()
+    # the DEM's own order: a south-up DEM gives the same values, flipped
+    flipped = FeatureStepKernel(net, geom, (True, False), memory=memory)
+    back = flipped.uvw(u[:, ::-1], v[:, ::-1])
+    np.testing.assert_allclose(back[2][:, ::-1], got[2], atol=1e-6)
 
 
 def test_window_restricts_without_changing_values(model):
