@@ -31,9 +31,10 @@ Rules (docs/method.md §4):
   flattened to valid times (the ``valid_time`` coordinate when present, else time + step); a
   single field with a scalar time coordinate is one time step. Size-1 extra dimensions (a
   height level) are dropped.
-- Coordinates: 1-D or 2-D latitude/longitude in WGS 84 (EPSG:4326) unless the file's CF
-  ``grid_mapping`` variable, its rioxarray CRS or a ``crs`` attribute gives another
-  geographic CRS; or 1-D projected x/y with the CRS of the grid mapping. ``nwp_crs``
+- Coordinates: 1-D or 2-D latitude/longitude in WGS 84 (EPSG:4326) unless the file's CRS
+  (read by :func:`devine_onnx.io.cf.read_crs`, the one precedence of every reader: grid
+  mapping, then a ``crs`` attribute, then rioxarray's) is another geographic CRS; or 1-D
+  projected x/y with the file's CRS. ``nwp_crs``
   overrides all of this and decides which coordinates are used (lat/lon for a geographic
   CRS, x/y otherwise).
 """
