@@ -26,7 +26,7 @@ __all__ = ["dem_fingerprint", "dem_pixel_size", "dem_resolution", "load_dem"]
 
 _GEOGRAPHIC_NAMES = {"lon", "longitude", "Longitude", "lat", "latitude", "Latitude"}
 #: Readable name of the engines in messages when the caller does not say which one is used.
-_ANY_ENGINE = "the table engines (DEVINE, MicroMet, devine-torch)"
+_ANY_ENGINE = "the table engines (DEVINE, MicroMet, Helbig, devine-torch)"
 
 
 def _reproject_hint(da: xr.DataArray, crs) -> str:
@@ -85,7 +85,7 @@ def load_dem(
         messages about pixel requirements; default: the table engines in general.
     square_pixels
         Refuse non-square pixels (after ``resample``). Every engine of devine-onnx needs
-        square pixels (DEVINE's network, MicroMet's slopes and curvature and the devine-torch
+        square pixels (DEVINE's network, MicroMet's and Helbig's slopes and curvature, the devine-torch
         features all take one pixel size); False is for callers that handle dx != dy.
 
     Returns
@@ -215,7 +215,7 @@ def dem_resolution(da: xr.DataArray, label: str = "DEM", *, engine: str | None =
         who = engine or _ANY_ENGINE
         raise DEMError(
             f"{label}: non-square pixels ({dx:g} m x {dy:g} m); {who} needs square pixels: "
-            f"give {option('resample', float(f'{size:g}'))} (resamples to {size:g} m x {size:g} m), "
+            f"give {option('resample', int(size) if size == int(size) else size)} (resamples to {size:g} m x {size:g} m), "
             f"or gdalwarp -tr {size:g} {size:g}"
         )
     return 0.5 * (dx + dy)
@@ -266,7 +266,7 @@ def _read_file(
     import rioxarray
 
     if var is not None:
-        raise DEMError(f"{label}: var={var!r} only applies to NetCDF DEMs")
+        raise DEMError(f"{label}: {option('var', var)} only applies to NetCDF and Zarr DEMs")
     try:
         with rioxarray.open_rasterio(path, masked=True) as raw:
             n_bands = raw.sizes.get("band", 1)
@@ -327,9 +327,20 @@ def _pick_variable(ds: xr.Dataset, var: str | None, label: str) -> xr.DataArray:
         found = "none" if not candidates else ", ".join(map(str, candidates))
         raise DEMError(
             f"{label}: expected exactly one 2-D elevation variable, found {found}; "
-            "name the variable to use (var= / --dem-var)"
+            f"{_name_the_variable(candidates)}"
         )
     return ds[candidates[0]]
+
+
+def _name_the_variable(candidates) -> str:
+    """How to choose the elevation variable: ``var=`` in Python; the command line has no option."""
+    example = repr(str(candidates[0])) if candidates else "'elevation'"
+    if option("var").startswith("-"):
+        return (
+            "write a file with the elevation variable only, e.g. ncks -v NAME in.nc dem.nc, or "
+            "export it as a GeoTIFF"
+        )
+    return f"name the variable to use, e.g. {option('var', example.strip(chr(39)))}"
 
 
 def _squeeze_2d(da: xr.DataArray, label: str) -> xr.DataArray:

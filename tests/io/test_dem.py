@@ -61,6 +61,11 @@ def test_netcdf_input_and_variable_choice(tmp_path):
     ds.to_netcdf(two)
     msg = refused(two, "exactly one 2-D elevation variable")
     assert "elevation" in msg and "slope" in msg
+    assert "var='elevation'" in msg
+    # The command line has no option to choose the variable: no made-up option is named.
+    with cli_spelling():
+        msg = refused(two, "exactly one 2-D elevation variable")
+    assert "--dem-var" not in msg and "--var" not in msg and "ncks -v" in msg
     dem, _ = load_dem(two, var="elevation")
     np.testing.assert_array_equal(dem.values, da.values)
 
@@ -248,10 +253,10 @@ def test_non_square_message_names_the_engine_and_the_remedy(tmp_path):
     msg = refused(path, "non-square pixels", engine="MicroMet terrain parameterisation")
     assert "MicroMet terrain parameterisation needs square pixels" in msg
     assert "DEVINE model" not in msg
-    assert "resample=31.0" in msg
+    assert "resample=31 " in msg
     with cli_spelling():
         msg = refused(path, "non-square pixels")
-    assert "--resample 31" in msg
+    assert "--resample 31 " in msg
     # Callers that handle dx != dy may accept them.
     dem, _ = load_dem(path, square_pixels=False)
     assert dem.shape == (101, 121)
