@@ -130,7 +130,8 @@ def table_template(
     static : dict, optional
         Direction-independent ``(y, x)`` arrays of the engine
         (:meth:`~devine_onnx.engines.base.TableEngine.static_variables`), written like
-        ``elevation`` with the attributes of :data:`VARIABLE_ATTRS`.
+        ``elevation`` with the attributes of :data:`VARIABLE_ATTRS`, updated by those of the
+        engine's DataArrays.
     """
     crop = dem.isel(y=window.rows, x=window.cols)
     ds = xr.Dataset(
@@ -147,7 +148,9 @@ def table_template(
     ds.y.attrs = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
     ds = write_grid_mapping(ds, dem.rio.crs, variables=["elevation"])
     for name, values in (static or {}).items():
-        ds[name] = (("y", "x"), np.asarray(values), dict(VARIABLE_ATTRS.get(name, {})))
+        # The engine's own attributes (e.g. what its edge_influence flag means) come last.
+        attrs = {**VARIABLE_ATTRS.get(name, {}), **getattr(values, "attrs", {})}
+        ds[name] = (("y", "x"), np.asarray(values), attrs)
     res = abs(float(dem.x.values[1] - dem.x.values[0]))
     attrs = {
         "title": f"Wind correction table ({engine_attrs.get('engine_title', '')})",
@@ -763,14 +766,17 @@ def _block_any(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def angles_text(angles) -> str:
-    """Short description of table angles: ``0..359 every 1°`` or the list."""
+    """Short description of table angles: ``0 to 350 every 10°``, or the list (cut after 10)."""
     a = np.asarray(angles, dtype=np.float64)
-    if a.size > 6:
-        step = np.diff(a)
-        if np.allclose(step, step[0]):
-            return f"{a[0]:g}..{a[-1]:g} every {step[0]:g}°"
-        return f"{a[0]:g}..{a[-1]:g} ({a.size} directions)"
-    return ", ".join(f"{v:g}" for v in a)
+    if a.size == 0:
+        return "none"
+    if a.size > 2:
+        steps = np.unique(np.diff(a))
+        if steps.size == 1:
+            return f"{a[0]:g} to {a[-1]:g} every {steps[0]:g}°"
+    if a.size <= 12:
+        return ", ".join(f"{v:g}" for v in a)
+    return ", ".join(f"{v:g}" for v in a[:10]) + f", ... ({a.size} angles)"
 
 
 def table_crs(table: xr.Dataset, label: str = "correction table") -> CRS:

@@ -126,7 +126,7 @@ def test_at_angle(table_ds):
     # the direction is taken modulo 360, and the grid mapping comes along
     xr.testing.assert_identical(t.at_angle(-90), one)
     assert CRS.from_wkt(one["spatial_ref"].attrs["crs_wkt"]) == CRS("EPSG:2154")
-    with pytest.raises(OptionError, match=r"angle=45: not in .*0\.\.330 every 30°"):
+    with pytest.raises(OptionError, match=r"angle=45: not in .*0 to 330 every 30°"):
         t.at_angle(45)
     with pytest.raises(OptionError, match="expected a number of degrees"):
         t.at_angle("west")
@@ -268,3 +268,18 @@ def test_bad_sources(tmp_path, table_ds):
             t.read(region)
     with pytest.raises(OptionError, match=r"expected \(y0, y1, x0, x1\)"):
         t.read((0, 1))
+
+
+def test_template_keeps_the_engines_static_attributes():
+    from devine_onnx.sample_data import sample_dem
+    from devine_onnx.tables.build import compute_corrections
+
+    t = CorrectionTable.open(
+        compute_corrections(sample_dem((40, 40)), engine="micromet", angles=[270], quiet=True)
+    )
+    edge = t.edge_influence
+    # the micromet engine's own meaning of the flag, with the common flag attributes
+    assert "micromet engine" in edge.attrs["comment"]
+    assert edge.attrs["flag_meanings"] == "clean edge_influenced"
+    assert edge.attrs["grid_mapping"] == "spatial_ref"
+    assert t.static_variables()["edge_influence"].attrs["comment"].endswith(edge.attrs["comment"])
