@@ -36,7 +36,7 @@ _LAZY = {
     "load_dem": "devine_onnx.io.dem",
     "RegridWeights": "devine_onnx.regrid.weights",
     "build_weights": "devine_onnx.regrid.cache",
-    "downscale": "devine_onnx.downscaling.downscale",
+    "downscale": "devine_onnx.downscaling.api",
     "open_table": "devine_onnx.tables.table",
     "open_nwp": "devine_onnx.io.nwp",
     "run_demo": "devine_onnx.demo",

@@ -164,7 +164,7 @@ def run_demo(
     DemoResult
         The paths written, the engine and model used, whether it is synthetic, the wall time.
     """
-    from .downscaling.downscale import downscale
+    from .downscaling.api import downscale
     from .engines import get_engine
     from .engines.runtime import demo_model_path
     from .plot import plot_table, plot_wind

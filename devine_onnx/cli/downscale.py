@@ -219,7 +219,7 @@ def downscale(
     quiet: QuietOpt = False,
 ) -> None:
     """Apply a correction table (or, per step, a feature network) to an NWP wind series."""
-    from devine_onnx.downscaling.downscale import downscale as run_downscale
+    from devine_onnx.downscaling.api import downscale as run_downscale
 
     quiet_notes(quiet)
     if not per_step and table is None:

@@ -1,7 +1,7 @@
 """Downscaling by spatial blocks: tables larger than memory (docs/method.md §10).
 
-:func:`~devine_onnx.downscaling.downscale.downscale` normally holds the whole table
-``(n_angles, ny, nx)`` in memory and streams the forecast through it. When the table does not
+:func:`~devine_onnx.downscaling.api.downscale` normally holds the whole table
+``(n_angles, ny, nx)`` in memory and streams the forecast through it (:mod:`.stream`). When the table does not
 fit in ``max_memory`` (or ``block_size`` asks for it), the grid is cut into blocks of whole
 ``coarsen`` blocks, and each block in turn:
 
@@ -10,8 +10,8 @@ fit in ``max_memory`` (or ``block_size`` asks for it), the grid is cut into bloc
 2. takes the rows of the regridding weights of its pixels (the weights are per target
    pixel) and the box of NWP points those rows use;
 3. streams the whole time range through the same kernel as the in-memory path
-   (:func:`~devine_onnx.downscaling.downscale.stream`), reading only that box of the
-   forecast;
+   (:func:`~devine_onnx.downscaling.kernel.downscale_chunk`, in the time loop of
+   :mod:`.timeloop`), reading only that box of the forecast;
 4. writes ``[time chunk, y0:y1, x0:x1]`` regions of the output, whose chunks are the blocks
    (NetCDF: whole chunks compressed in parallel and written directly; Zarr: region writes).
 
@@ -49,11 +49,11 @@ from devine_onnx._cluster import release_memory
 from devine_onnx.errors import OptionError, option
 from devine_onnx.io.writers import MemoryWriter
 from devine_onnx.progress import progress_bar
-from devine_onnx.wind import meridian_convergence
-
-from . import downscale as _ds
 from devine_onnx.regrid.weights import RegridWeights
-from .vertical import read_vertical, table_vertical
+from devine_onnx.tables.table import CorrectionTable
+
+from . import kernel as _kernel
+from .timeloop import read_inputs, stream
 
 __all__ = [
     "BASELINE_BYTES",
@@ -63,9 +63,8 @@ __all__ = [
     "BlockPlan",
     "block_weights",
     "check_cluster",
+    "cluster_plan",
     "memory_need",
-    "parse_block_size",
-    "parse_memory",
     "plan_blocks",
     "release_memory",
     "reorder_table",
@@ -98,66 +97,6 @@ CLUSTER_BLOCK = 1024
 
 
 # --------------------------------------------------------------------------- options
-def parse_memory(value) -> int | None:
-    """Bytes from ``"2GB"``, ``"1.5 GiB"``, ``"500MB"``, ``"2e9"`` or an integer; None stays None.
-
-    Decimal units are powers of 1000 (GB = 10⁹ bytes), binary ones powers of 1024 (GiB).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise OptionError(f"{option('max_memory', value)}: expected a size such as 2GB")
-    if isinstance(value, int | np.integer | float):
-        n = int(value)
-    else:
-        from dask.utils import parse_bytes
-
-        try:
-            n = int(parse_bytes(str(value).strip()))
-        except (ValueError, TypeError):
-            n = -1
-    if n <= 0:
-        raise OptionError(
-            f"{option('max_memory', value)}: expected a positive size such as 2GB, 1.5GiB or 500MB"
-        )
-    return n
-
-
-def parse_block_size(value, coarsen: int | None = None) -> tuple[int, int] | None:
-    """``(rows, columns)`` of a block in table pixels from ``512``, ``"512"``, ``"256x1024"``
-    or a pair; None stays None. Both must be multiples of ``coarsen``."""
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str):
-            parts = value.lower().replace(" ", "").split("x")
-            if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-                raise ValueError
-            dims = [int(p) for p in parts]
-        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
-            dims = [int(value)]
-        else:
-            dims = [int(v) for v in value]
-            if len(dims) != 2 or any(isinstance(v, bool) for v in value):
-                raise ValueError
-    except (TypeError, ValueError):
-        raise OptionError(
-            f"{option('block_size', value)}: expected a block size in table pixels, N or "
-            "ROWSxCOLUMNS (e.g. 512 or 256x1024)"
-        ) from None
-    if len(dims) == 1:
-        dims = dims * 2
-    if min(dims) < 1:
-        raise OptionError(f"{option('block_size', value)}: expected positive sizes")
-    c = coarsen or 1
-    if dims[0] % c or dims[1] % c:
-        raise OptionError(
-            f"{option('block_size', value)}: blocks must be whole {option('coarsen', c)} "
-            f"blocks; give multiples of {c}"
-        )
-    return dims[0], dims[1]
-
-
 def check_cluster(workers, scheduler, output) -> None:
     """Refuse what block downscaling on a dask cluster cannot do, before any work."""
     from devine_onnx._cluster import check_workers, import_distributed
@@ -230,16 +169,6 @@ def memory_need(pixels: int, *, n_angles: int, n_tables: int, n_outputs: int, ch
     return int(BASELINE_BYTES + WORK_BYTES + weights_bytes + pixels * per_pixel)
 
 
-def _table_chunks(tbl) -> tuple[int, int] | None:
-    """Rows and columns of the table file's storage chunks; None for a table in memory."""
-    ny, nx = tbl.sizes["y"], tbl.sizes["x"]
-    enc = tbl["acceleration"].encoding
-    if not enc.get("source") and "preferred_chunks" not in enc:
-        return None
-    pref = enc.get("preferred_chunks") or {}
-    return int(pref.get("y", ny)), int(pref.get("x", nx))
-
-
 def _align(size: int, extent: int, unit: int, chunk: int) -> int:
     """``size`` rounded down to whole ``unit`` (and whole storage chunks when they fit)."""
     if size >= extent:
@@ -263,9 +192,12 @@ def _read_factor(plan: BlockPlan, chunks: tuple[int, int]) -> float:
     return factor
 
 
-def plan_blocks(tbl, weights: RegridWeights, *, n_outputs: int, chunk_time: int, coarsen,
+def plan_blocks(table, weights: RegridWeights, *, n_outputs: int, chunk_time: int, coarsen,
                 max_memory: int | None, block_size: tuple[int, int] | None) -> BlockPlan | None:  # fmt: skip
     """The block plan of a run, or None to hold the whole table in memory.
+
+    ``table``: a :class:`~devine_onnx.tables.table.CorrectionTable` (or what its ``open``
+    accepts).
 
     ``block_size`` forces blocks; otherwise blocks are used when :func:`memory_need` of the
     whole table exceeds ``max_memory``, as large as ``max_memory`` allows (whole ``coarsen``
@@ -279,11 +211,12 @@ def plan_blocks(tbl, weights: RegridWeights, *, n_outputs: int, chunk_time: int,
     """
     if max_memory is None and block_size is None:
         return None
+    table = CorrectionTable.open(table)
     c = coarsen or 1
-    n_angles, ny, nx = (tbl.sizes[d] for d in ("angle", "y", "x"))
-    n_tables = 3 if table_vertical(tbl) else 2
+    n_angles, (ny, nx) = table.angles.size, table.shape
+    n_tables = len(table.variables)
     extent = (ny // c * c, nx // c * c)
-    stored = _table_chunks(tbl)
+    stored = table.chunks
     chunks = stored or (ny, nx)
     table_bytes = n_angles * ny * nx * 4 * n_tables
     sizes = f"{_gb(table_bytes)}: {n_angles} directions x {ny} x {nx} pixels x {n_tables} variables"
@@ -392,8 +325,16 @@ def block_weights(
 
 
 # --------------------------------------------------------------------------- run
+def cluster_plan(table, weights, *, n_outputs: int, chunk_time: int, coarsen) -> BlockPlan:
+    """Blocks of :data:`CLUSTER_BLOCK` table pixels (whole ``coarsen`` blocks): the tasks of a
+    cluster run whose table fits in memory."""
+    side = CLUSTER_BLOCK // (coarsen or 1) * (coarsen or 1)
+    return plan_blocks(table, weights, n_outputs=n_outputs, chunk_time=chunk_time,
+                       coarsen=coarsen, max_memory=None, block_size=(side, side))  # fmt: skip
+
+
 class _RegionWriter:
-    """``write(a, b, arrays)`` of the streaming loop into one block region of a writer."""
+    """``write(a, b, arrays)`` of the time loop into one block region of a writer."""
 
     def __init__(self, writer, y0: int, x0: int):
         self.writer = writer
@@ -404,50 +345,45 @@ class _RegionWriter:
         self.writer.write_region(a, b, self.y0, self.x0, arrays)
 
 
-class _Kernel:
-    """``compute(u, v)`` of the streaming loop for one block (time chunks in order)."""
-
-    def __init__(self, acc, alpha, params, nan_count, vertical):
-        self.args = (acc, alpha, params, nan_count)
-        self.vertical = vertical
-        self.t0 = 0
-
-    def __call__(self, u, v):
-        t0 = self.t0
-        self.t0 += u.shape[0]
-        return _ds._downscale_block(u, v, *self.args, vertical=self.vertical, t0=t0)
-
-
 class _Reader:
-    """``read(a, b)`` of the streaming loop: steps ``a:b`` of the block's box of NWP points."""
+    """``read(a, b)`` of the time loop: steps ``a:b`` of the block's box of NWP points."""
 
     def __init__(self, nwp, box):
         self.nwp, self.box = nwp, box
 
     def __call__(self, a, b):
-        return _ds._read_inputs(self.nwp, a, b, self.box)
+        return read_inputs(self.nwp, a, b, self.box)
 
 
-def _table_names(tbl) -> tuple[str, ...]:
-    return ("acceleration", "alpha") + (("vertical",) if table_vertical(tbl) else ())
-
-
-def reorder_table(tbl, plan: BlockPlan, path, quiet: bool = True):
-    """Copy the table's variables into a Zarr store at ``path`` chunked ``(k, *plan.block)``.
+def reorder_table(table, plan: BlockPlan, path, quiet: bool = True) -> CorrectionTable:
+    """Copy the table's per-direction variables into a Zarr store at ``path`` chunked
+    ``(k, *plan.block)``, with alpha in radians.
 
     Reads ``k`` directions at a time, about a third of a block's table values (at least one
     direction), so that the slab, its copies in the writer and their compressed bytes stay
     within the memory of a block, and writes them as whole chunks (few files: each block then
-    reads ``n_angles / k`` chunks per variable); returns the store opened lazily.
+    reads ``n_angles / k`` chunks per variable); returns the store opened as a table.
     """
     import xarray as xr
 
     from devine_onnx.io.writers import create_writer
 
-    names = _table_names(tbl)
-    n, ny, nx = (tbl.sizes[d] for d in ("angle", "y", "x"))
-    template = xr.Dataset(coords={d: tbl[d].variable for d in ("angle", "y", "x")})
-    variables = {name: dict(tbl[name].attrs) for name in names}
+    table = CorrectionTable.open(table)
+    names = table.variables
+    n = table.angles.size
+    ny, nx = table.shape
+    wkt = table.crs.to_wkt()
+    template = xr.Dataset(
+        coords={
+            "angle": ("angle", table.angles),
+            "y": ("y", table.y),
+            "x": ("x", table.x),
+            "spatial_ref": ((), np.int32(0), {"crs_wkt": wkt, "spatial_ref": wkt}),
+        },
+        attrs=table.attrs,
+    )
+    variables = {name: {"grid_mapping": "spatial_ref"} for name in names}
+    variables["alpha"]["units"] = "radian"
     step = max(1, (plan.block[0] * plan.block[1] * n) // (3 * ny * nx))
     step = math.ceil(n / math.ceil(n / step))  # equal slabs
     writer = create_writer(path, template, "angle", variables, fmt="zarr", chunk=step,
@@ -456,109 +392,88 @@ def reorder_table(tbl, plan: BlockPlan, path, quiet: bool = True):
         with progress_bar(n, "reordering the table by blocks", quiet) as bar:
             for a in range(0, n, step):
                 b = min(n, a + step)
-                arrays = [
-                    np.asarray(tbl[name].transpose("angle", "y", "x")[a:b].values, np.float32)
-                    for name in names
-                ]
+                sub = table.dataset.isel(angle=slice(a, b))
+                part = CorrectionTable.open(sub, label=table.label)
+                arrays = [part.read(None, np.float32)[name] for name in names]
                 writer.write(a, b, arrays)
-                del arrays
+                del arrays, part, sub
                 release_memory()
                 bar.advance(b - a)
         writer.finalize({})
     finally:
         writer.close()
-    return xr.open_dataset(path, engine="zarr", chunks=None)
+    return CorrectionTable.open(path, label=f"{table.label} (reordered by blocks)")
 
 
 def _has_values(*tables) -> bool:
     return any(t is not None and bool(np.isfinite(t).any()) for t in tables)
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """Everything a block needs besides its data (picklable: sent to cluster workers)."""
-
-    method: str
-    coarsen: int | None
-    grid_relative: bool
-    crs: object
-    chunk_time: int
-
-
-def run_blocks(nwp, tbl, weights, layout, plan: BlockPlan, writer, *, method, coarsen,
-               grid_relative, crs, chunk_time, quiet, nan_count, scratch=None,
-               workers=None, scheduler=None) -> None:  # fmt: skip
+def run_blocks(downscaler, nwp, plan: BlockPlan, writer, *, nan_count, quiet=False,
+               scratch=None, workers=None, scheduler=None) -> None:  # fmt: skip
     """Downscale block by block into ``writer`` (see the module docstring).
 
-    ``layout`` and ``writer`` describe the whole output; ``nan_count`` (a
-    :class:`~devine_onnx.downscaling.downscale._NaNCount`) sums over the blocks;
-    ``scratch``: the folder of the reordered table (``plan.reorder``; default: the system's
-    temporary folder). ``workers`` (a local cluster of that many processes) or ``scheduler``
-    (an address, cluster or ``distributed.Client``): the blocks are dask.distributed tasks that
-    write their regions of the Zarr output themselves.
+    ``downscaler``: a :class:`~devine_onnx.downscaling.downscaler.TableDownscaler` (table,
+    weights, gamma, options); ``writer`` describes the whole output; ``nan_count`` (a
+    :class:`~devine_onnx.downscaling.kernel.NaNCount`) sums over the blocks; ``scratch``: the
+    folder of the reordered table (``plan.reorder``; default: the system's temporary folder).
+    ``workers`` (a local cluster of that many processes) or ``scheduler`` (an address, cluster
+    or ``distributed.Client``): the blocks are dask.distributed tasks that write their regions
+    of the Zarr output themselves.
     """
-    settings = _Settings(method, coarsen, grid_relative, crs, chunk_time)
     cluster = (workers, scheduler) if workers is not None or scheduler is not None else None
     if not plan.reorder:
-        _run_blocks(nwp, tbl, weights, plan, writer, settings, quiet, nan_count, cluster)
+        _run_blocks(downscaler, None, nwp, plan, writer, quiet, nan_count, cluster)
         return
     import shutil
     import tempfile
 
     folder = tempfile.mkdtemp(prefix=".devine-onnx-table-", dir=scratch)
     try:
-        reordered = reorder_table(tbl, plan, Path(folder) / "table.zarr", quiet)
+        reordered = reorder_table(downscaler.table, plan, Path(folder) / "table.zarr", quiet)
         try:
-            _run_blocks(nwp, reordered, weights, plan, writer, settings, quiet, nan_count, cluster)
+            _run_blocks(downscaler, reordered, nwp, plan, writer, quiet, nan_count, cluster)
         finally:
             reordered.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_blocks(nwp, tbl, weights, plan, writer, settings, quiet, nan_count, cluster) -> None:
+def _run_blocks(downscaler, source, nwp, plan, writer, quiet, nan_count, cluster) -> None:
     nt = nwp.n_times
     label = f"downscaling {nwp.source} ({plan.n_blocks} blocks)"
     with progress_bar(plan.n_blocks * nt, label, quiet) as bar:
         if cluster is not None:
-            _run_on_cluster(nwp, tbl, weights, plan, writer, settings, nan_count, bar, *cluster)
+            _run_on_cluster(downscaler, source, nwp, plan, writer, nan_count, bar, *cluster)
             return
         for bounds in plan.blocks():
-            sub = block_weights(weights, *bounds)
+            sub = block_weights(downscaler.weights, *bounds)
             if sub is not None:  # else outside the NWP grid: NaN (the fill value)
-                run_block(nwp, tbl, *sub, bounds, settings, writer, nan_count, bar)
+                run_block(downscaler, nwp, *sub, bounds, writer, nan_count, bar, source=source)
             else:
                 bar.advance(nt)
 
 
-def run_block(nwp, tbl, wb, box, bounds, settings: _Settings, writer, nan_count, bar=None):
+def run_block(downscaler, nwp, wb, box, bounds, writer, nan_count, bar=None, *, source=None):
     """Downscale the block ``bounds = (y0, y1, x0, x1)`` (table pixels) over the whole time
     range into its region of ``writer``, with its weights ``wb`` on the ``box`` of NWP points
-    (:func:`block_weights`)."""
+    (:func:`block_weights`). ``source``: a copy of the table to read instead of
+    ``downscaler.table`` (:func:`reorder_table`)."""
     y0, y1, x0, x1 = bounds
-    c = settings.coarsen or 1
-    region = (slice(y0, y1), slice(x0, x1))
-    acc, alpha = _ds._read_table_arrays(tbl, region=region)
-    vertical = read_vertical(tbl, region=region)
+    c = downscaler.coarsen or 1
+    acc, alpha, vertical = downscaler.read_table(bounds, source)
     release_memory()
     if not _has_values(acc, vertical):  # no table value: NaN (the fill value)
         if bar is not None:
             bar.advance(nwp.n_times)
         return
-    gamma = None
-    if not settings.grid_relative:
-        x = np.asarray(tbl["x"].values[x0:x1], dtype=np.float64)
-        y = np.asarray(tbl["y"].values[y0:y1], dtype=np.float64)
-        gamma = meridian_convergence(x[None, :], y[:, None], settings.crs)
-    out_shape = ((y1 - y0) // c, (x1 - x0) // c)
-    angles = tbl["angle"].values
-    params = _ds._KernelParams(wb, angles, gamma, settings.method, settings.coarsen, out_shape)
+    params = downscaler.params(bounds, wb)
     nan_count.set_table(acc, alpha)
-    _ds.stream(
+    stream(
         nwp,
-        _Kernel(acc, alpha, params, nan_count, vertical),
+        _kernel.StreamKernel(acc, alpha, params, nan_count, vertical),
         _RegionWriter(writer, y0 // c, x0 // c),
-        settings.chunk_time,
+        downscaler.options.chunk_time,
         True,
         read=_Reader(nwp, box),
         bar=bar,
@@ -569,21 +484,21 @@ def run_block(nwp, tbl, wb, box, bounds, settings: _Settings, writer, nan_count,
 
 
 # --------------------------------------------------------------------------- cluster
-def _remote_block(nwp, tbl, wb, box, bounds, settings, path, names):
+def _remote_block(downscaler, source, nwp, wb, box, bounds, path, names):
     """One block on a dask worker: writes its regions of the Zarr output, returns the NaN
     count ``(blanked pixel-steps, bool per time step)``."""
     from devine_onnx.io.writers import open_writer
 
     writer = open_writer(path, names, fmt="zarr")
-    nan_count = _ds._NaNCount(None, None, nwp.n_times)
+    nan_count = _kernel.NaNCount(None, None, nwp.n_times)
     try:
-        run_block(nwp, tbl, wb, box, bounds, settings, writer, nan_count)
+        run_block(downscaler, nwp, wb, box, bounds, writer, nan_count, source=source)
     finally:
         writer.close()
     return nan_count.blanked, nan_count.hit_steps
 
 
-def _run_on_cluster(nwp, tbl, weights, plan, writer, settings, nan_count, bar, workers,
+def _run_on_cluster(downscaler, source, nwp, plan, writer, nan_count, bar, workers,
                     scheduler) -> None:  # fmt: skip
     """Submit one task per block with values; stop at the first failure."""
     from devine_onnx._cluster import cluster_client, import_distributed
@@ -591,21 +506,21 @@ def _run_on_cluster(nwp, tbl, weights, plan, writer, settings, nan_count, bar, w
     distributed = import_distributed()
     nt = nwp.n_times
     with cluster_client(distributed, workers, scheduler) as client:
-        nwp_f, tbl_f = client.scatter([nwp, tbl], broadcast=True, hash=False)
+        nwp_f, ds_f, src_f = client.scatter([nwp, downscaler, source], broadcast=True, hash=False)
         futures = []
         for i, bounds in enumerate(plan.blocks()):
-            sub = block_weights(weights, *bounds)
+            sub = block_weights(downscaler.weights, *bounds)
             if sub is None:
                 bar.advance(nt)
                 continue
             futures.append(
                 client.submit(
                     _remote_block,
+                    ds_f,
+                    src_f,
                     nwp_f,
-                    tbl_f,
                     *sub,
                     bounds,
-                    settings,
                     str(Path(writer.path).resolve()),
                     writer.names,
                     pure=False,

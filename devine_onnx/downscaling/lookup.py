@@ -9,6 +9,11 @@ degrees clockwise from grid north) selects the table entry of its direction ``k`
 
 The lookup is one gather per chunk on the table reshaped to ``(n_angles, ny * nx)`` with flat
 index ``k * (ny * nx) + pixel``; no loop over angles.
+
+A table may also hold ``vertical(angle, y, x)`` = w / inflow speed (the networks output w for a
+3 m/s inflow): :func:`vertical_wind` gives the downscaled upward wind ``vertical[k] * S``, with
+``S`` the speed of the interpolated NWP wind and ``k`` the same table direction as the
+horizontal lookup.
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ __all__ = [
     "angular_step",
     "apply_table",
     "downscale_uv",
+    "vertical_wind",
     "warn_if_coarse",
+    "wrap_pi",
 ]
 
 METHODS = ("nearest", "linear")
+
+
+def wrap_pi(angle):
+    """Angle in radians wrapped to ``[-pi, pi)``; NaN stays NaN."""
+    return np.mod(angle + np.pi, 2 * np.pi) - np.pi
 
 
 class CoarseTableWarning(DevineWarning):
@@ -59,7 +71,9 @@ def angular_step(angles) -> float:
     return float(np.max(np.diff(np.append(a, a[0] + 360.0))))
 
 
-def warn_if_coarse(angles, method: str, label: str = "correction table") -> None:
+def warn_if_coarse(
+    angles, method: str, label: str = "correction table", *, stacklevel: int = 2
+) -> None:
     """Warn (:class:`CoarseTableWarning`) when a nearest lookup uses directions > 1° apart.
 
     The nearest lookup snaps each wind to the closest table direction: with a step of ``h``
@@ -76,7 +90,7 @@ def warn_if_coarse(angles, method: str, label: str = "correction table") -> None
         f"{option('angular_interpolation', 'linear')} to blend the two nearest directions, or "
         "a table with all 360",
         CoarseTableWarning,
-        stacklevel=3,
+        stacklevel=stacklevel + 1,
     )
 
 
@@ -114,8 +128,10 @@ class TableLookup:
         (clockwise) neighbour; for equally spaced angles from 0 with step ``h`` this is
         ``k = floor(D / h + 0.5) mod n_angles``, i.e. ``k = mod(floor(D + 0.5), 360)`` for the
         full 1° table (round half up: D = 10.5 uses 11, D = 359.6 uses 0).
-        ``"linear"``: linear blend of the two circularly neighbouring table angles
-        (acceleration and alpha both); NaN if either neighbour is NaN.
+        ``"linear"``: linear blend of the two circularly neighbouring table angles:
+        ``acceleration`` as ``(1 - t) a_lo + t a_hi``, ``alpha`` along the shorter arc,
+        ``alpha_lo + t * wrap_pi(alpha_hi - alpha_lo)`` (so 3.10 and -3.10 rad blend to
+        about pi, not 0); NaN if either neighbour is NaN.
 
     Raises
     ------
@@ -256,7 +272,10 @@ class TableLookup:
             flat_hi = hi * self.npix + pix
             t = t.astype(np.result_type(self._acc.dtype, np.float32), copy=False)
             acc = (1 - t) * np.take(self._acc, flat_lo) + t * np.take(self._acc, flat_hi)
-            alp = (1 - t) * np.take(self._alpha, flat_lo) + t * np.take(self._alpha, flat_hi)
+            # alpha is an angle: blend along the shorter arc between the two neighbours
+            # (3.10 and -3.10 rad are 0.08 rad apart, not 6.2), never across +-pi.
+            a_lo = np.take(self._alpha, flat_lo)
+            alp = a_lo + t * wrap_pi(np.take(self._alpha, flat_hi) - a_lo)
         speed_out = acc * s2
         dir_out = wrap360(d2 - np.degrees(alp))
         # No data (NaN speed, direction, acceleration or alpha): both outputs NaN.
@@ -504,3 +523,37 @@ def downscale_uv(
         is None); 0 for calm wind.
     """
     return TableLookup(acceleration, alpha, angles, method).downscale_uv(u_earth, v_earth, gamma)
+
+
+def vertical_wind(vertical, angles, method, u, v, gamma=None) -> np.ndarray:
+    """Upward wind ``vertical[k] * S`` (float32) for interpolated NWP components ``u, v``.
+
+    Parameters
+    ----------
+    vertical : numpy.ndarray
+        ``(n_angles, ny, nx)`` table of w / inflow speed (dimensionless).
+    angles : array_like
+        Table directions in degrees (FROM, clockwise from grid north).
+    method : {"nearest", "linear"}
+        As the horizontal lookup.
+    u, v : numpy.ndarray
+        ``(..., ny, nx)`` wind components on the table grid in m/s, earth-relative (rotated
+        into the grid with ``gamma``) or grid-relative (``gamma`` None).
+    gamma : numpy.ndarray, optional
+        Meridian convergence in degrees of each table pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., ny, nx)`` float32 m/s; 0 for calm wind where the table has data, NaN where the
+        wind or the table is unknown.
+    """
+    u = np.asarray(u, dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    if gamma is not None:
+        u, v = earth_to_grid(u, v, np.asarray(gamma, dtype=np.float32))
+    speed, from_dir = uv_to_speed_dir(u, v)
+    # The lookup scales its first table by the speed: with vertical as that table, its first
+    # result is vertical[k] * S (the second table only sets the direction, unused here).
+    w, _ = TableLookup(vertical, vertical, angles, method)(speed, from_dir)
+    return np.asarray(w, dtype=np.float32)

@@ -5,8 +5,8 @@ frame) with the same cached Delaunay weights as table mode, rotated into grid co
 the meridian convergence, the terrain features are computed with the *local* FROM direction
 field, the network runs once over the exact domain, and its ``(u, v, w)`` (for a 3 m/s inflow)
 are scaled by ``S / 3`` (``S`` the interpolated NWP speed) and rotated back to earth-relative
-components. The output has the layout of table mode (:func:`~.downscale.downscale`), plus
-``upward_air_velocity``.
+components. The output has the layout of table mode (:mod:`.output`), plus
+``upward_air_velocity``; the same time loop (:mod:`.timeloop`) drives it.
 
 Differences from devine-torch's scripts: the direction field comes from the interpolated
 components (no interpolation of angles across 0/360), and the scaling speed is their norm (the
@@ -39,11 +39,21 @@ from devine_onnx.engines.terrain_features import (
     terrain_geometry,
 )
 from devine_onnx.errors import OptionError, option
-from devine_onnx.io.atomic import atomic_output, check_writable
+from devine_onnx.regrid.cache import resolve_weights
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
-from . import downscale as _ds
-from .vertical import add_vertical
+from .downscaler import open_wind
+from .kernel import coarsen_mean
+from .options import DownscaleOptions
+from .output import (
+    OutputLayout,
+    coarsen_axis,
+    global_attributes,
+    static_variables,
+    wind_variables,
+    write_output,
+)
+from .timeloop import stream
 
 __all__ = ["PerStepKernel", "downscale_per_step", "fill_directions"]
 
@@ -133,52 +143,73 @@ class PerStepKernel:
             if self.gamma is not None:
                 uo, vo = grid_to_earth(uo, vo, self.gamma)
             if self.coarsen:
-                uo = _ds._block_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
-                vo = _ds._block_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
-                wo = _ds._block_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
+                uo = coarsen_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
+                vo = coarsen_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
+                wo = coarsen_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
             speed, dirs = uv_to_speed_dir(uo, vo)
             for lst, r in zip(results, (speed, dirs, uo, vo, wo), strict=True):
                 lst.append(np.asarray(r, dtype=np.float32))
         return tuple(np.concatenate(r, axis=0) for r in results)
 
 
-def _positive_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= 1
+def _layout(
+    nwp, inner: xr.DataArray, crs, network: FeatureNetwork, options: DownscaleOptions,
+    label: str, coarse_cell: float,
+) -> OutputLayout:  # fmt: skip
+    """The output layout of a per-step run: table mode's, with the network's provenance."""
+    from pathlib import Path
 
-
-def _check_options(chunk_time, coarsen, complevel) -> None:
-    if not _positive_int(chunk_time):
-        raise OptionError(f"{option('chunk_time', chunk_time)}: expected a positive integer")
-    if coarsen is not None and not _positive_int(coarsen):
-        raise OptionError(f"{option('coarsen', coarsen)}: expected a positive integer (block size)")
-    if not (isinstance(complevel, int | np.integer) and 0 <= complevel <= 9):
-        raise OptionError(
-            f"{option('complevel', complevel)}: expected an integer from 0 (none) to 9"
-        )
-
-
-def _grid_dataset(dem: xr.DataArray, network: FeatureNetwork, label: str) -> xr.Dataset:
-    """A table-like dataset of the DEM interior: x/y, CRS and provenance attributes."""
-    inner = dem.isel(y=slice(FRAME, dem.sizes["y"] - FRAME), x=slice(FRAME, dem.sizes["x"] - FRAME))
-    ds = xr.Dataset(
-        {"elevation": inner.drop_vars("spatial_ref", errors="ignore")},
-        attrs={
-            "model_sha256": network.sha256,
-            "model_kind": "features",
-            "model_id": network.model_id,
-            "synthetic_weights": "true" if network.synthetic else "false",
-        },
+    c = options.coarsen
+    dem_name = Path(label).name
+    model_attrs = {
+        "model_sha256": network.sha256,
+        "model_kind": "features",
+        "model_id": network.model_id,
+    }
+    attrs = global_attributes(
+        source=nwp.source,
+        u_name=nwp.u_name,
+        v_name=nwp.v_name,
+        nwp_wind_frame=nwp.wind_frame,
+        table_attrs=model_attrs,
+        table_name=dem_name,
+        grid_relative=options.grid_relative,
+        options=options.history(),
+        method=f"per time step with model {network.path.name} on DEM {dem_name}",
     )
-    crs = dem.rio.crs
-    ds = ds.rio.write_crs(crs)
-    ds.encoding["source"] = label
-    return ds
+    attrs["title"] = "DEVINE downscaled wind (devine-torch feature network, per time step)"
+    attrs["downscaling_mode"] = "per-step: one network pass per time step, no table"
+    attrs["model_id"] = network.model_id
+    attrs["model_sha256"] = network.sha256
+    attrs["features_coarse_cell"] = coarse_cell
+    attrs["dem_source"] = label
+    if network.synthetic:
+        attrs["comment"] = (
+            f"the model {network.model_id} has synthetic (untrained) weights: this output is "
+            "NOT physical"
+        )
+    attrs["references"] = (
+        str(attrs.get("references", "")) + "; devine-torch (F. Hammer and N. Helbig); "
+        "Helbig et al. 2024 (terrain features)"
+    ).lstrip("; ")
+    return OutputLayout(
+        x=coarsen_axis(inner["x"].values, c),
+        y=coarsen_axis(inner["y"].values, c),
+        crs=crs,
+        times=np.asarray(nwp.time),
+        var_attrs=wind_variables(options.grid_relative, vertical=True),
+        global_attrs=attrs,
+        static=static_variables(elevation=inner, coarsen=c),
+        chunk_time=options.chunk_time,
+        coarsened=bool(c),
+    )
 
 
 def downscale_per_step(
     wind,
     dem,
     model,
+    options: DownscaleOptions | None = None,
     *,
     output=None,
     u_var: str | None = None,
@@ -187,11 +218,6 @@ def downscale_per_step(
     nwp_wind_frame: str | None = None,
     weights=None,
     cache_dir=None,
-    chunk_time: int = 24,
-    coarsen: int | None = None,
-    grid_relative: bool = False,
-    complevel: int = 1,
-    quiet: bool = False,
     device: str = "auto",
     coarse_cell: float | None = None,
     fill_nodata: bool = False,
@@ -205,16 +231,17 @@ def downscale_per_step(
     Parameters
     ----------
     wind
-        NWP wind (file or Dataset), as for :func:`~.downscale.downscale`.
+        NWP wind (file or Dataset), as for :func:`~devine_onnx.downscaling.api.downscale`.
     dem
         DEM file or DataArray (projected, metric) with the 2-cell frame the features need;
         the output covers the DEM without its frame.
     model
         A converted feature-network model (``devine-onnx convert MODEL_FOLDER``).
-    output, u_var, v_var, nwp_crs, nwp_wind_frame, weights, cache_dir, chunk_time, coarsen,
-    grid_relative, complevel, quiet
-        As for :func:`~.downscale.downscale` (the regridding weights are those of a table
-        of the same DEM: same grid, same cache file).
+    options : DownscaleOptions, optional
+        ``per_step=True`` options (chunk_time, coarsen, grid_relative, complevel, quiet).
+    output, u_var, v_var, nwp_crs, nwp_wind_frame, weights, cache_dir
+        As for :func:`~devine_onnx.downscaling.api.downscale` (the regridding weights are
+        those of a table of the same DEM: same grid, same cache file).
     device
         ``"auto"`` (CUDA when usable), ``"cpu"`` or ``"cuda"``.
     coarse_cell
@@ -232,27 +259,18 @@ def downscale_per_step(
     Returns
     -------
     xarray.Dataset
-        As :func:`~.downscale.downscale`, plus ``upward_air_velocity(time, y, x)`` (m s-1).
-        Computed eagerly (also without ``output``, in memory).
+        As :func:`~devine_onnx.downscaling.api.downscale`, plus
+        ``upward_air_velocity(time, y, x)`` (m s-1). Computed eagerly (also without
+        ``output``, in memory).
     """
     from devine_onnx.io.dem import load_dem
+    from devine_onnx.regrid.cache import target_grid
 
-    _check_options(chunk_time, coarsen, complevel)
-    if grid_relative and nwp_wind_frame is not None:
-        raise OptionError(
-            f"{option('grid_relative')} takes the NWP components as they are: do not combine "
-            f"it with {option('nwp_wind_frame')}"
-        )
+    options = options if options is not None else DownscaleOptions(per_step=True)
     if dem is None:
         raise OptionError(
             f"per-step downscaling needs the DEM ({option('dem')}): its features drive the network"
         )
-    chunk_time = int(chunk_time)
-    coarsen = int(coarsen) if coarsen not in (None, 1) else None
-    kind = _ds._output_kind(output) if output is not None else None
-    if output is not None:
-        check_writable(output)
-
     network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
     da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
@@ -264,68 +282,27 @@ def downscale_per_step(
         geom: TerrainGeometry = terrain_geometry(z, cell, cc)
     except ValueError as exc:
         raise OptionError(f"{option('coarse_cell', cc)}: {exc}") from None
-    tbl = _grid_dataset(da, network, label)
-    crs, nwp = _ds.open_inputs(
-        wind,
-        tbl,
-        nwp_crs=nwp_crs,
-        u_var=u_var,
-        v_var=v_var,
-        chunk_time=chunk_time,
-        nwp_wind_frame=nwp_wind_frame,
-        grid_relative=grid_relative,
-        coarsen=coarsen,
-        what="domain",
+    inner = da.isel(y=slice(FRAME, da.sizes["y"] - FRAME), x=slice(FRAME, da.sizes["x"] - FRAME))
+    inner = inner.drop_vars("spatial_ref", errors="ignore")
+    # The grid (and CRS) read as a table of this DEM would be: same weights, same cache file.
+    grid = target_grid(
+        xr.Dataset(coords={"y": inner["y"], "x": inner["x"]}).rio.write_crs(da.rio.crs)
     )
-    w8 = _ds._resolve_weights(weights, nwp, tbl, crs, cache_dir=cache_dir)
+    crs = grid.crs
+    nwp = open_wind(
+        wind, options, nwp_crs=nwp_crs, u_var=u_var, v_var=v_var, nwp_wind_frame=nwp_wind_frame
+    )
+    options.check_grid(*grid.shape, what="domain", stacklevel=3)
+    w8 = resolve_weights(weights, nwp, grid, crs, cache_dir=cache_dir)
     gamma = None
-    if not grid_relative:
-        x = np.asarray(tbl["x"].values, dtype=np.float64)
-        y = np.asarray(tbl["y"].values, dtype=np.float64)
-        gamma = meridian_convergence(x[None, :], y[:, None], crs)
-    layout = _ds._Layout(
-        nwp=nwp,
-        tbl=tbl,
-        crs=crs,
-        grid_relative=grid_relative,
-        coarsen=coarsen,
-        chunk_time=chunk_time,
-        method="per-step",
+    if not options.grid_relative:
+        gamma = meridian_convergence(grid.x[None, :], grid.y[:, None], crs)
+    layout = _layout(nwp, inner, crs, network, options, label, cc)
+    kernel = PerStepKernel(
+        network, geom, w8, gamma, (flip_y, flip_x), options.coarsen, max_pixels, halo
     )
-    add_vertical(layout)
-    attrs = layout.global_attrs
-    attrs["title"] = "DEVINE downscaled wind (devine-torch feature network, per time step)"
-    attrs["downscaling_mode"] = "per-step: one network pass per time step, no table"
-    attrs["model_id"] = network.model_id
-    attrs["model_sha256"] = network.sha256
-    attrs["features_coarse_cell"] = cc
-    attrs["dem_source"] = label
-    if network.synthetic:
-        attrs["comment"] = (
-            f"the model {network.model_id} has synthetic (untrained) weights: this output is "
-            "NOT physical"
-        )
-    else:
-        attrs.pop("comment", None)
-    attrs["references"] = (
-        str(attrs.get("references", "")) + "; devine-torch (F. Hammer and N. Helbig); "
-        "Helbig et al. 2024 (terrain features)"
-    ).lstrip("; ")
-    attrs["history"] = str(attrs.get("history", "")).replace(
-        "with table", f"per time step with model {network.path.name} on DEM"
-    )
-    kernel = PerStepKernel(network, geom, w8, gamma, (flip_y, flip_x), coarsen, max_pixels, halo)
-    if output is None:
-        writer = _ds._memory_writer(layout)
-        _ds.stream(nwp, kernel, writer, chunk_time, quiet, " per step")
-        return writer.result()
-    with atomic_output(output) as tmp:
-        writer = _ds._file_writer(tmp, layout, kind, complevel, output)
-        try:
-            _ds.stream(nwp, kernel, writer, chunk_time, quiet, " per step")
-            writer.finalize({})
-        finally:
-            writer.close()
-    if kind == "zarr":
-        return xr.open_zarr(output)
-    return xr.open_dataset(output, engine="netcdf4", chunks={})
+
+    def run(writer):
+        stream(nwp, kernel, writer, options.chunk_time, options.quiet, " per step")
+
+    return write_output(output, layout, run, options.complevel)

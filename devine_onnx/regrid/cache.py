@@ -311,7 +311,7 @@ def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
     Returns
     -------
     RegridWeights
-        Pass it (or the file) to :func:`~devine_onnx.downscaling.downscale` as ``weights``.
+        Pass it (or the file) to :func:`~devine_onnx.downscaling.api.downscale` as ``weights``.
 
     Raises
     ------

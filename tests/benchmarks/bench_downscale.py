@@ -218,7 +218,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
 
     warnings.simplefilter("ignore")
     # Import everything the measured code imports, so that import time is not measured.
-    import devine_onnx.downscaling.downscale  # noqa: F401
+    import devine_onnx.downscaling.api  # noqa: F401
     from devine_onnx.downscaling.lookup import TableLookup
     from devine_onnx.regrid.weights import RegridWeights
     from devine_onnx.wind import meridian_convergence
@@ -253,7 +253,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             before = _rss_now_mib()
             elapsed = run(lambda: seed.seed_lookup(ua, va, table))
         else:
-            from devine_onnx.downscaling.downscale import MAX_BLOCK_ELEMENTS
+            from devine_onnx.downscaling.kernel import MAX_BLOCK_ELEMENTS
 
             acc = np.ascontiguousarray(table["acceleration"].values, dtype=np.float32)
             alpha = np.ascontiguousarray(table["alpha"].values, dtype=np.float32)
@@ -275,7 +275,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
     elif task.startswith("blocks"):
         import logging
 
-        from devine_onnx.downscaling.downscale import downscale
+        from devine_onnx.downscaling.api import downscale
 
         notes = []
 
@@ -307,7 +307,7 @@ def _child(task: str, table_path: Path, nwp_path: Path, out: Path, repeat: int) 
             if task == "seed_full":
                 seed.seed_downscale(nwp_path, table_path, out)
             else:
-                from devine_onnx.downscaling.downscale import downscale
+                from devine_onnx.downscaling.api import downscale
 
                 level = 0 if task == "ours_full_raw" else 1
                 downscale(
@@ -457,7 +457,7 @@ def rss(size: int = 500, *n_times: int) -> None:
 
 def blocks(max_memory: str = "1GB", n_times: int = 240, *sizes: int) -> None:
     """Peak RSS of downscaling tables larger than ``max_memory`` (see the module docstring)."""
-    from devine_onnx.downscaling.blocks import parse_memory
+    from devine_onnx.downscaling.options import parse_memory
 
     sizes = sizes or (500, 1000, 1400)
     limit = parse_memory(max_memory)
@@ -522,7 +522,7 @@ def codecs(size: int = 200, n_times: int = 240) -> None:
 
     import netCDF4
 
-    from devine_onnx.downscaling.downscale import downscale
+    from devine_onnx.downscaling.api import downscale
     from devine_onnx.io.hdf5_chunks import shuffle
 
     _header()

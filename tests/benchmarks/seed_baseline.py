@@ -1,7 +1,7 @@
 """Re-implementation of the seed scripts' downscaling algorithm: the baseline to beat (issue 4).
 
 Written from the description in docs/method.md §5-§6 (not copied from the seed). It is kept only to
-time it and measure its memory next to :func:`devine_onnx.downscaling.downscale.downscale`; its results
+time it and measure its memory next to :func:`devine_onnx.downscaling.api.downscale`; its results
 are NOT correct and nothing else may use it:
 
 - the Delaunay coefficients are computed in a Python loop over every table pixel

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import devine_onnx.downscaling.downscale as dsmod
-from devine_onnx.downscaling import blocks
-from devine_onnx.downscaling.downscale import NWPNaNWarning, downscale
+import devine_onnx.downscaling.kernel as dsmod
+from devine_onnx.downscaling import blocks, options
+from devine_onnx.downscaling.api import NWPNaNWarning, downscale
 from devine_onnx.errors import OptionError
 from devine_onnx.io.atomic import partial_path
 from devine_onnx.regrid.cache import build_weights
@@ -81,7 +81,7 @@ def test_blocks_equal_in_memory_run(tmp_path, table, suffix, kw, block):
     enc = got.wind_speed.encoding
     chunks = enc.get("chunksizes") or enc.get("chunks")
     c = kw.get("coarsen", 1)
-    rows, cols = blocks.parse_block_size(block, c)
+    rows, cols = options.parse_block_size(block, c)
     assert tuple(chunks[1:]) == (min(rows // c, got.sizes["y"]), min(cols // c, got.sizes["x"]))
     assert "blocks of" in got.attrs["history"]
     ref.close()
@@ -137,13 +137,13 @@ def test_block_weights_rows_and_box(table):
 
 def test_blocks_without_values_are_not_computed(table, monkeypatch):
     calls = []
-    real = dsmod._downscale_block
+    real = dsmod.downscale_chunk
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dsmod, "_downscale_block", counting)
+    monkeypatch.setattr(dsmod, "downscale_chunk", counting)
     nwp = sample_nwp(n_times=3)
     got = run(nwp, table, block_size=12)  # 6 x 7 blocks; the corners lie outside the disc
     n_blocks = blocks.BlockPlan((12, 12), SHAPE).n_blocks
@@ -221,9 +221,9 @@ def test_block_options_are_checked(tmp_path, table):
     for bad in ("lots", "-1GB", 0, True):
         with pytest.raises(OptionError, match="max_memory"):
             run(nwp, table, max_memory=bad)
-    assert blocks.parse_memory("2GB") == 2 * 10**9
-    assert blocks.parse_memory("1.5GiB") == 3 * 2**29
-    assert blocks.parse_block_size("256x1024") == (256, 1024)
+    assert options.parse_memory("2GB") == 2 * 10**9
+    assert options.parse_memory("1.5GiB") == 3 * 2**29
+    assert options.parse_block_size("256x1024") == (256, 1024)
     # A lazy result is computed by dask with the whole table: no blocks there.
     with pytest.raises(OptionError, match="give an output"):
         run(nwp.chunk(time=1), table, block_size=16)
@@ -231,7 +231,7 @@ def test_block_options_are_checked(tmp_path, table):
 
 def test_no_file_left_when_a_block_fails(tmp_path, table, monkeypatch):
     calls = []
-    real = dsmod._downscale_block
+    real = dsmod.downscale_chunk
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -239,7 +239,7 @@ def test_no_file_left_when_a_block_fails(tmp_path, table, monkeypatch):
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dsmod, "_downscale_block", flaky)
+    monkeypatch.setattr(dsmod, "downscale_chunk", flaky)
     for suffix in (".nc", ".zarr"):
         calls.clear()
         out = tmp_path / f"fail{suffix}"

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-import devine_onnx.downscaling.downscale as dsmod
-from devine_onnx.downscaling.downscale import (
+import devine_onnx.downscaling.kernel as dsmod
+from devine_onnx.downscaling.api import (
     CoarsenRemainderWarning,
     NWPNaNWarning,
     downscale,
-    open_table,
 )
 from devine_onnx.downscaling.lookup import CoarseTableWarning
 from devine_onnx.errors import (
@@ -28,6 +27,7 @@ from devine_onnx.io.atomic import partial_path
 from devine_onnx.regrid.cache import build_weights, default_cache_dir
 from devine_onnx.regrid.weights import OutsideHullWarning, RegridWeights
 from devine_onnx.sample_data import sample_dem, sample_nwp
+from devine_onnx.tables.table import open_table
 from devine_onnx.wind import meridian_convergence, uv_to_speed_dir
 
 rioxarray = pytest.importorskip("rioxarray")
@@ -303,7 +303,7 @@ def test_output_file_is_cf(tmp_path, table, suffix):
 
 def test_no_file_left_when_failing_midway(tmp_path, table, monkeypatch):
     calls = []
-    real = dsmod._downscale_block
+    real = dsmod.downscale_chunk
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -311,7 +311,7 @@ def test_no_file_left_when_failing_midway(tmp_path, table, monkeypatch):
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dsmod, "_downscale_block", flaky)
+    monkeypatch.setattr(dsmod, "downscale_chunk", flaky)
     for suffix in (".nc", ".zarr"):
         calls.clear()
         out = tmp_path / f"fail{suffix}"
@@ -535,13 +535,13 @@ def test_table_and_nwp_from_files(tmp_path, table):
 # --------------------------------------------------------------------------- dask
 def test_lazy_result_computes_only_on_demand(table, monkeypatch):
     calls = []
-    real = dsmod._downscale_block
+    real = dsmod.downscale_chunk
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dsmod, "_downscale_block", counting)
+    monkeypatch.setattr(dsmod, "downscale_chunk", counting)
     nwp = sample_nwp(n_times=10)
     eager = run(nwp, table)
     calls.clear()

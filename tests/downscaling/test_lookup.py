@@ -393,3 +393,30 @@ def test_angular_step_and_coarse_warning():
         warn_if_coarse(np.arange(0, 360, 10), "linear", "t.nc")
         warn_if_coarse(np.arange(360), "nearest", "t.nc")
     assert issubclass(CoarseTableWarning, UserWarning)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_linear_alpha_blends_along_the_shorter_arc(uniform):
+    """alpha 3.10 and -3.10 rad at neighbouring directions are 0.083 rad apart across ±pi:
+    halfway between them the wind turns by about pi (180°), not by their mean 0."""
+    angles = np.arange(0, 360, 10.0) if uniform else np.array([0.0, 10.0, 20.0, 200.0])
+    n = angles.size
+    acc = np.ones((n, 1, 1))
+    alpha = np.zeros((n, 1, 1))
+    alpha[0], alpha[1] = 3.10, -3.10  # directions 0° and 10°
+    speed, dirs = TableLookup(acc, alpha, angles, "linear")(
+        np.full((1, 1, 1), 5.0), _field(5.0, (1, 1, 1))
+    )
+    # Hand computation: alpha(5°) = 3.10 + 0.5 * (2 pi - 6.20) = pi - 0.0 (to 1e-3 rad);
+    # dir = 5 - degrees(alpha) mod 360 = 5 - 180.0 + 360.
+    expected_alpha = 3.10 + 0.5 * (2 * np.pi - 6.20)
+    assert expected_alpha == pytest.approx(np.pi, abs=1e-3)
+    assert dirs[0, 0, 0] == pytest.approx((5.0 - np.degrees(expected_alpha)) % 360.0, abs=1e-6)
+    assert dirs[0, 0, 0] == pytest.approx(185.0, abs=0.1)
+    assert speed[0, 0, 0] == pytest.approx(5.0)
+    # A quarter of the way: alpha = 3.10 + 0.25 * 0.0832 = 3.1208 rad.
+    _, dirs = TableLookup(acc, alpha, angles, "linear")(
+        np.full((1, 1, 1), 5.0), _field(2.5, (1, 1, 1))
+    )
+    a = 3.10 + 0.25 * (2 * np.pi - 6.20)
+    assert dirs[0, 0, 0] == pytest.approx((2.5 - np.degrees(a)) % 360.0, abs=1e-6)

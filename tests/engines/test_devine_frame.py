@@ -273,7 +273,7 @@ def test_targets(model):
 def test_downscale_and_plot_respect_the_marker(model, tmp_path):
     import warnings
 
-    from devine_onnx.downscaling.downscale import downscale
+    from devine_onnx.downscaling.api import downscale
     from devine_onnx.plot import plot_table, plot_wind
     from devine_onnx.sample_data import sample_dem, sample_nwp
 

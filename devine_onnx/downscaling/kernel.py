@@ -1,0 +1,287 @@
+"""The per-chunk kernel of table downscaling: a function of arrays (docs/method.md §4-§5).
+
+:func:`downscale_chunk` takes one chunk of NWP wind ``(t, *source_shape)`` and the table
+arrays, and returns the output arrays ``(t, ny_out, nx_out)``: regrid (fixed Delaunay
+weights), rotate into grid components by the meridian convergence ``gamma``, look the table up
+by FROM direction, rotate back, optionally block-average over ``coarsen x coarsen`` pixels.
+Every driver (the time stream, spatial blocks, dask and cluster tasks) calls this one function
+through :class:`ChunkKernel` or :class:`StreamKernel`; nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from devine_onnx.errors import DevineWarning
+from devine_onnx.wind import uv_to_speed_dir
+
+from . import lookup as _lookup
+
+__all__ = [
+    "MAX_BLOCK_ELEMENTS",
+    "ChunkKernel",
+    "KernelParams",
+    "NWPNaNWarning",
+    "NaNCount",
+    "StreamKernel",
+    "coarsen_any",
+    "coarsen_mean",
+    "downscale_chunk",
+    "warn_nan",
+]
+
+#: Pixel-steps processed per call of the lookup (bounds its temporaries to ~50 MB).
+MAX_BLOCK_ELEMENTS = 1_000_000
+
+
+class NWPNaNWarning(DevineWarning):
+    """NaN in the NWP wind blanked output pixel-steps (the warning gives their number)."""
+
+
+# --------------------------------------------------------------------------- coarsening
+def coarsen_mean(a: np.ndarray, n: int) -> np.ndarray:
+    """Mean over ``n x n`` blocks of the last two axes, ignoring NaN; NaN where a block has none.
+
+    The last rows/columns that do not fill a whole block are dropped. Same dtype as ``a``
+    (summed in float64).
+    """
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
+    finite = np.isfinite(b)
+    total = np.where(finite, b, 0).sum(axis=(-3, -1), dtype=np.float64)
+    count = finite.sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return mean.astype(a.dtype, copy=False)
+
+
+def coarsen_any(a: np.ndarray, n: int) -> np.ndarray:
+    """Any over ``n x n`` blocks of the last two axes (trimmed like :func:`coarsen_mean`)."""
+    ny, nx = a.shape[-2] // n, a.shape[-1] // n
+    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
+    return b.any(axis=(-3, -1))
+
+
+# --------------------------------------------------------------------------- NaN count
+class NaNCount:
+    """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run.
+
+    ``steps`` counts the time steps with any blanked pixel once, however many spatial blocks
+    saw them.
+    """
+
+    def __init__(self, acc: np.ndarray | None, alpha: np.ndarray | None, n_times: int = 0):
+        self._tables = (acc, alpha)
+        self._has_data: np.ndarray | None = None
+        self.blanked = 0
+        self._hit = np.zeros(n_times, dtype=bool)
+
+    @property
+    def steps(self) -> int:
+        """Time steps with at least one blanked output pixel."""
+        return int(np.count_nonzero(self._hit))
+
+    @property
+    def hit_steps(self) -> np.ndarray:
+        """``(n_times,)`` bool: the time steps with a blanked output pixel."""
+        return self._hit
+
+    def merge(self, blanked: int, hit_steps) -> None:
+        """Add the count of another run over other pixels (a block on a cluster worker)."""
+        self.blanked += int(blanked)
+        hit = np.asarray(hit_steps, dtype=bool)
+        if hit.size > self._hit.size:
+            self._hit = np.concatenate([self._hit, np.zeros(hit.size - self._hit.size, bool)])
+        self._hit[: hit.size] |= hit
+
+    def set_table(self, acc: np.ndarray | None, alpha: np.ndarray | None) -> None:
+        """The table (block) that the following chunks use."""
+        self._tables = (acc, alpha)
+        self._has_data = None
+
+    def has_data(self) -> np.ndarray:
+        """``(ny, nx)`` True where the table has values for some direction (computed once)."""
+        if self._has_data is None:
+            acc, alpha = self._tables
+            self._has_data = (np.isfinite(acc) & np.isfinite(alpha)).any(axis=0)
+        return self._has_data
+
+    def add(self, ur, vr, valid, coarsen, out_u, t0: int = 0) -> None:
+        """Count the pixel-steps of ``out_u`` (time steps ``t0``...) NaN because ``ur``/``vr`` are.
+
+        ``valid``: ``(ny, nx)`` True where the regridding reaches the pixel.
+        """
+        hit = np.isnan(ur) | np.isnan(vr)
+        hit &= (valid & self.has_data())[None]
+        if coarsen:
+            hit = coarsen_any(hit, coarsen) & np.isnan(out_u)
+        n = hit.reshape(hit.shape[0], -1).sum(axis=1)
+        self.blanked += int(n.sum())
+        end = t0 + n.size
+        if end > self._hit.size:
+            self._hit = np.concatenate([self._hit, np.zeros(end - self._hit.size, dtype=bool)])
+        self._hit[t0:end] |= n > 0
+
+
+def warn_nan(nan_count: NaNCount, source, u_name, v_name, n_times: int, shape) -> None:
+    """One warning per run: how many output pixel-steps NaN in the forecast blanked."""
+    if nan_count.blanked:
+        total = n_times * int(np.prod(shape))
+        warnings.warn(
+            f"{source}: NaN in the NWP wind ({u_name}/{v_name}) blanked "
+            f"{nan_count.blanked} output pixel-steps ({100.0 * nan_count.blanked / total:.2g}% "
+            f"of {total}, in {nan_count.steps} of {n_times} time steps): each missing NWP "
+            "value makes every table pixel of the triangles around it NaN; fill or mask the "
+            "missing values in the forecast if that is not intended",
+            NWPNaNWarning,
+            stacklevel=3,
+        )
+
+
+# --------------------------------------------------------------------------- kernel
+@dataclass(frozen=True, eq=False)
+class KernelParams:
+    """Everything the kernel needs besides the data (picklable, sent to dask workers).
+
+    Attributes
+    ----------
+    weights : RegridWeights or None
+        NWP grid -> table grid (or block); None: the wind is already on the table grid.
+    angles : numpy.ndarray
+        Table directions, degrees FROM, clockwise from grid north (float64).
+    gamma : numpy.ndarray or None
+        ``(ny, nx)`` meridian convergence in degrees (float32); None for grid-relative wind.
+    method : {"nearest", "linear"}
+        Lookup between table directions.
+    coarsen : int or None
+        Block averaging of the outputs.
+    out_shape : (int, int)
+        Output grid shape.
+    """
+
+    weights: object
+    angles: np.ndarray
+    gamma: np.ndarray | None
+    method: str
+    coarsen: int | None
+    out_shape: tuple[int, int]
+
+    @classmethod
+    def create(cls, weights, angles, gamma, method, coarsen, out_shape) -> KernelParams:
+        """Parameters with the arrays in the kernel's dtypes."""
+        return cls(
+            weights,
+            np.asarray(angles, dtype=np.float64),
+            None if gamma is None else np.asarray(gamma, dtype=np.float32),
+            method,
+            coarsen,
+            tuple(int(s) for s in out_shape),
+        )
+
+
+def downscale_chunk(
+    u, v, acc, alpha, params: KernelParams, nan_count=None, vertical=None, t0: int = 0
+) -> tuple[np.ndarray, ...]:
+    """Downscale one chunk of NWP wind: regrid, lookup, optional coarsening.
+
+    Parameters
+    ----------
+    u, v : numpy.ndarray
+        ``(..., *source_shape)`` NWP wind in m/s (earth-relative, or grid-relative if
+        ``params.gamma`` is None); with ``params.weights`` None, ``(..., ny, nx)`` wind already
+        on the table grid.
+    acc, alpha : numpy.ndarray
+        ``(n_angles, ny, nx)`` table (ratio; radians, > 0 turns the flow to the left).
+    params : KernelParams
+    nan_count : NaNCount, optional
+        Counts the output pixel-steps that NaN in ``u``/``v`` blanked (checked only when the
+        chunk has NaN).
+    vertical : numpy.ndarray, optional
+        ``(n_angles, ny, nx)`` table of w / inflow speed: adds ``upward_air_velocity``.
+    t0 : int
+        Time index of the first step of ``u``/``v`` in the series (for ``nan_count``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(speed, from_dir, u_out, v_out)`` (and ``w_out`` with ``vertical``), float32, shape
+        ``(..., ny_out, nx_out)``; directions FROM, degrees clockwise from true north (grid
+        north when ``params.gamma`` is None).
+    """
+    w = params.weights
+    grid_shape = tuple(acc.shape[1:])
+    src_shape = tuple(w.source_shape) if w is not None else grid_shape
+    n_target = w.n_target if w is not None else int(np.prod(grid_shape))
+    nsrc = len(src_shape)
+    u = np.asarray(u)
+    v = np.asarray(v)
+    lead = u.shape[: u.ndim - nsrc]
+    u = u.reshape((-1,) + src_shape)
+    v = v.reshape((-1,) + src_shape)
+    n = u.shape[0]
+    out_shape = params.out_shape
+    n_out = 4 if vertical is None else 5
+    outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(n_out))
+    table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
+    step = max(1, MAX_BLOCK_ELEMENTS // max(1, n_target))
+    # NaN in the (small) NWP chunk: count what it blanks in the output.
+    count = (
+        nan_count if nan_count is not None and (np.isnan(u).any() or np.isnan(v).any()) else None
+    )
+    if count is not None:
+        valid = w.valid.reshape(w.target_shape) if w is not None else np.ones(grid_shape, bool)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        if w is not None:
+            ur = w.apply(np.asarray(u[a:b], dtype=np.float32))
+            vr = w.apply(np.asarray(v[a:b], dtype=np.float32))
+        else:
+            ur = np.asarray(u[a:b], dtype=np.float32)
+            vr = np.asarray(v[a:b], dtype=np.float32)
+        if vertical is not None:
+            # Same interpolated components as the horizontal wind: interpolated once.
+            wv = _lookup.vertical_wind(vertical, params.angles, params.method, ur, vr, params.gamma)
+            outs[4][a:b] = coarsen_mean(wv, params.coarsen) if params.coarsen else wv
+        if not params.coarsen:
+            # Straight into the outputs: no result arrays to allocate and copy.
+            table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs[:4]))
+            if count is not None:
+                count.add(ur, vr, valid, None, outs[2][a:b], t0 + a)
+            continue
+        _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
+        uo = coarsen_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
+        vo = coarsen_mean(np.asarray(vo, dtype=np.float32), params.coarsen)
+        if count is not None:
+            count.add(ur, vr, valid, params.coarsen, uo, t0 + a)
+        del ur, vr
+        speed, dirs = uv_to_speed_dir(uo, vo)
+        for o, r in zip(outs[:4], (speed, dirs, uo, vo), strict=True):
+            o[a:b] = r
+    return tuple(o.reshape(lead + out_shape) for o in outs)
+
+
+class ChunkKernel:
+    """Picklable ``f(u, v, acc, alpha[, vertical])`` applied blockwise by ``xarray.apply_ufunc``."""
+
+    def __init__(self, params: KernelParams):
+        self.params = params
+
+    def __call__(self, u, v, acc, alpha, vertical=None):
+        return downscale_chunk(u, v, acc, alpha, self.params, vertical=vertical)
+
+
+class StreamKernel:
+    """``compute(u, v)`` of the time loop: one table (or block), time chunks in order."""
+
+    def __init__(self, acc, alpha, params: KernelParams, nan_count=None, vertical=None):
+        self.args = (acc, alpha, params, nan_count)
+        self.vertical = vertical
+        self.t0 = 0
+
+    def __call__(self, u, v):
+        t0 = self.t0
+        self.t0 += u.shape[0]
+        return downscale_chunk(u, v, *self.args, vertical=self.vertical, t0=t0)
