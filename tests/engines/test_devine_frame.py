@@ -14,9 +14,9 @@ from devine_onnx.engines.base import TableWindow
 from devine_onnx.engines.devine.engine import DevineEngine
 from devine_onnx.engines.devine.frame import FrameGeometry, edge_margins
 from devine_onnx.engines.devine.geometry import trim_to_odd
+from devine_onnx.engines.devine.model import DevineModel
 from devine_onnx.errors import OptionError
 from devine_onnx.io.dem import load_dem
-from devine_onnx.engines.devine.model import DevineModel
 from devine_onnx.tables.build import compute_corrections
 
 KS = [20, 137, 270]
