@@ -279,7 +279,8 @@ class _Arrows:
             color="black",
             edgecolor="white",
             linewidth=0.4,
-            width=0.0035,
+            units="inches",
+            width=0.018,
             zorder=4,
         )
 
