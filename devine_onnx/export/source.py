@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.errors import InputFileError, OptionError, first_line
+from devine_onnx.errors import InputFileError, OptionError
 
 __all__ = ["MapSource", "open_source", "utc_label", "time_steps", "nice_step"]
 
@@ -65,29 +65,23 @@ def _fmt_step(step) -> str:
 def _open_dataset(path_or_ds, what: str) -> tuple[xr.Dataset, str, Path | None]:
     if isinstance(path_or_ds, xr.Dataset):
         return path_or_ds, str(path_or_ds.encoding.get("source") or "dataset"), None
+    from devine_onnx.io.formats import open_any
+
     p = Path(path_or_ds)
-    if not p.exists():
-        raise InputFileError(f"{p}: file not found; give the {what} file")
-    try:
-        if p.is_dir() or p.suffix.lower() == ".zarr":
-            ds = xr.open_zarr(p)
-        else:
-            ds = xr.open_dataset(p)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a dataset"
-        msg = first_line(exc, 120)
-        raise InputFileError(
-            f"{p}: cannot be read as a NetCDF or Zarr {what} ({type(exc).__name__}"
-            f"{': ' + msg if msg else ''})"
-        ) from None
+    ds = open_any(p, what=what, error=InputFileError, formats=("netcdf", "zarr"))
     return ds, str(p), p
 
 
 def _xy_dims(da: xr.DataArray, label: str) -> tuple[str, str]:
-    """Names of the (y, x) dimensions of a map variable (its last two, with 1-D coords)."""
-    dims = da.dims
-    if len(dims) < 2:
-        raise InputFileError(f"{label}: variable {da.name!r} is not a map (dims {dims})")
-    ydim, xdim = dims[-2], dims[-1]
+    """Names of the (y, x) dimensions of a map variable, which need 1-D coordinates."""
+    from devine_onnx.io.cf import find_xy_dims
+
+    ydim, xdim = find_xy_dims(da)
+    if ydim is None or xdim is None:
+        raise InputFileError(
+            f"{label}: variable {da.name!r} is not a map (dims {da.dims}); expected a "
+            "devine-onnx output on a regular (y, x) grid"
+        )
     for dim in (ydim, xdim):
         if dim not in da.coords or da[dim].ndim != 1 or da[dim].size < 2:
             raise InputFileError(
@@ -339,7 +333,7 @@ def open_source(path_or_ds, what: str = "downscaled wind or correction table") -
     TableError
         A file with ``acceleration``/``alpha`` that is not a valid table.
     """
-    from devine_onnx.io.cf import grid_mapping_crs
+    from devine_onnx.io.cf import read_crs
 
     if isinstance(path_or_ds, MapSource):
         return path_or_ds
@@ -358,7 +352,8 @@ def open_source(path_or_ds, what: str = "downscaled wind or correction table") -
         )
     first = "wind_speed" if "wind_speed" in ds.data_vars else maps[0]
     ydim, xdim = _xy_dims(ds[first], label)
-    return MapSource(ds, label, "wind", grid_mapping_crs(ds, first), ydim, xdim, None, path)
+    crs = read_crs(ds, first, label=label, remedy="give a file written by devine-onnx")
+    return MapSource(ds, label, "wind", crs, ydim, xdim, None, path)
 
 
 def time_steps(ds: xr.Dataset, times, label: str, option: str = "--time") -> list[int]:
