@@ -256,16 +256,10 @@ def downscale(
         device=device.value,
         coarse_cell=coarse_cell,
         dem_crs=dem_crs,
-        **{
-            k: v
-            for k, v in (
-                ("max_memory", max_memory),
-                ("block_size", block_size),
-                ("workers", workers),
-                ("scheduler", scheduler),
-            )
-            if v
-        },
+        max_memory=max_memory,
+        block_size=block_size,
+        workers=workers,
+        scheduler=scheduler,
     )
     sizes = dict(getattr(result, "sizes", {}))
     shape = (
