@@ -278,7 +278,7 @@ class TableDownscaler:
         v = nwp.v.rename(ren).chunk({"_nwp_y": -1, "_nwp_x": -1})
         names = self.table.variables
         shape = (self.angles.size, *self.shape)
-        read = dask.delayed(_read_all, pure=True)(self.table)
+        read = dask.delayed(_read_all, pure=False)(self.table)
         tables = [
             xr.DataArray(
                 dsa.from_delayed(read[i], shape, dtype=np.float32), dims=("_angle", "_ty", "_tx")

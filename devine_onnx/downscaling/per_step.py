@@ -238,7 +238,8 @@ def downscale_per_step(
     model
         A converted feature-network model (``devine-onnx convert MODEL_FOLDER``).
     options : DownscaleOptions, optional
-        ``per_step=True`` options (chunk_time, coarsen, grid_relative, complevel, quiet).
+        ``per_step=True`` options (chunk_time, coarsen, grid_relative, complevel, quiet),
+        checked with the mode by :func:`~devine_onnx.downscaling.options.check_mode`.
     output, u_var, v_var, nwp_crs, nwp_wind_frame, weights, cache_dir
         As for :func:`~devine_onnx.downscaling.api.downscale` (the regridding weights are
         those of a table of the same DEM: same grid, same cache file).
@@ -267,10 +268,6 @@ def downscale_per_step(
     from devine_onnx.regrid.cache import target_grid
 
     options = options if options is not None else DownscaleOptions(per_step=True)
-    if dem is None:
-        raise OptionError(
-            f"per-step downscaling needs the DEM ({option('dem')}): its features drive the network"
-        )
     network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
     da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
