@@ -240,6 +240,9 @@ def _blocks_ds(values, with_elevation=True) -> xr.Dataset:
         yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
         cone = 2000.0 - 40.0 * np.hypot(yy - ny / 2, xx - nx / 2)
         data["elevation"] = (("y", "x"), cone, {"units": "m", "grid_mapping": "spatial_ref"})
+        flag = np.zeros((ny, nx), np.uint8)
+        flag[:12, :] = 1  # the northern band "felt the DEM's edge": outlined, not darkened
+        data["edge_influence"] = (("y", "x"), flag, {"grid_mapping": "spatial_ref"})
     return xr.Dataset(
         data,
         coords={"time": TIMES[:1], "y": y, "x": x, "spatial_ref": _grid_mapping()},
@@ -261,9 +264,12 @@ def test_map_colours_match_the_colour_bar(tmp_path):
     out = plot_wind(ds, output=tmp_path / "m.png", arrows=0, vmin=0, vmax=10, figsize=(6, 5))
     img = _read_png(out)
     cmap = mpl.colormaps["viridis"]
-    for value in values:
-        # A quadrant fills roughly a quarter of the ~3.5 x 3 inch axes at 100 dpi.
-        assert _count_colour(img, cmap(value / 10.0)) > 8000, value
+    counts = [_count_colour(img, cmap(value / 10.0)) for value in values]
+    # A quadrant fills a quarter of the ~4 x 4 inch axes at 100 dpi (~38000 pixels); all but
+    # the pixels under the contour lines and the outline keep their exact colour, in the
+    # northern quadrants (edge_influence = 1) as in the southern ones.
+    assert min(counts) > 30000, counts
+    assert min(counts) > 0.9 * max(counts), counts
     # The colour bar shows the same colours (it is drawn from the same norm and colormap).
     assert _count_colour(img, cmap(0.5)) > 10
 

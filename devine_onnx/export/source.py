@@ -25,8 +25,10 @@ __all__ = ["MapSource", "open_source", "utc_label", "time_steps", "nice_step"]
 
 #: Variables of a correction table that can be drawn or exported for one direction.
 TABLE_VARIABLES = ("acceleration", "alpha", "vertical")
-#: Values sampled at most to find a variable's range over the whole file.
+#: Values sampled at most to find a variable's range over the whole file, from at most this
+#: many time steps (or table directions) spread evenly over the file.
 _RANGE_SAMPLE = 4_000_000
+_RANGE_STEPS = 48
 
 
 def nice_step(value: float) -> float:
@@ -254,11 +256,18 @@ class MapSource:
         return None if da is None else self._north_up(da)
 
     def value_range(self, var: str) -> tuple[float, float]:
-        """(0.5th, 99.5th) percentile of ``var`` over the whole file (all steps/directions),
-        from a strided sample of at most a few million values; NaN ignored."""
+        """(0.5th, 99.5th) percentile of ``var`` over the whole file; NaN ignored.
+
+        Computed from a sample: at most 48 time steps (or table directions) spread evenly over
+        the file, and every k-th row and column so that at most a few million values are read.
+        """
         if var in self._ranges:
             return self._ranges[var]
         da = self.dataset[var]
+        for dim in ("time", "angle"):
+            if dim in da.dims and da.sizes[dim] > _RANGE_STEPS:
+                pick = np.unique(np.linspace(0, da.sizes[dim] - 1, _RANGE_STEPS).round())
+                da = da.isel({dim: pick.astype(int)})
         stride = max(1, math.ceil(math.sqrt(da.size / _RANGE_SAMPLE)))
         sample = np.asarray(
             da.isel({self.ydim: slice(None, None, stride), self.xdim: slice(None, None, stride)})
