@@ -115,6 +115,24 @@ def test_lightning_checkpoint_with_prefix(tmp_path, converted):
     np.testing.assert_array_equal(ort_run(wrapped, x), ort_run(plain, x))
 
 
+def test_conversion_needs_no_cuda(tmp_path):
+    """The converter runs on the CPU only (works with PyTorch's CPU-only build): converting a
+    folder, parity check included, never initialises CUDA, even where a GPU is visible."""
+    torch_module()
+    code = (
+        "import sys, torch\n"
+        "from devine_onnx_convert.torch_fixture import write_torch_folder\n"
+        "from devine_onnx_convert.torch_export import convert_torch_model\n"
+        f"folder = write_torch_folder({str(tmp_path / 'cpu-model')!r}, seed=4)\n"
+        f"convert_torch_model(folder, {str(tmp_path / 'cpu.onnx')!r})\n"
+        "assert not torch.cuda.is_initialized(), 'CUDA was initialised'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+    assert (tmp_path / "cpu.onnx").is_file()
+
+
 def test_cli_convert_and_python_m(tmp_path):
     torch_module()
     from devine_onnx_convert.torch_fixture import write_torch_folder
