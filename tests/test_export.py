@@ -307,3 +307,18 @@ def test_command_line(tmp_path, files):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "two.png").is_file()
+
+
+def test_geotiff_without_the_cog_driver(tmp_path, files, wind_ds, monkeypatch):
+    """A GDAL without the COG driver: a tiled, compressed plain GeoTIFF with the same content."""
+    import rasterio
+
+    from devine_onnx.export import geotiff
+
+    monkeypatch.setattr(geotiff, "_has_cog", lambda: False)
+    wind, _, _ = files
+    (out,) = export(wind, tmp_path / "s.tif", "geotiff", var="wind_speed", time=[2])
+    with rasterio.open(out) as ds:
+        assert ds.profile["tiled"] and ds.profile["compress"].lower() == "deflate"
+        assert ds.descriptions == ("2026-01-15T02:00:00Z",) and ds.crs.to_epsg() == 2154
+        np.testing.assert_array_equal(ds.read(1), _north_up(wind_ds["wind_speed"][2]))

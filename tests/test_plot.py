@@ -347,3 +347,13 @@ def test_utc_label():
 
     assert utc_label(pd.Timestamp("2026-01-15T12:00")) == "2026-01-15 12:00 UTC"
     assert utc_label(pd.Timestamp("2026-01-15T13:00+01:00")) == "2026-01-15 12:00 UTC"
+
+
+def test_mp4_needs_ffmpeg(tmp_path, files, monkeypatch):
+    from matplotlib import animation
+
+    _, wind = files
+    monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
+    with pytest.raises(OptionError, match="ffmpeg"):
+        plot_file(wind, animate=tmp_path / "a.mp4")
+    assert not list(tmp_path.iterdir())
