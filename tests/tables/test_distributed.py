@@ -344,7 +344,7 @@ def test_refusals(dem, tmp_path, monkeypatch):
 
 
 def test_cli_workers(tmp_path, local_table, dem):
-    from tests.cli.test_cli import assert_refused, invoke
+    from tests.cli.helpers import assert_refused, invoke
 
     tif = tmp_path / "dem.tif"
     dem.rio.to_raster(tif, driver="GTiff")
