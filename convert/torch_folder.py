@@ -273,6 +273,26 @@ def check_state_dict(raw, source: Path) -> tuple[dict, str, bool]:
     return out, prefix, lightning
 
 
+def _inside(folder: Path, value, default: str, key: str) -> Path:
+    """The file ``info.yaml`` names under ``key``, refused unless it lies inside ``folder``.
+
+    A model folder is self-contained: an absolute path, ``..`` or a symbolic link leading out
+    of it would make the converter read (and, for a checkpoint, unpickle with
+    ``--trusted-checkpoint``) a file the folder's author chose anywhere on the machine.
+    """
+    name = str(value) if value not in (None, "") else default
+    path = folder / name
+    root = folder.resolve()
+    target = path.resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(root):
+        raise ConversionError(
+            f"{folder / 'info.yaml'}: {key}: {name} lies outside the model folder {folder} "
+            f"(resolves to {target}); copy the file into the folder and name it relative to "
+            f"it (e.g. {key}: {default})"
+        )
+    return path
+
+
 def read_torch_folder(src, trusted: bool = False) -> TorchFolder:
     """Read and validate a devine-torch model folder (or its checkpoint file)."""
     src = Path(src)
@@ -284,7 +304,7 @@ def read_torch_folder(src, trusted: bool = False) -> TorchFolder:
     folder = src if src.is_dir() else src.parent
     info = read_info(folder)
     if src.is_dir():
-        checkpoint = folder / str(info.get("checkpoint") or "model.pt")
+        checkpoint = _inside(folder, info.get("checkpoint"), "model.pt", "checkpoint")
     else:
         checkpoint = src
     if not checkpoint.is_file():
@@ -292,7 +312,7 @@ def read_torch_folder(src, trusted: bool = False) -> TorchFolder:
             f"{checkpoint}: checkpoint not found (info.yaml checkpoint: "
             f"{info.get('checkpoint', 'model.pt')}); copy model.pt into the folder"
         )
-    norm_path = folder / str(info.get("normalisation") or "norm.json")
+    norm_path = _inside(folder, info.get("normalisation"), "norm.json", "normalisation")
     mean, std = read_norm(norm_path)
     state, prefix, lightning = check_state_dict(_load_checkpoint(checkpoint, trusted), checkpoint)
     return TorchFolder(

@@ -246,3 +246,40 @@ def test_feature_model_refused_where_rotation_model_needed(converted):
     with pytest.raises(ModelError, match="feature network") as info:
         DevineModel(onnx_path, device="cpu")
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- issue 20 #9
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+@pytest.mark.parametrize("key", ["checkpoint", "normalisation"])
+def test_info_paths_stay_inside_the_model_folder(tmp_path, key, how):
+    """info.yaml may not send the converter to a file outside the model folder (a planted
+    checkpoint would be unpickled with --trusted-checkpoint, a norm.json read from anywhere)."""
+    folder = _folder(tmp_path)
+    name = "model.pt" if key == "checkpoint" else "norm.json"
+    outside = tmp_path / f"elsewhere-{name}"
+    outside.write_bytes((folder / name).read_bytes())
+    if how == "dotdot":
+        value = f"../{outside.name}"
+    elif how == "absolute":
+        value = str(outside)
+    else:
+        (folder / f"link-{name}").symlink_to(outside)
+        value = f"link-{name}"
+    info = folder / "info.yaml"
+    info.write_text(info.read_text().replace(f"{key}: {name}", f"{key}: {value}"))
+    assert f"{key}: {value}" in info.read_text()
+    out = tmp_path / "planted.onnx"
+    result = invoke(["convert", folder, "-o", out, "--no-check"])
+    assert_one_line_error(result, "info.yaml", key, "outside the model folder")
+    assert not out.exists()
+
+
+def test_info_paths_inside_the_folder_still_work(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "weights").mkdir()
+    (folder / "model.pt").rename(folder / "weights" / "m.pt")
+    info = folder / "info.yaml"
+    info.write_text(info.read_text().replace("checkpoint: model.pt", "checkpoint: weights/m.pt"))
+    from devine_onnx_convert.torch_folder import read_torch_folder
+
+    assert read_torch_folder(folder).checkpoint == folder / "weights" / "m.pt"
