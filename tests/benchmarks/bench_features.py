@@ -17,6 +17,15 @@ Run from the repository root (needs PyTorch, only to convert the synthetic model
   (align_corners upsampling), and both times.
 - ``python -m tests.benchmarks.bench_features memory [SIZE ...]``: peak RSS (VmHWM, one
   subprocess each) of one whole-domain network pass on SIZE x SIZE.
+- ``python -m tests.benchmarks.bench_features peer [--size 320x360] [--cell 50] [--steps 24,96]
+  [--threads 2] [--directions 12]`` (issue 17): devine-onnx side by side with devine-torch's own
+  way of working, on one DEM, each limited to the same number of threads. devine-torch's work
+  per step (its numpy features of the step's direction field, then its network in PyTorch, then
+  the scaling by S / 3: a lower bound of its pipeline, without I/O or interpolation) against
+  the whole ``devine-onnx downscale --per-step`` command (a subprocess: start-up, reading,
+  interpolation, features, network, output file) and against the bare ONNX network passes; then
+  ``devine-onnx corrections`` for DIRECTIONS directions against as many bare passes. Checks
+  that both give the same winds (max |difference|, m/s) and prints a Markdown table.
 
 The model has synthetic (untrained) weights: speeds are those of the real architecture,
 differences between the modes only show how the pipeline behaves, not physics.
@@ -25,6 +34,7 @@ differences between the modes only show how the pipeline behaves, not physics.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -297,6 +307,241 @@ def memory(sizes=(1000, 2000)) -> None:
             print(f"| {size}x{size} | {r['seconds']:.1f} | {r['peak_gib']:.2f} | {r['tiled']} |")
 
 
+# --------------------------------------------------------------------------- peer
+def _child_cli(args: list[str]) -> None:
+    """Run the devine-onnx CLI in this process; print its peak RSS (GiB) as a RESULT line."""
+    from devine_onnx.cli import main as cli_main
+
+    code = 0
+    try:
+        cli_main(args)
+    except SystemExit as exc:  # typer exits with the command's status
+        code = exc.code or 0
+    print(_RESULT + json.dumps({"peak_gib": _peak_gib(), "code": code}))
+    sys.stdout.flush()
+    os._exit(int(code))
+
+
+def _run_cli(args: list[str], threads: int) -> tuple[float, float]:
+    """Wall time (s, interpreter start included) and peak RSS (GiB) of one CLI command."""
+    env = dict(os.environ, **_thread_env(threads))
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_features", "_child_cli", *map(str, args)],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    lines = [x for x in proc.stdout.splitlines() if x.startswith(_RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"devine-onnx {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
+    return seconds, json.loads(lines[-1][len(_RESULT) :])["peak_gib"]
+
+
+def _thread_env(threads: int) -> dict:
+    n = str(int(threads))
+    return {
+        "DEVINE_ONNX_THREADS": n,
+        "OMP_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+    }
+
+
+def _grid_winds(nwp, dem):
+    """NWP u, v interpolated to the DEM interior and turned into grid components (the per-step
+    command's own input to the features), float32 (t, ny, nx); and the meridian convergence."""
+    try:
+        from devine_onnx.regrid.weights import RegridWeights
+    except ImportError:  # older layout
+        from devine_onnx.downscaling.regrid import RegridWeights
+    from devine_onnx.wind import earth_to_grid, meridian_convergence
+
+    x = dem.x.values[2:-2]
+    y = dem.y.values[2:-2]
+    w8 = RegridWeights.from_grids(
+        nwp.longitude.values, nwp.latitude.values, "EPSG:4326", x, y, dem.rio.crs
+    )
+    u = w8.apply(nwp.u10.values.astype(np.float32))
+    v = w8.apply(nwp.v10.values.astype(np.float32))
+    gamma = meridian_convergence(x[None, :], y[:, None], dem.rio.crs).astype(np.float32)
+    ug, vg = earth_to_grid(u, v, gamma)
+    return np.asarray(ug, np.float32), np.asarray(vg, np.float32), gamma
+
+
+def _peer_loop(folder: Path, geom, ug, vg, threads: int):
+    """devine-torch's work per step: numpy features of the step's direction field (float64, as
+    its pre-processing computes them), one PyTorch pass, u, v, w times S / 3. Returns the
+    (t, 3, ny, nx) winds and the wall time of the loop (the first pass is a warm-up, untimed)."""
+    import importlib
+
+    torch = importlib.import_module("torch")  # the peer's own runtime (benchmark only)
+
+    from devine_onnx.engines.terrain_features import direction_features, normalise
+    from devine_onnx.wind import uv_to_speed_dir
+    from tests.feature_models import norm_of, torch_net
+
+    torch.set_num_threads(int(threads))
+    net = torch_net(folder)
+    mean, std = norm_of(folder)
+
+    def step(k):
+        speed, theta = uv_to_speed_dir(ug[k].astype(np.float64), vg[k].astype(np.float64))
+        theta = np.where(np.isfinite(theta), theta, 270.0)
+        defl, ydsc = direction_features(geom, theta[None])
+        x = normalise(defl, geom.reldem, ydsc, mean, std)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = net(torch.from_numpy(x)).numpy()[0]
+        return out * (speed / 3.0)[None].astype(np.float32)
+
+    step(0)
+    out = np.empty((ug.shape[0], 3) + geom.shape, dtype=np.float32)
+    t0 = time.perf_counter()
+    for k in range(ug.shape[0]):
+        out[k] = step(k)
+    return out, time.perf_counter() - t0
+
+
+def _bare_passes(model: Path, geom, n: int, threads: int) -> float:
+    """Wall time of ``n`` passes of the ONNX network alone (default session options, intra-op
+    threads = ``threads``) on one real input; a warm-up pass first."""
+    import onnxruntime as ort
+
+    from devine_onnx.engines.features import FeatureNetwork
+    from devine_onnx.engines.terrain_features import NetworkInput
+
+    net = FeatureNetwork(model, device="cpu", threads=1)
+    x = NetworkInput(geom, net.mean, net.std).from_angles([280.0])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})
+    t0 = time.perf_counter()
+    for _ in range(int(n)):
+        session.run(None, {name: x})
+    return time.perf_counter() - t0
+
+
+def peer(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench_features peer")
+    parser.add_argument("--size", default="320x360", help="interior rows x columns")
+    parser.add_argument("--cell", type=float, default=50.0, help="DEM cell, metres")
+    parser.add_argument("--steps", default="24,96", help="hourly steps, comma-separated")
+    parser.add_argument("--threads", type=int, default=2, help="threads of each side")
+    parser.add_argument("--directions", type=int, default=12, help="table directions")
+    a = parser.parse_args(argv)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit(
+            "the peer benchmark runs devine-torch's network in PyTorch: pip install torch "
+            "(the CPU-only build is enough, see docs/devine_torch.md)"
+        )
+    for key, value in _thread_env(a.threads).items():
+        os.environ.setdefault(key, value)
+    from devine_onnx.engines.terrain_features import terrain_geometry
+    from devine_onnx.sample_data import sample_dem
+    from devine_onnx.wind import grid_to_earth
+
+    ny, nx = (int(v) for v in a.size.lower().split("x"))
+    steps = sorted({int(v) for v in a.steps.split(",")})
+    print(f"machine: {machine()}; {a.threads} threads each side")
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = synthetic_model(tmp)
+        folder = tmp / "bench-devine-torch"
+        dem = sample_dem((ny + 4, nx + 4), a.cell)
+        dem_path = tmp / "dem.tif"
+        dem.rio.to_raster(dem_path)
+        geom = terrain_geometry(dem.values.astype(np.float64), a.cell)
+        nwp_all = varying_nwp(max(steps))
+        cache = tmp / "cache"
+        # build the regridding weights once (cached like a user's second run)
+        nwp_all.isel(time=slice(0, 2)).to_netcdf(tmp / "nwp_warm.nc")
+        _run_cli(
+            ["downscale", tmp / "nwp_warm.nc", "--per-step", "-m", model, "--dem", dem_path,
+             "-o", tmp / "warm.nc", "--cache-dir", cache, "--device", "cpu", "-q"],
+            a.threads,
+        )  # fmt: skip
+        one = {}
+        for n in [1, *steps]:
+            nwp_all.isel(time=slice(0, n)).to_netcdf(tmp / f"nwp_{n}.nc")
+        t_cmd1, _ = _run_cli(
+            ["downscale", tmp / "nwp_1.nc", "--per-step", "-m", model, "--dem", dem_path,
+             "-o", tmp / "one.nc", "--cache-dir", cache, "--device", "cpu", "-q"],
+            a.threads,
+        )  # fmt: skip
+        t_bare1 = _bare_passes(model, geom, 1, a.threads)
+        startup = max(t_cmd1 - t_bare1, 0.0)
+        for n in steps:
+            ug, vg, gamma = _grid_winds(nwp_all.isel(time=slice(0, n)), dem)
+            ref, t_peer = _peer_loop(folder, geom, ug, vg, a.threads)
+            out = tmp / f"step_{n}.nc"
+            t_cmd, peak = _run_cli(
+                ["downscale", tmp / f"nwp_{n}.nc", "--per-step", "-m", model, "--dem", dem_path,
+                 "-o", out, "--cache-dir", cache, "--device", "cpu", "-q"],
+                a.threads,
+            )  # fmt: skip
+            t_bare = _bare_passes(model, geom, n, a.threads)
+            import xarray as xr
+
+            with xr.open_dataset(out) as ds:
+                got_u = ds["eastward_wind"].values
+                got_v = ds["northward_wind"].values
+                got_w = ds["upward_air_velocity"].values
+            ref_u, ref_v = grid_to_earth(ref[:, 0], ref[:, 1], gamma)
+            diff = max(
+                float(np.nanmax(np.abs(got_u - ref_u))),
+                float(np.nanmax(np.abs(got_v - ref_v))),
+                float(np.nanmax(np.abs(got_w - ref[:, 2]))),
+            )
+            one[n] = (t_peer, t_cmd, peak, t_bare, diff)
+        angles = ",".join(str(int(v)) for v in np.linspace(0, 360, a.directions, endpoint=False))
+        t_tab, peak_tab = _run_cli(
+            ["corrections", dem_path, "-m", model, "-o", tmp / "table.nc", "--angles", angles,
+             "--device", "cpu", "-q"],
+            a.threads,
+        )  # fmt: skip
+        t_bare_tab = _bare_passes(model, geom, a.directions, a.threads)
+    head = " | ".join(f"{n} hourly steps" for n in steps)
+    print(f"\n| same DEM ({ny}x{nx} at {a.cell:g} m), {a.threads} threads each | {head} |")
+    print("|---|" + "---|" * len(steps))
+    rows.append(
+        ("devine-torch's work per step: numpy features + PyTorch network (lower bound)",)
+        + tuple(f"{one[n][0]:.1f} s" for n in steps)
+    )
+    rows.append(
+        ("`devine-onnx downscale --per-step` (whole command)",)
+        + tuple(
+            f"{one[n][1]:.1f} s ({one[n][0] / one[n][1]:.2f}x the speed), {one[n][2]:.2f} GB peak"
+            for n in steps
+        )
+    )
+    rows.append(
+        ("bare ONNX network passes",)
+        + tuple(f"{one[n][3]:.1f} s ({one[n][3] / n:.3f} s per pass)" for n in steps)
+    )
+    rows.append(
+        (f"whole command / (bare passes + start-up {startup:.1f} s)",)
+        + tuple(f"{one[n][1] / (one[n][3] + startup):.2f}" for n in steps)
+    )
+    rows.append(
+        ("max abs. difference of u, v, w (m/s), ours vs PyTorch",)
+        + tuple(f"{one[n][4]:.1e}" for n in steps)
+    )
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(
+        f"\n`devine-onnx corrections`, {a.directions} directions: {t_tab:.1f} s (whole command, "
+        f"{peak_tab:.2f} GB peak) vs {a.directions} bare passes {t_bare_tab:.1f} s: "
+        f"{t_tab / t_bare_tab:.2f}x"
+    )
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
@@ -312,6 +557,10 @@ def main(argv: list[str]) -> None:
         memory(tuple(int(a) for a in args) or (1000, 2000))
     elif cmd == "_child_memory":
         _child_memory(args[0], int(args[1]))
+    elif cmd == "peer":
+        peer(args)
+    elif cmd == "_child_cli":
+        _child_cli(args)
     else:
         raise SystemExit(f"unknown mode {cmd!r}; see the module docstring")
 
