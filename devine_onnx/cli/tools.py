@@ -72,16 +72,29 @@ def demo(
         "  devine-onnx plot wind_2026-01.nc --time 2026-01-15T12:00 --table table.nc "
         "-o wind_map.png\n\n"
         "  devine-onnx plot table.nc --angle 270 -o table_270.png\n\n"
-        "A correction table (acceleration, alpha) or a downscaled output (wind_speed) is "
+        "  devine-onnx plot wind.nc --time 2026-01-15T06:00 --time 2026-01-15T12:00 "
+        "--vmax 20 -o two_steps.png\n\n"
+        "  devine-onnx plot wind.nc --time 2026-01-15T00:00/2026-01-15T23:00 "
+        "--animate wind.gif\n\n"
+        "Colours match the colour bar (terrain as contour lines); the colour range and the "
+        "arrow scale are fixed over the whole file. A correction table (acceleration, alpha) or a downscaled output (wind_speed) is "
         "recognised from its variables."
     )
 )
 def plot(
     file: Annotated[Path, typer.Argument(help="Downscaled output or correction table.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Image to write (.png; .pdf, .svg, .jpg)."),
+    ] = None,
     time: Annotated[
-        str | None,
-        typer.Option("--time", help="Time step of a downscaled output (ISO 8601; default first)."),
+        list[str] | None,
+        typer.Option(
+            "--time",
+            help="Time step of a downscaled output: ISO 8601 (UTC), or START/END for every "
+            "step of an interval; repeat for small multiples with one colour bar (default: "
+            "the first step; with --animate: every step).",
+        ),
     ] = None,
     angle: Annotated[
         float | None,
@@ -89,7 +102,37 @@ def plot(
     ] = None,
     table: Annotated[
         Path | None,
-        typer.Option("--table", "-t", help="Table whose elevation gives the hillshade."),
+        typer.Option("--table", "-t", help="Table whose elevation gives the terrain contours."),
+    ] = None,
+    var: Annotated[
+        str | None,
+        typer.Option(
+            "--var",
+            help="Variable to colour: wind_speed (default), wind_from_direction, "
+            "upward_air_velocity...; a table: acceleration or alpha (default both).",
+        ),
+    ] = None,
+    vmin: Annotated[
+        float | None,
+        typer.Option("--vmin", help="Bottom of the colour bar (default: the file's range)."),
+    ] = None,
+    vmax: Annotated[
+        float | None,
+        typer.Option("--vmax", help="Top of the colour bar (default: the file's range)."),
+    ] = None,
+    arrows: Annotated[
+        int, typer.Option("--arrows", min=0, help="About N arrows along the longer side (0: none).")
+    ] = 20,
+    graticule: Annotated[
+        bool, typer.Option("--graticule", help="Draw longitude/latitude lines.")
+    ] = False,
+    animate: Annotated[
+        Path | None,
+        typer.Option(
+            "--animate",
+            help="Write an animation over the --time steps instead of an image (.gif; .mp4 "
+            "where ffmpeg is installed).",
+        ),
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -97,8 +140,23 @@ def plot(
     from devine_onnx.plot import plot_file
 
     prepare_output(output)
-    kind, path = plot_file(file, output, time=time, angle=angle, table=table)
-    done(quiet, f"wrote {path} ({'table explorer' if kind == 'table' else 'wind map'})")
+    prepare_output(animate)
+    times = time[0] if time and len(time) == 1 else (time or None)
+    kind, path = plot_file(
+        file,
+        output,
+        time=times,
+        angle=angle,
+        table=table,
+        var=var,
+        vmin=vmin,
+        vmax=vmax,
+        arrows=arrows,
+        graticule=graticule,
+        animate=animate,
+    )
+    what = {"table": "table explorer", "wind": "wind map", "animation": "animation"}[kind]
+    done(quiet, f"wrote {path} ({what})")
 
 
 @app.command(epilog="[bold]Example[/bold]:\n\n  devine-onnx info\n\n  devine-onnx info --json")
