@@ -8,7 +8,8 @@ The public API (imported lazily, so that ``import devine_onnx`` stays fast):
 - :func:`downscale`: apply a table to an NWP wind series (CF NetCDF/Zarr, streaming or lazy).
 - :class:`DevineModel`: the converted UNet on ONNX Runtime (CPU or CUDA).
 - :func:`load_dem`, :func:`open_nwp`, :func:`open_table`: validated readers.
-- :func:`run_demo`, :func:`plot_wind`, :func:`plot_table`, :func:`info`.
+- :func:`run_demo`, :func:`plot_wind`, :func:`plot_table`, :func:`animate_wind`, :func:`info`.
+- :func:`export_file`: GeoTIFF, ESRI ASCII grids (WindNinja) or KMZ (Google Earth).
 - :func:`evaluate`: scores of downscaled winds (and the raw NWP) at weather stations.
 - :class:`FeatureNetwork`, :func:`compute_features`: devine-torch feature networks (converted
   to ONNX) and their terrain features; per-step downscaling: ``downscale(..., per_step=True)``.
@@ -42,10 +43,12 @@ _LAZY = {
     "run_demo": "devine_onnx.demo",
     "plot_wind": "devine_onnx.plot",
     "plot_table": "devine_onnx.plot",
+    "animate_wind": "devine_onnx.plot",
+    "export_file": "devine_onnx.export",
     "info": "devine_onnx.diagnostics",
     "evaluate": "devine_onnx.evaluation",
     "FeatureNetwork": "devine_onnx.engines.features",
-    "compute_features": "devine_onnx.engines.features",
+    "compute_features": "devine_onnx.feature_maps",
 }
 
 
