@@ -103,7 +103,7 @@ def test_plot_wind_png(tmp_path, files):
     out = plot_wind(wind, output=tmp_path / "map.png", table=table)
     img = _read_png(out)
     assert img.shape[:2] == (round(WIND_FIGSIZE[1] * DPI), round(WIND_FIGSIZE[0] * DPI))
-    # Not a blank image: many distinct colours (hillshade + colour map + arrows).
+    # Not a blank image: many distinct colours (colour map, contours, arrows).
     assert np.unique(img.reshape(-1, img.shape[-1])[::7], axis=0).shape[0] > 200
 
 
@@ -117,7 +117,7 @@ def test_plot_wind_time_and_custom_size(tmp_path, wind_ds, table_ds):
         dpi=50,
     )
     assert _read_png(out).shape[:2] == (150, 200)
-    out = plot_wind(wind_ds, time=-1, output=tmp_path / "m2.png")  # index, no hillshade
+    out = plot_wind(wind_ds, time=-1, output=tmp_path / "m2.png")  # index, no terrain
     assert _read_png(out).ndim == 3
 
 
@@ -165,7 +165,7 @@ def test_wrong_kind_of_file(tmp_path, files):
     assert not list(tmp_path.glob("*.png*"))
 
 
-def test_table_without_elevation_for_hillshade(tmp_path, files, table_ds):
+def test_table_without_elevation_for_contours(tmp_path, files, table_ds):
     _, wind = files
     no_elev = table_ds.drop_vars("elevation")
     with pytest.raises(TableError, match="elevation"):
