@@ -240,24 +240,19 @@ def corrections(
         chosen = list(range(0, 360, angle_step))
     else:
         chosen = list(range(360))
-    micromet = {
+    # Engine options as given; the engine refuses those it does not take (one line naming it).
+    engine_options = {
         "length_scale": length_scale,
         "slope_weight": slope_weight,
         "curvature_weight": curvature_weight,
         "slope_reference": slope_reference,
         "curvature_reference": curvature_reference,
+        "coarse_cell": coarse_cell,
+        "method": None if devine_method is None else devine_method.value,
+        "tile_size": tile_size,
     }
-    given = {k: v for k, v in micromet.items() if v is not None}
+    given = {k: v for k, v in engine_options.items() if v is not None}
     name = engine.value if engine is not None else None
-    if given and name != "micromet":
-        first = "--" + next(iter(given)).replace("_", "-")
-        raise typer.BadParameter(f"{first} applies to --engine micromet only", param_hint=first)
-    if coarse_cell is not None:
-        given["coarse_cell"] = coarse_cell  # the features engine; refused by the others
-    if devine_method is not None:
-        given["method"] = devine_method.value  # the devine engine; refused by the others
-    if tile_size is not None:
-        given["tile_size"] = tile_size
     try:
         table = _corrections_call(
             dem,

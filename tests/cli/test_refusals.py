@@ -280,3 +280,13 @@ def test_plot_missing_file(tmp_path):
     png = tmp_path / "x.png"
     missing = tmp_path / "missing.nc"
     assert_refused(invoke(["plot", missing, "-o", png]), missing, outputs=[png])
+
+
+def test_engine_options_are_checked_by_the_engine(tmp_path, dem_tif, demo_model_file):
+    """The CLI passes engine options as given; the engine refuses those it does not take."""
+    out = tmp_path / "t.nc"
+    base = ["corrections", dem_tif, "-m", demo_model_file, "-o", out, "--angles", "0"]
+    result = invoke([*base, "--engine", "devine", "--length-scale", "500"])
+    assert_refused(result, "--length-scale 500", "devine engine", outputs=[out])
+    result = invoke([*base, "--slope-weight", "0.5"])  # the model's engine: devine
+    assert_refused(result, "--slope-weight 0.5", "devine engine", outputs=[out])
