@@ -340,6 +340,12 @@ def test_table_single_variable_in_degrees(tmp_path, files, table_ds):
     )
     out = plot_table(table, angle=180, output=tmp_path / "alpha.png", var="alpha", dpi=30)
     assert _read_png(out).ndim == 3
+    from devine_onnx.tables.table import CorrectionTable
+
+    opened = CorrectionTable.open(table)
+    out = plot_table(opened, angle=90, output=tmp_path / "acc.png", var="acceleration", dpi=30)
+    assert _read_png(out).ndim == 3
+    opened.close()
 
 
 def test_utc_label():

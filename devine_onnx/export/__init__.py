@@ -139,7 +139,7 @@ def export_file(
     try:
         return _export(src, output, fmt, var, time, angle, arrows)
     finally:
-        if not hasattr(source, "data_vars"):
+        if isinstance(source, str | os.PathLike):  # opened here: closed here
             src.close()
 
 

@@ -330,8 +330,8 @@ def open_source(path_or_ds, what: str = "downscaled wind or correction table") -
 
     Parameters
     ----------
-    path_or_ds : str, os.PathLike or xarray.Dataset
-        NetCDF file or Zarr folder, or an opened Dataset.
+    path_or_ds : str, os.PathLike, xarray.Dataset, CorrectionTable or MapSource
+        NetCDF file or Zarr folder, an opened Dataset or table (returned wrapped, not copied).
     what : str
         What the caller expects, for the error messages.
 
@@ -343,9 +343,13 @@ def open_source(path_or_ds, what: str = "downscaled wind or correction table") -
         A file with ``acceleration``/``alpha`` that is not a valid table.
     """
     from devine_onnx.io.cf import read_crs
+    from devine_onnx.tables.table import CorrectionTable
 
     if isinstance(path_or_ds, MapSource):
         return path_or_ds
+    if isinstance(path_or_ds, CorrectionTable):
+        t = path_or_ds
+        return MapSource(t.dataset, t.label, "table", t.crs, "y", "x", t, t.path)
     ds, label, path = _open_dataset(path_or_ds, what)
     if {"acceleration", "alpha"} <= set(ds.data_vars):
         from devine_onnx.tables.table import CorrectionTable
