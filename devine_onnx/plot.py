@@ -331,13 +331,18 @@ def _elevation(src: MapSource, table):
         z = src.static("elevation")
         return None if z is None else (src.x, src.y, z)
     tsrc = open_source(table, "correction table")
-    z = tsrc.static("elevation") if "elevation" in tsrc.dataset.variables else None
+    try:
+        z = tsrc.static("elevation") if "elevation" in tsrc.dataset.variables else None
+        x, y = tsrc.x, tsrc.y
+    finally:
+        if isinstance(table, str | os.PathLike):
+            tsrc.close()
     if z is None:
         raise TableError(
             f"{tsrc.label}: no elevation variable to draw the terrain; give the correction "
             "table written by 'devine-onnx corrections' with --table"
         )
-    return tsrc.x, tsrc.y, z
+    return x, y, z
 
 
 def _wind_source(path_or_ds) -> MapSource:
@@ -717,6 +722,16 @@ def plot_file(
     else:
         _check_output(output)
     src = open_source(path)
+    try:
+        return _plot_source(
+            src, output, time, angle, table, var, vmin, vmax, arrows, graticule, animate
+        )
+    finally:
+        if isinstance(path, str | os.PathLike):  # opened here: closed here
+            src.close()
+
+
+def _plot_source(src, output, time, angle, table, var, vmin, vmax, arrows, graticule, animate):
     if src.kind == "table":
         if time is not None:
             raise OptionError(
