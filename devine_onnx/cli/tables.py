@@ -326,7 +326,8 @@ def table_summary(table) -> str:
         "  devine-onnx features dem.tif --angles 0,90,180,270 -m devine-low-bias.onnx "
         "--normalised -o input.nc\n\n"
         "The DEM carries a 2-cell frame, removed after the terrain derivatives. The file has "
-        "devine-torch's input layout: deflLis, reldem, ydsc on (n, nrows, ncols)."
+        "devine-torch's channels deflLis, reldem, ydsc on (n, y, x), with the DEM's CRS (CF: opens "
+        "in QGIS)."
     )
 )
 def features(
