@@ -10,6 +10,13 @@ The target grid (a correction table's grid) is duck-typed: any object with 1-D `
 (metres, CRS units) and a ``crs`` (e.g. :class:`~devine_onnx.tables.table.CorrectionTable`),
 or an :class:`xarray.Dataset` (or a file of one) with ``x``/``y`` coordinates and a CF grid
 mapping. This package never imports ``devine_onnx.tables`` nor ``devine_onnx.downscaling``.
+
+Several runs may share a cache: files are written under a unique temporary name and renamed,
+so a reader sees a whole file or none. A cached file is trusted only when nobody else could
+have written it (:func:`unsafe_cache_reason`: folder and file owned by the user, not writable
+by others) and its contents are valid weights (:meth:`RegridWeights.check_values`); otherwise
+it is ignored with a :class:`CacheWarning` (rebuilt; in memory for an unsafe folder). A cache
+shared between users on purpose is therefore not used: give each user their own folder.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import numpy as np
 import xarray as xr
 from pyproj import CRS
 
-from devine_onnx.errors import InputFileError, TableError, first_line
+from devine_onnx.errors import DevineWarning, InputFileError, TableError, first_line
+from devine_onnx.io.atomic import locks_output
 from devine_onnx.io.cf import read_crs
 
 from .fingerprint import (
@@ -37,6 +45,7 @@ from .weights import RegridWeights, check_weights_path
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "CacheWarning",
     "TargetGrid",
     "build_weights",
     "cache_file",
@@ -46,6 +55,7 @@ __all__ = [
     "resolve_weights",
     "save_to_cache",
     "target_grid",
+    "unsafe_cache_reason",
     "weights_cache_path",
 ]
 
@@ -176,6 +186,55 @@ def _source_fingerprint(nwp) -> str:
 
 
 # --------------------------------------------------------------------------- cache
+class CacheWarning(DevineWarning):
+    """The weights cache (or a file in it) is not used: unsafe permissions or a bad file."""
+
+
+def unsafe_cache_reason(path: str | os.PathLike) -> str | None:
+    """Why a cached weights file (or its folder) could have been planted by another user.
+
+    The folder of ``path`` (when it exists) must be owned by the current user and not
+    writable by group or others, unless it has the sticky bit (as ``/tmp``: others may then
+    add files but not replace ours); ``path`` itself (when it exists) must be a regular file
+    (not a symbolic link) owned by the current user and not writable by group or others.
+    Parent folders are not checked. Always None on systems without POSIX owners (Windows).
+
+    Returns
+    -------
+    str or None
+        A short reason ("the folder is writable by other users"...), None when safe.
+    """
+    import stat
+
+    if not hasattr(os, "getuid"):
+        return None
+    uid = os.getuid()
+    path = Path(path)
+    try:
+        st = os.stat(path.parent)
+    except FileNotFoundError:
+        return None  # created by us when the weights are saved
+    except OSError as exc:
+        return f"the folder cannot be inspected ({exc.strerror or exc})"
+    if st.st_uid != uid:
+        return f"the folder belongs to another user (uid {st.st_uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        return f"the folder is writable by other users (mode {stat.filemode(st.st_mode)})"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{path.name} cannot be inspected ({exc.strerror or exc})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path.name} is not a regular file (a symbolic link?)"
+    if st.st_uid != uid:
+        return f"{path.name} belongs to another user (uid {st.st_uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path.name} is writable by other users (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
 def cache_file(
     cache_dir: str | os.PathLike, source_fingerprint: str, target_fingerprint: str
 ) -> Path:
@@ -183,19 +242,20 @@ def cache_file(
     return Path(cache_dir) / f"weights-{source_fingerprint}-{target_fingerprint}.nc"
 
 
-def save_to_cache(weights: RegridWeights, path: Path) -> None:
-    """Write ``path`` under a unique temporary name first: concurrent runs may share a cache."""
-    import tempfile
+def save_to_cache(weights: RegridWeights, path: Path) -> bool:
+    """Write ``path`` atomically under its lock: concurrent runs may share a cache.
+
+    The file is written in a private temporary folder and renamed
+    (:func:`devine_onnx.io.atomic.atomic_output`). When another run holds the lock of
+    ``path`` (it is caching the same weights right now), nothing is written: returns False.
+    """
+    from devine_onnx.io.atomic import output_lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".nc", dir=path.parent)
-    os.close(fd)
-    try:
-        weights.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with output_lock(path, busy="skip") as held:
+        if held:
+            weights.to_netcdf(path)
+    return held
 
 
 def load_or_build(
@@ -217,10 +277,13 @@ def load_or_build(
     cache_dir : str or os.PathLike or None
         Cache folder (created if needed). The weights live in :func:`cache_file`, named by the
         fingerprints of both grids, so every NWP file on the same grid (every forecast of a
-        chain) reuses one file. A file there is used if its shapes and fingerprints match;
-        otherwise (missing, unreadable, other grids) the weights are built and written there
-        atomically. A cache that cannot be written gives a RuntimeWarning, not an error.
-        ``None``: build without caching.
+        chain) reuses one file. A file there is used if its shapes and fingerprints match
+        and its contents pass :meth:`RegridWeights.check_values`; otherwise (missing,
+        unreadable, damaged: a :class:`CacheWarning`; other grids) the weights are built and
+        written there atomically. A folder or file other users could have written
+        (:func:`unsafe_cache_reason`) is ignored with a :class:`CacheWarning`: the weights
+        are built in memory. A cache that cannot be written gives a RuntimeWarning, not an
+        error. ``None``: build without caching.
     src_lon_or_x, src_lat_or_y, src_crs, tgt_x, tgt_y, tgt_crs, scattered
         As in :meth:`RegridWeights.from_grids`.
     warn : bool
@@ -237,10 +300,27 @@ def load_or_build(
     ty = np.asarray(tgt_y)
     tgt_fp = target_grid_fingerprint(tx, ty, tgt_crs)
     path = None if cache_dir is None else cache_file(cache_dir, src_fp, tgt_fp)
+    if path is not None:
+        unsafe = unsafe_cache_reason(path)
+        if unsafe:
+            warnings.warn(
+                f"ignoring the regridding weights cache {path.parent}: {unsafe}, so a planted "
+                "file could be used; building the weights in memory (make the folder yours "
+                f"and not writable by others, e.g. chmod go-w, or set {CACHE_DIR_ENV} to a "
+                "private folder)",
+                CacheWarning,
+                stacklevel=2,
+            )
+            path = None
     if path is not None and path.is_file():
         try:
             cached = RegridWeights.from_netcdf(path)
-        except InputFileError:
+        except InputFileError as exc:
+            warnings.warn(
+                f"rebuilding the cached regridding weights: {first_line(exc, 300)}",
+                CacheWarning,
+                stacklevel=2,
+            )
             cached = None
         if cached is not None and cached.matches(
             source_fingerprint=src_fp,
@@ -256,8 +336,8 @@ def load_or_build(
     )
     if path is not None:
         try:
-            save_to_cache(weights, path)
-            weights.path = path
+            if save_to_cache(weights, path):  # False: another run is caching them
+                weights.path = path
         except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is not fatal
             text = str(exc).strip()
             warnings.warn(
@@ -291,6 +371,7 @@ def weights_cache_path(nwp, table, *, cache_dir=None) -> Path | None:
     return cache_file(folder, _source_fingerprint(nwp), target_grid(table).fingerprint)
 
 
+@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
     """Regridding weights from an NWP grid to a table grid (the ``regrid`` step).
 

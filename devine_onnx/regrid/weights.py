@@ -30,6 +30,7 @@ from devine_onnx.errors import (
     NWPError,
     OutputError,
     WeightsMismatchError,
+    first_line,
 )
 from devine_onnx.io.atomic import atomic_output, check_writable
 
@@ -50,6 +51,9 @@ __all__ = [
 FORMAT_NAME = "devine-onnx regrid weights"
 FORMAT_VERSION = 1
 
+#: Tolerance of the checks on loaded weights: each within [-tol, 1 + tol], each row's sum
+#: within tol of 1 (barycentric weights computed in float64 are off by ~1e-15).
+WEIGHT_TOLERANCE = 1e-6
 # Targets processed per block when computing barycentric weights (bounds temporary memory).
 _BLOCK = 1 << 20
 #: Suffixes of weights files (they are always NetCDF-4).
@@ -740,7 +744,9 @@ class RegridWeights:
         Raises
         ------
         InputFileError
-            If the file is missing, unreadable or not a devine-onnx weights file.
+            If the file is missing, unreadable, not a devine-onnx weights file, or holds
+            weights :meth:`check_values` refuses (indices outside the source grid, weights
+            not barycentric, ``valid`` inconsistent with the weights).
         """
         import xarray as xr
 
@@ -770,10 +776,10 @@ class RegridWeights:
                 "delete the file to rebuild the weights"
             )
         try:
-            return cls(
+            weights = cls(
                 ds["indices"].values,
                 ds["weights"].values,
-                ds["valid"].values.astype(bool),
+                _valid_flags(ds["valid"].values),
                 _shape(ds.attrs["source_shape"]),
                 _shape(ds.attrs["target_shape"]),
                 source_fingerprint=ds.attrs.get("source_fingerprint", ""),
@@ -782,10 +788,91 @@ class RegridWeights:
                 target_crs_wkt=ds.attrs.get("target_crs_wkt", ""),
                 path=p,
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise InputFileError(
-                f"{p}: inconsistent regridding weights file ({exc}); delete it to rebuild"
+                f"{p}: damaged or tampered regridding weights: {first_line(exc)}; delete the "
+                "file to rebuild the weights (or rebuild them with 'devine-onnx regrid')"
             ) from None
+        weights.check_values()
+        return weights
+
+    def check_values(self) -> None:
+        """Refuse weights that cannot come from :meth:`build` (damaged or tampered files).
+
+        Checked for every row marked valid: the three vertex indices are integers inside the
+        source grid (``0 <= index < n_source``), the three weights are finite, within
+        ``[0, 1]`` and sum to 1, to :data:`WEIGHT_TOLERANCE` (barycentric weights of a point
+        inside its triangle); for the other rows the weights are NaN (as written by
+        :meth:`to_netcdf`), and at least one row is valid. Without this an index past the grid
+        reads memory beyond the forecast array (or crashes the process) and scaled weights
+        scale every wind speed. Costs a few passes over the ``(n_target, 3)`` arrays.
+
+        Raises
+        ------
+        InputFileError
+            One line naming the file, the first offending row and what to do (delete the
+            file to rebuild the weights).
+        """
+        label = self._label()
+        hint = (
+            "delete the file to rebuild the weights (or rebuild them with 'devine-onnx regrid')"
+            if self.path is not None
+            else "rebuild the weights"
+        )
+
+        def refuse(what: str) -> InputFileError:
+            return InputFileError(
+                f"{label}: damaged or tampered regridding weights: {what}; {hint}"
+            )
+
+        if any(n <= 0 for n in self.source_shape + self.target_shape):
+            raise refuse(
+                f"source shape {self.source_shape} and target shape {self.target_shape} must "
+                "be positive"
+            )
+        if not np.issubdtype(self.indices.dtype, np.integer):
+            raise refuse(f"indices of type {self.indices.dtype}, expected integers")
+        valid = self.valid
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid == 0:
+            raise refuse("no table pixel is marked valid")
+        idx = self.indices[valid]
+        bad = np.flatnonzero(((idx < 0) | (idx >= self.n_source)).any(axis=1))
+        if bad.size:
+            row = int(np.flatnonzero(valid)[bad[0]])
+            raise refuse(
+                f"{bad.size} rows have vertex indices outside the source grid of "
+                f"{self.n_source} points (row {row}: {self.indices[row].tolist()})"
+            )
+        w = self.weights[valid]
+        tol = WEIGHT_TOLERANCE
+        with np.errstate(invalid="ignore"):
+            bad_w = ~np.isfinite(w).all(axis=1) | (w < -tol).any(axis=1) | (w > 1 + tol).any(axis=1)
+            bad_w |= np.abs(w.sum(axis=1) - 1.0) > tol
+        bad = np.flatnonzero(bad_w)
+        if bad.size:
+            row = int(np.flatnonzero(valid)[bad[0]])
+            raise refuse(
+                f"{bad.size} rows have weights that are not finite, within [0, 1] and summing "
+                f"to 1 (row {row}: {self.weights[row].tolist()})"
+            )
+        stray = np.isfinite(self.weights[~valid]).any(axis=1)
+        if stray.any():
+            row = int(np.flatnonzero(~valid)[np.flatnonzero(stray)[0]])
+            raise refuse(
+                f"{int(stray.sum())} rows marked invalid (outside the NWP grid) have weights "
+                f"(row {row}: {self.weights[row].tolist()}); valid and weights disagree"
+            )
+
+
+def _valid_flags(values) -> np.ndarray:
+    """The stored ``valid`` flags (0/1) as booleans; ValueError for anything else."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.integer) and values.dtype != bool:
+        raise ValueError(f"valid of type {values.dtype}, expected 0/1 flags")
+    if values.size and not np.isin(values, (0, 1)).all():
+        raise ValueError("valid holds values other than 0 and 1")
+    return values.astype(bool)
 
 
 def _target_points(tgt_x, tgt_y, target_shape: tuple[int, ...]):
