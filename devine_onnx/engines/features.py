@@ -71,8 +71,9 @@ DEFAULT_HALO = 128
 #: Smallest interior (DEM minus frame) side the network accepts: three 2x2 max pools.
 MIN_INTERIOR = 8
 #: Peak memory of a network pass on CPU per pixel of one image, bytes (ONNX Runtime, float32
-#: activations of the UNet; measured on 320 x 360 with 1 to 8 images per pass: about
-#: 1.6 kB, rounded up). :func:`images_per_pass` sizes passes from it.
+#: activations of the UNet and its memory arena after repeated passes; measured 1.42-1.45 kB
+#: on 320 x 360 with 1 and 4 images per pass, rounded up). :func:`images_per_pass` sizes
+#: passes from it.
 NETWORK_BYTES_PER_PIXEL = 1800
 #: Default memory for the network passes of per-step downscaling, bytes.
 DEFAULT_PASS_MEMORY = 512 * 2**20
