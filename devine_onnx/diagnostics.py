@@ -50,9 +50,20 @@ def info() -> dict:
         shipped demonstration model or None), ``tensorflow`` (installed version or None),
         ``convert_extra`` (all modules of the ``convert`` extra are installed) and
         ``convert_missing`` (those that are not), ``engines`` (name, title, citation,
-        ``needs_model`` and ``direction_independent`` of each table engine).
+        ``needs_model`` and ``direction_independent`` of each table engine),
+        ``onnxruntime_packages`` (``{name: version}`` of every installed ONNX Runtime package)
+        and ``onnxruntime_conflict`` (what to do when there are several, else None).
     """
-    from .engines.runtime import MODEL_ENV, cuda_usable, demo_model_path, nvidia_device_present
+    from .engines.runtime import (
+        MODEL_ENV,
+        cuda_usable,
+        demo_model_path,
+        nvidia_device_present,
+        onnxruntime_conflict,
+        onnxruntime_distributions,
+    )
+
+    ort_packages = onnxruntime_distributions()
 
     try:
         import onnxruntime as ort
@@ -78,8 +89,11 @@ def info() -> dict:
         "platform": f"{platform.system()} {platform.machine()}",
         "onnxruntime": ort_version,
         "onnxruntime_package": (
-            "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
+            " + ".join(ort_packages)
+            or ("onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime")
         ),
+        "onnxruntime_packages": ort_packages,
+        "onnxruntime_conflict": onnxruntime_conflict() if len(ort_packages) > 1 else None,
         "providers": providers,
         # What can really run here: the GPU build lists CUDA/TensorRT even without a GPU.
         "usable_providers": [
@@ -162,6 +176,8 @@ def format_info(data: dict | None = None) -> str:
         rows.append((f"engine {e['name']}", f"{e['title']}; {need}"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k + ':':<{width + 1}} {v}" for k, v in rows]
+    if d.get("onnxruntime_conflict"):
+        lines.append(f"warning: {d['onnxruntime_conflict']}")
     if not d["cuda_usable"] and "CUDAExecutionProvider" in d["providers"]:
         lines.append(
             "note: onnxruntime-gpu is installed and offers CUDA, but it is not usable here (no "

@@ -14,11 +14,13 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 
-from devine_onnx.errors import DeviceError, ModelError, first_line
+from devine_onnx.errors import DeviceError, DevineWarning, ModelError, first_line
 
 #: Environment variable naming the default model file.
 MODEL_ENV = "DEVINE_ONNX_MODEL"
@@ -67,6 +69,66 @@ def demo_model_path() -> Path:
     return candidate
 
 
+class OnnxRuntimeConflictWarning(DevineWarning):
+    """Two ONNX Runtime packages (e.g. ``onnxruntime`` and ``onnxruntime-gpu``) are installed."""
+
+
+def onnxruntime_distributions() -> dict[str, str]:
+    """Installed distributions that provide the ``onnxruntime`` module: ``{name: version}``.
+
+    ``onnxruntime``, ``onnxruntime-gpu`` and the other builds (DirectML, OpenVINO...) all
+    install the same ``onnxruntime`` folder; a package whose name starts like them but that
+    installs another module (``onnxruntime-extensions``) is not counted. Names are normalised
+    (lower case, ``-`` separators). Only the distributions' metadata is read (fast).
+    """
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", str(dist.metadata["Name"] or "")).lower()
+        if not name.startswith(("onnxruntime", "ort-")):
+            continue
+        top = (dist.read_text("top_level.txt") or "").split()
+        if not top:  # wheels without top_level.txt: the first folder of each installed file
+            top = {f.parts[0] for f in (dist.files or ()) if f.parts}
+        if "onnxruntime" in top:
+            found.setdefault(name, str(dist.version))
+    return dict(sorted(found.items()))
+
+
+def onnxruntime_conflict() -> str | None:
+    """What to tell when several ONNX Runtime packages are installed at once, else None.
+
+    They overwrite each other's files in the one ``onnxruntime`` folder, so the module that
+    imports is a mix of both; the only repair is to uninstall all of them and install one.
+    """
+    found = onnxruntime_distributions()
+    if len(found) < 2:
+        return None
+    names = list(found)
+    listed = " and ".join(f"{n} {v}" for n, v in found.items())
+    keep = "onnxruntime-gpu" if "onnxruntime-gpu" in found else names[0]
+    return (
+        f"{listed} are installed together: they overwrite each other's files in the same "
+        f"onnxruntime folder, so ONNX Runtime may fail or run without the GPU; repair with "
+        f"'pip uninstall -y {' '.join(names)}' then install one of them again: "
+        f"'pip install {keep}' (onnxruntime-gpu also runs on CPU; plain onnxruntime for "
+        "CPU-only machines)"
+    )
+
+
+_CONFLICT_WARNED = False
+
+
+def warn_onnxruntime_conflict() -> str | None:
+    """Warn (:class:`OnnxRuntimeConflictWarning`, once per process) about two ONNX Runtime
+    packages; return the message (or None) so that a later error can repeat the repair."""
+    global _CONFLICT_WARNED
+    message = onnxruntime_conflict()
+    if message and not _CONFLICT_WARNED:
+        _CONFLICT_WARNED = True
+        warnings.warn(message, OnnxRuntimeConflictWarning, stacklevel=3)
+    return message
+
+
 def nvidia_device_present() -> bool:
     """True when the NVIDIA driver reports at least one CUDA device.
 
@@ -97,7 +159,14 @@ def cuda_usable() -> bool:
 
 
 def _session(path: Path, device: str, threads: int | None):
-    import onnxruntime as ort
+    conflict = warn_onnxruntime_conflict()  # before the first model run (issue 21 #2)
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise DeviceError(
+            f"ONNX Runtime cannot be imported ({first_line(exc)}); "
+            + (conflict or "reinstall it: pip install --force-reinstall onnxruntime-gpu")
+        ) from None
 
     if device not in ("auto", "cpu", "cuda"):
         raise DeviceError(f"--device {device!r}: expected auto, cpu or cuda")
@@ -125,6 +194,8 @@ def _session(path: Path, device: str, threads: int | None):
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for bad files
         msg = first_line(exc)
+        if conflict:  # the file may be fine: the mixed ONNX Runtime installation is not
+            raise DeviceError(f"{path}: ONNX Runtime failed ({msg[:160]}); {conflict}") from None
         raise ModelError(
             f"{path}: not a readable ONNX model ({msg[:160]}); convert the official weights "
             "with 'devine-onnx convert'"
