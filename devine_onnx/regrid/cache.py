@@ -212,8 +212,8 @@ def unsafe_cache_reason(path: str | os.PathLike) -> str | None:
     path = Path(path)
     try:
         st = os.stat(path.parent)
-    except FileNotFoundError:
-        return None  # created by us when the weights are saved
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # created by us when the weights are saved (or not: a RuntimeWarning)
     except OSError as exc:
         return f"the folder cannot be inspected ({exc.strerror or exc})"
     if st.st_uid != uid:
