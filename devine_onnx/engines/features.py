@@ -615,6 +615,13 @@ class FeatureStepKernel:
         pixels = h * w if self.max_pixels is None else min(h * w, self.max_pixels)
         return steps * pixels * NETWORK_BYTES_PER_PIXEL
 
+    @property
+    def step_bytes(self) -> int:
+        """Bytes the kernel keeps per time step of a chunk: its float32 ``(u, v, w)`` result
+        (the caller's own arrays, e.g. the interpolated wind and the outputs, are extra)."""
+        h, w = self.shape
+        return 3 * 4 * h * w
+
     def _orient(self, a: np.ndarray) -> np.ndarray:
         fy, fx = self.flips
         return a[..., :: -1 if fy else 1, :: -1 if fx else 1]

@@ -498,6 +498,7 @@ def test_step_kernel_matches_pytorch(model, jacksboro):
         assert got[c].dtype == np.float32 and got[c].shape == u.shape
         np.testing.assert_allclose(got[c], ref[:, c] * s, atol=1e-4 * 8 / 3)
     assert np.isnan(got[0][3, 10:20, 5:9]).all() and np.isfinite(got[0][2]).all()
+    assert kernel.pass_bytes() == memory and kernel.step_bytes == 12 * u[0].size
     # the DEM's own order: a south-up DEM gives the same values, flipped
     flipped = FeatureStepKernel(net, geom, (True, False), memory=memory)
     back = flipped.uvw(u[:, ::-1], v[:, ::-1])
@@ -533,6 +534,17 @@ def test_tiling_is_an_approximation(model):
     diff = np.abs(tiled - whole)
     assert diff.max() > 0  # not exact: the trap is real
     assert np.median(diff) < 0.25 * np.std(whole)
+
+
+def test_network_reuses_an_open_session(model):
+    from devine_onnx.engines.runtime import open_model_session
+
+    _, onnx_path = model
+    opened = open_model_session(onnx_path, device="cpu")
+    net = FeatureNetwork(onnx_path, device="cpu", opened=opened)
+    assert net._session is opened[1] and net.path == onnx_path
+    x = np.zeros((1, 3, 16, 24), np.float32)
+    np.testing.assert_array_equal(net.run(x), FeatureNetwork(onnx_path, device="cpu").run(x))
 
 
 def test_engine_pickles(model):
