@@ -66,12 +66,20 @@ def regrid(
         "  devine-onnx downscale era5.zarr --table table.nc --u-var u10 --v-var v10 "
         "-o wind.zarr --chunk-time 48\n\n"
         "  devine-onnx downscale arome.nc --per-step -m devine-low-bias.onnx "
-        "--dem dem_wborder2.tif -o wind.nc   (devine-torch, one network pass per step)"
+        "--dem dem_wborder2.tif -o wind.nc   (devine-torch, one network pass per step)\n\n"
+        "  devine-onnx downscale stations.csv --table table.nc -o wind.nc   (weather-station "
+        "winds, Barnes analysis per step; --stations S.csv: positions and which stations)"
     )
 )
 def downscale(
     ctx: typer.Context,
-    nwp: Annotated[Path, typer.Argument(help="NWP wind series (NetCDF/GRIB/Zarr).")],
+    nwp: Annotated[
+        Path,
+        typer.Argument(
+            help="NWP wind series (NetCDF/GRIB/Zarr), or weather-station observations (CSV or "
+            "CF timeSeries NetCDF, as for evaluate).",
+        ),
+    ],
     output: Annotated[
         Path,
         typer.Option("-o", "--output", help="Output to write (.nc NetCDF or .zarr)."),
@@ -216,9 +224,48 @@ def downscale(
             help="Run the spatial blocks on an existing dask cluster (output .zarr).",
         ),
     ] = None,
+    stations: Annotated[
+        Path | None,
+        typer.Option(
+            "--stations",
+            rich_help_panel="Station input",
+            help="Station list (CSV: station, latitude, longitude): positions, and the "
+            "stations to use (others are left out: leave-one-out runs).",
+        ),
+    ] = None,
+    barnes_spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--barnes-spacing",
+            metavar="<m>",
+            rich_help_panel="Station input",
+            help="Mean station spacing (m) of the Barnes filter (default: from the table "
+            "area and the number of stations at each step, as SnowModel).",
+        ),
+    ] = None,
+    min_stations: Annotated[
+        int | None,
+        typer.Option(
+            "--min-stations",
+            metavar="<n>",
+            rich_help_panel="Station input",
+            help="Steps with fewer stations with values are NaN, with a warning (default 1).",
+        ),
+    ] = None,
+    min_speed: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speed",
+            metavar="<m/s>",
+            rich_help_panel="Station input",
+            help="SnowModel's minimum wind speed for station and output speeds (default "
+            "0.1; 0: none).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Apply a correction table (or, per step, a feature network) to an NWP wind series."""
+    """Apply a correction table (or, per step, a feature network) to an NWP wind series
+    or to weather-station winds."""
     from devine_onnx.downscaling.api import downscale as run_downscale
 
     quiet_notes(quiet)
@@ -260,6 +307,10 @@ def downscale(
         block_size=block_size,
         workers=workers,
         scheduler=scheduler,
+        stations=stations,
+        barnes_spacing=barnes_spacing,
+        min_stations=min_stations,
+        min_speed=min_speed,
     )
     sizes = dict(getattr(result, "sizes", {}))
     shape = (

@@ -24,6 +24,7 @@ from .downscaler import TableDownscaler, open_wind
 from .kernel import NaNCount, NWPNaNWarning, warn_nan
 from .options import CoarsenRemainderWarning, DownscaleOptions, check_mode
 from .output import write_output
+from .stations import downscale_stations, is_observation_input
 from .stream import run_stream
 
 __all__ = [
@@ -63,6 +64,10 @@ def downscale(
     block_size=None,
     workers: int | None = None,
     scheduler=None,
+    stations=None,
+    barnes_spacing: float | None = None,
+    min_stations: int | None = None,
+    min_speed: float | None = None,
 ) -> xr.Dataset:
     """Downscale NWP wind with a correction table (or, ``per_step``, a feature network).
 
@@ -138,6 +143,12 @@ def downscale(
         regions of the output, which must be a ``.zarr`` store on a file system the workers
         share; ``max_memory`` then bounds each worker (blocks of 1024 x 1024 table pixels
         without it). Same result as a local run.
+    stations, barnes_spacing, min_stations, min_speed
+        Station-driven downscaling, when ``wind`` is weather-station observations (a CSV
+        file, a CF timeSeries NetCDF or a DataFrame, as read by ``evaluate``): the station
+        winds are interpolated to the table grid by Barnes analysis at each time step, then
+        the table applies; see :func:`~devine_onnx.downscaling.stations.downscale_stations`
+        (NWP-only options are refused there). Given with NWP input: an OptionError.
 
     Returns
     -------
@@ -166,6 +177,27 @@ def downscale(
         One-line messages naming the file or option.
     """
 
+    if is_observation_input(wind):
+        return downscale_stations(
+            wind, table, output=output, stations=stations, barnes_spacing=barnes_spacing,
+            min_stations=min_stations, min_speed=min_speed, chunk_time=chunk_time,
+            coarsen=coarsen, angular_interpolation=angular_interpolation, complevel=complevel,
+            quiet=quiet, nwp_options=dict(
+                u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame,
+                weights=weights, grid_relative=grid_relative, model=model, per_step=per_step,
+                dem=dem, dem_crs=dem_crs, coarse_cell=coarse_cell, max_memory=max_memory,
+                block_size=block_size, workers=workers, scheduler=scheduler,
+            ),
+        )  # fmt: skip
+    station_kw = dict(stations=stations, barnes_spacing=barnes_spacing,
+                      min_stations=min_stations, min_speed=min_speed)  # fmt: skip
+    if any(v is not None for v in station_kw.values()):
+        given = ", ".join(option(k) for k, v in station_kw.items() if v is not None)
+        raise OptionError(
+            f"{given}: for weather-station observations (a CSV or CF timeSeries NetCDF file); "
+            f"{wind if isinstance(wind, str | Path) else 'this input'} is NWP wind: leave "
+            "them out"
+        )
     per_step = check_mode(
         table=table, per_step=per_step, model=model, dem=dem, dem_crs=dem_crs,
         grid_relative=grid_relative,

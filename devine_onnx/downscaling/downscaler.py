@@ -128,6 +128,22 @@ class TableDownscaler:
         w = resolve_weights(weights, nwp, table, table.crs, cache_dir=cache_dir)
         return cls(table, w, options)
 
+    @classmethod
+    def on_table_grid(
+        cls, table, options: DownscaleOptions | None = None, *, _stacklevel: int = 2
+    ) -> TableDownscaler:
+        """Build for wind already on the table grid (no NWP, no weights; e.g. a Barnes
+        analysis of station winds, :mod:`.stations`): only :meth:`correct` applies. Warns
+        like :meth:`from_nwp` about coarsening remainders and a nearest lookup on a coarse
+        table."""
+        options = options if options is not None else DownscaleOptions()
+        table = CorrectionTable.open(table)
+        options.check_grid(*table.shape, stacklevel=_stacklevel)
+        warn_if_coarse(
+            table.angles, options.angular_interpolation, label=table.label, stacklevel=_stacklevel
+        )
+        return cls(table, None, options)
+
     # ----------------------------------------------------------------------- parts
     def params(self, region=None, weights=None) -> _kernel.KernelParams:
         """Kernel parameters of the whole grid, or of ``region = (y0, y1, x0, x1)`` with its

@@ -369,7 +369,9 @@ def _read_dsg(path: Path, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df, stations
 
 
-def read_observations(observations, stations=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_observations(
+    observations, stations=None, *, drop_unlisted: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and validate station observations (format: see the module docstring).
 
     Parameters
@@ -380,6 +382,10 @@ def read_observations(observations, stations=None) -> tuple[pd.DataFrame, pd.Dat
     stations : str, os.PathLike or pandas.DataFrame, optional
         Station list with ``station``, ``latitude``, ``longitude`` and optional ``altitude``;
         takes precedence over coordinates in ``observations``.
+    drop_unlisted : bool
+        With ``stations``: leave out the rows of stations missing from the list (their
+        names in ``obs.attrs["unlisted_stations"]``) instead of refusing them; a station
+        list then selects stations (``downscale`` from stations, leave-one-out runs).
 
     Returns
     -------
@@ -474,7 +480,11 @@ def read_observations(observations, stations=None) -> tuple[pd.DataFrame, pd.Dat
         )
         table = _station_table(sraw, slabel, skind, unique=True)
         unknown = [s for s in order if s not in table.index]
-        if unknown:
+        if unknown and drop_unlisted:
+            obs = obs[~np.isin(names, unknown)]
+            obs.attrs["unlisted_stations"] = unknown
+            order = [s for s in order if s in table.index]
+        elif unknown:
             i = int(np.flatnonzero(names == unknown[0])[0])
             raise ObservationError(
                 f"{label}: station {unknown[0]!r} (column 'station', {_line_of(kind, i)}) is "
