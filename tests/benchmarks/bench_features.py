@@ -26,6 +26,11 @@ Run from the repository root (needs PyTorch, only to convert the synthetic model
   interpolation, features, network, output file) and against the bare ONNX network passes; then
   ``devine-onnx corrections`` for DIRECTIONS directions against as many bare passes. Checks
   that both give the same winds (max |difference|, m/s) and prints a Markdown table.
+- ``python -m tests.benchmarks.bench_features stages [ROWSxCOLS] [BATCHES]`` (issue 17): the
+  cost of each stage around the network on one process, wall and CPU time (CPU counts ONNX
+  Runtime's threads: usable on a busy machine): the features per direction (the transcription
+  vs :class:`NetworkInput`), per step from wind components, the network per image for passes
+  of BATCHES images (default 1,2,4,8,24), and ONNX Runtime session options.
 
 The model has synthetic (untrained) weights: speeds are those of the real architecture,
 differences between the modes only show how the pipeline behaves, not physics.
@@ -542,6 +547,94 @@ def peer(argv: list[str]) -> None:
     )
 
 
+# --------------------------------------------------------------------------- stages
+def _timed(fn, repeat: int = 3) -> tuple[float, float]:
+    """Smallest wall and CPU seconds of ``repeat`` calls (after one warm-up call)."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus)
+
+
+def stages(size: str = "320x360", batches: str = "1,2,4,8,24") -> None:
+    import onnxruntime as ort
+
+    from devine_onnx.engines.features import FeatureNetwork
+    from devine_onnx.engines.terrain_features import (
+        NetworkInput,
+        direction_features,
+        normalise,
+        terrain_geometry,
+    )
+    from devine_onnx.sample_data import sample_dem
+
+    ny, nx = (int(v) for v in size.lower().split("x"))
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = synthetic_model(Path(tmp))
+        net = FeatureNetwork(model, device="cpu")
+        dem = sample_dem((ny + 4, nx + 4), 50.0)
+        geom = terrain_geometry(dem.values.astype(np.float64), 50.0)
+        fast = NetworkInput(geom, net.mean, net.std)
+        angles = np.arange(0.0, 360.0, 30.0)
+        rows = []
+
+        def reference():
+            d, y = direction_features(geom, angles.reshape(-1, 1, 1))
+            return normalise(d, geom.reldem, y, net.mean, net.std)
+
+        w, c = _timed(reference)
+        rows.append(("features, transcription (float64)", w / 12, c / 12, "per direction"))
+        w, c = _timed(lambda: fast.from_angles(angles))
+        rows.append(("features, NetworkInput.from_angles", w / 12, c / 12, "per direction"))
+        rng = np.random.default_rng(0)
+        u = rng.normal(0, 5, (12,) + geom.shape).astype(np.float32)
+        v = rng.normal(0, 5, (12,) + geom.shape).astype(np.float32)
+        w, c = _timed(lambda: fast.from_components(u, v))
+        rows.append(("features, NetworkInput.from_components", w / 12, c / 12, "per step"))
+        x1 = fast.from_angles([280.0])
+        for b in (int(v) for v in batches.split(",")):
+            xb = np.repeat(x1, b, axis=0)
+            w, c = _timed(lambda xb=xb: net.run(xb), repeat=2)
+            rows.append((f"network, {b} image(s) per pass", w / b, c / b, "per image"))
+
+        def session(**config):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = config.pop(
+                "level", ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            )
+            for key, value in config.items():
+                if "." in key:
+                    options.add_session_config_entry(key, value)
+                else:
+                    setattr(options, key, value)
+            return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+        variants = {
+            "ORT_ENABLE_ALL (used)": session(),
+            "ORT_ENABLE_EXTENDED": session(level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+            "memory arena off": session(enable_cpu_mem_arena=False),
+            "intra-op spinning off": session(**{"session.intra_op.allow_spinning": "0"}),
+        }
+        ref = None
+        for label, sess in variants.items():
+            name = sess.get_inputs()[0].name
+            out = sess.run(None, {name: x1})[0]
+            ref = out if ref is None else ref
+            w, c = _timed(lambda sess=sess, name=name: sess.run(None, {name: x1}))
+            diff = float(np.abs(out - ref).max())
+            rows.append((f"session: {label}", w, c, f"per pass, max abs. diff {diff:.1e}"))
+    print(f"\n{ny}x{nx} interior, synthetic devine-torch model, CPU\n")
+    print("| stage | wall (ms) | CPU (ms, all threads) | |")
+    print("|---|---|---|---|")
+    for label, w, c, what in rows:
+        print(f"| {label} | {1e3 * w:.1f} | {1e3 * c:.1f} | {what} |")
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
@@ -559,6 +652,8 @@ def main(argv: list[str]) -> None:
         _child_memory(args[0], int(args[1]))
     elif cmd == "peer":
         peer(args)
+    elif cmd == "stages":
+        stages(*args)
     elif cmd == "_child_cli":
         _child_cli(args)
     else:
