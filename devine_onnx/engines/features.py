@@ -10,8 +10,15 @@ features``) runs here with ONNX Runtime, in two ways:
   ``acceleration = |(u, v)| / 3``, ``alpha`` = the turn of ``(u, v)`` away from the inflow
   (radians, > 0 = to the left: downscaled FROM direction = ``theta - degrees(alpha)``) and
   ``vertical = w / 3``. The table covers the DEM minus its 2-cell frame.
-- **per time step** (:mod:`devine_onnx.downscaling.per_step`): the features of the local
-  direction field of each step, one pass per step (what devine-torch itself does).
+- **per time step** (:class:`FeatureStepKernel`, driven by
+  :mod:`devine_onnx.downscaling.per_step`): the features of the local direction field of each
+  step, one pass per step (what devine-torch itself does), the number of steps per pass sized
+  from a memory budget (:func:`images_per_pass`).
+
+Around the network everything is meant to vanish: the direction-independent terrain terms are
+computed once (:class:`~.terrain_features.NetworkInput`), and the passes run in a worker
+thread while the next input is built and the previous output is used (:func:`pipeline`).
+No file is read or written here: :mod:`devine_onnx.feature_maps` writes feature files.
 
 The network's bilinear upsampling uses ``align_corners=True``: its sampling positions depend
 on the size of the whole input, so the output at a pixel is not a function of its
