@@ -450,7 +450,8 @@ def create_writer(
     Parameters
     ----------
     path
-        File (``.nc``) or store (``.zarr``) to create (overwritten).
+        File (``.nc``) or store (``.zarr``) to create (overwritten; a symbolic link is
+        refused, never followed).
     template : xarray.Dataset
         Everything small: coordinates (the record coordinate with all its values), grid
         mapping, 2-D variables, global attributes. The ``y``/``x`` sizes give the shape.
@@ -475,17 +476,27 @@ def create_writer(
         Zarr only: > 0 creates the done markers ``done(record_dim, tile)`` with that many tiles
         (see :meth:`BlockWriter.mark_done`), for outputs written by several processes.
     """
+    from devine_onnx.io.atomic import note_created
+
     label = label or path
     fmt = fmt or output_format(label)
     chunk = max(1, int(chunk))
+    if os.path.islink(path):  # never write through a link (e.g. a planted OUTPUT.partial)
+        raise OutputError(
+            f"{label}: {path} is a symbolic link (not made by devine-onnx); delete the link "
+            "(what it points to is not touched) and run again"
+        )
     if fmt == "zarr":
-        return _ZarrWriter.create(
+        writer = _ZarrWriter.create(
             path, template, record_dim, variables, chunk, label, spatial_chunks, int(done_tiles)
         )
-    if done_tiles:
-        raise ValueError("done_tiles applies to Zarr outputs only")
-    netcdf_args = (chunk, int(complevel), threads, label, spatial_chunks)
-    return _NetCDFWriter.create(path, template, record_dim, variables, *netcdf_args)
+    else:
+        if done_tiles:
+            raise ValueError("done_tiles applies to Zarr outputs only")
+        netcdf_args = (chunk, int(complevel), threads, label, spatial_chunks)
+        writer = _NetCDFWriter.create(path, template, record_dim, variables, *netcdf_args)
+    note_created(path)  # the partial this run may rename (devine_onnx.io.atomic)
+    return writer
 
 
 def open_writer(path, names, *, fmt: str, threads: int = 2, label=None) -> BlockWriter:
