@@ -117,6 +117,7 @@ def cluster_client(distributed, workers, scheduler):
         return
     import dask
 
+    _quiet_resource_tracker()
     try:
         # dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive
         # mmap threshold: every direction's arrays would then be fresh pages (measured: 10x
@@ -141,6 +142,29 @@ def cluster_client(distributed, workers, scheduler):
     finally:
         client.close()
         cluster.close()
+
+
+#: Warning filter (``-W`` syntax) for the resource tracker's notice, see _quiet_resource_tracker.
+TRACKER_FILTER = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    """Silence the two-line "leaked semaphore objects" notice printed after a worker died.
+
+    numcodecs' Blosc codec (Zarr chunks) creates a ``multiprocessing.Lock`` in each worker
+    process the first time it compresses; with dask's ``spawn`` start method the semaphore
+    is registered with the resource tracker that the workers share with this process. A
+    worker that dies (killed, out of memory) cannot unregister it, so at exit the tracker
+    removes it and prints a ``UserWarning`` saying it cleans up a "leaked semaphore": nothing
+    is leaked, and the dead worker is already reported (its tasks are rerun or the run stops
+    with one line). The tracker is a separate process started at the first spawn with this
+    interpreter's ``-W`` options: a filter in :data:`sys.warnoptions` silences exactly this
+    warning there (a tracker already running keeps its options).
+    """
+    import sys
+
+    if TRACKER_FILTER not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_FILTER)
 
 
 _TRIM = None

@@ -163,11 +163,13 @@ class CommandGroup(TyperGroup):
                     raise
                 echo_error(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
                 raise typer.Exit(1) from None
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if debug:
                     raise
-                echo_error("interrupted")
-                raise typer.Exit(130) from None
+                # SIGTERM (Terminated) exits like a shell's kill: 128 + 15.
+                term = isinstance(exc, Terminated)
+                echo_error("terminated" if term else "interrupted")
+                raise typer.Exit(143 if term else 130) from None
             except MemoryError:
                 if debug:
                     raise
@@ -242,8 +244,41 @@ def _root(
 
 
 # ---------------------------------------------------------------------------- entry point
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM: the cleanup of Ctrl-C runs (temporary outputs and
+    scratch folders removed, lock released, resumable table partials kept)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (kill, a batch system's time limit) into :class:`Terminated` meanwhile."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``devine-onnx`` console script."""
+    with _sigterm_as_interrupt():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere before "--" (it is a global option).
     head = args[: args.index("--")] if "--" in args else args
@@ -252,11 +287,12 @@ def main(argv: list[str] | None = None) -> None:
         args.insert(0, "--debug")
     try:
         app(args=args, prog_name="devine-onnx")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if "--debug" in head:
             raise
-        echo_error("interrupted")
-        raise SystemExit(130) from None
+        term = isinstance(exc, Terminated)
+        echo_error("terminated" if term else "interrupted")
+        raise SystemExit(143 if term else 130) from None
 
 
 def done(quiet: bool, text: str) -> None:

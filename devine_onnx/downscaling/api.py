@@ -15,7 +15,7 @@ from pathlib import Path
 import xarray as xr
 
 from devine_onnx.errors import OptionError, option
-from devine_onnx.io.atomic import check_writable
+from devine_onnx.io.atomic import check_writable, locks_output
 from devine_onnx.regrid.cache import build_weights
 from devine_onnx.tables.table import CorrectionTable
 
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 
+@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def downscale(
     wind,
     table=None,

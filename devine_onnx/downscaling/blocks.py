@@ -426,9 +426,11 @@ def run_blocks(downscaler, nwp, plan: BlockPlan, writer, *, nan_count, quiet=Fal
         _run_blocks(downscaler, None, nwp, plan, writer, quiet, nan_count, cluster)
         return
     import shutil
-    import tempfile
 
-    folder = tempfile.mkdtemp(prefix=".devine-onnx-table-", dir=scratch)
+    from devine_onnx.io.atomic import scratch_dir
+
+    # Named with host and pid: the next run sweeps it if this one is killed.
+    folder = scratch_dir("table", scratch)
     try:
         reordered = reorder_table(downscaler.table, plan, Path(folder) / "table.zarr", quiet)
         try:

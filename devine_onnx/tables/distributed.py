@@ -62,7 +62,7 @@ from devine_onnx.errors import (
     OutputError,
     option,
 )
-from devine_onnx.io.atomic import atomic_output, partial_path, remove_path
+from devine_onnx.io.atomic import atomic_output, check_partial, partial_path, remove_path
 from devine_onnx.io.writers import create_writer, inspect_output, open_writer, output_format
 from devine_onnx.progress import progress_bar
 
@@ -364,6 +364,7 @@ def _resume_state(tmp: Path, template, resume_keys, resume: bool, notes: list, o
     """Per-direction done flags of a matching partial store, or None to start a new one."""
     from devine_onnx.tables.table import mismatches
 
+    check_partial(tmp)  # never a link or another user's partial
     if not (tmp.exists() or tmp.is_symlink()):
         return None
     if not resume:
