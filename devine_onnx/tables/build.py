@@ -36,7 +36,14 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import OptionError, OutputError, option
-from devine_onnx.io.atomic import atomic_output, check_writable, partial_path, remove_path
+from devine_onnx.io.atomic import (
+    atomic_output,
+    check_partial,
+    check_writable,
+    locks_output,
+    partial_path,
+    remove_path,
+)
 from devine_onnx.io.dem import load_dem
 from devine_onnx.io.formats import NETCDF_SUFFIXES
 from devine_onnx.io.writers import (
@@ -59,6 +66,7 @@ _MEMORY_WARNING = 2 << 30
 _DONE = "directions_done"
 
 
+@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def compute_corrections(
     dem,
     model=None,
@@ -260,6 +268,7 @@ def compute_corrections(
 
     tmp = partial_path(out_path)
     start = 0
+    check_partial(tmp)  # never a link or another user's partial
     if tmp.exists() or tmp.is_symlink():
         start = _resume_point(tmp, fmt, template, eng, resume, notes, out_path)
     template.attrs["notes"] = "\n".join(notes)
