@@ -24,9 +24,10 @@ spacings (first pass) and 5 (second pass): the two differ only on pixels that fa
 station.
 
 Everything is numpy: the grid is processed in blocks of pixels (bounded memory for grids of
-millions of pixels), and the time steps that share the same set of valid stations share
-their weights (one matrix product per block). Distances are Euclidean in the coordinates
-given (a projected CRS, metres).
+millions of pixels), and the time steps that share the weight parameter (the same number of
+valid stations, or a given spacing) share the Gaussian weights, missing stations being
+masked in the sums (one matrix product per block for all those steps). Distances are
+Euclidean in the coordinates given (a projected CRS, metres).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ __all__ = [
 KAPPA_STAR = 5.052
 #: Convergence parameter: second-pass weight parameter / first-pass one (SnowModel: 0.2).
 GAMMA = 0.2
-#: Pixel x station weights held at once (float64: ~32 MB per weight matrix).
-MAX_BLOCK_ELEMENTS = 4_000_000
+#: Pixel x station weights held at once (float64: ~8 MB per weight matrix).
+MAX_BLOCK_ELEMENTS = 1_000_000
 
 
 def station_spacing(area: float, n_stations: int) -> float:
@@ -94,11 +95,8 @@ def _check_positive(name: str, value) -> float:
     return v
 
 
-def _normalised(d2: np.ndarray, kappa: float) -> np.ndarray:
-    """Gaussian weights ``exp(-d² / kappa)`` normalised along the last axis (no underflow)."""
-    w = np.exp(-(d2 - d2.min(axis=-1, keepdims=True)) / kappa)
-    w /= w.sum(axis=-1, keepdims=True)
-    return w
+#: Sums of weights below this are recomputed with the weights of the row's own stations.
+_TINY = 1e-250
 
 
 def barnes(
@@ -145,6 +143,12 @@ def barnes(
     numpy.ndarray
         ``(..., ny, nx)``: the analysis; a row with one valid station is that value
         everywhere, a row without any is NaN.
+
+    Notes
+    -----
+    Rows that share the weight parameter (the same number of valid stations, or a given
+    ``spacing``) share the Gaussian weights of every pixel: missing stations are masked in
+    the weighted sums (one matrix product per block of pixels for all those rows).
     """
     xs = np.asarray(x_obs, dtype=np.float64).ravel()
     ys = np.asarray(y_obs, dtype=np.float64).ravel()
@@ -164,38 +168,76 @@ def barnes(
         raise ValueError("give the grid area or the station spacing")
     lead = vals.shape[:-1]
     rows = vals.reshape(-1, xs.size)
-    out = np.full((rows.shape[0], gy.size, gx.size), np.nan, dtype=dtype)
+    out = np.full((rows.shape[0], gy.size * gx.size), np.nan, dtype=dtype)
     valid = np.isfinite(rows)
-    masks, group = np.unique(valid, axis=0, return_inverse=True)
-    group = np.asarray(group).ravel()
-    for g, mask in enumerate(masks):
-        sel = np.flatnonzero(group == g)
-        n = int(mask.sum())
-        if n == 0:
-            continue
-        v = rows[np.ix_(sel, np.flatnonzero(mask))]  # (steps, n)
-        if n == 1:
-            out[sel] = v[:, :1, None].astype(dtype)
-            continue
-        dn = spacing if spacing is not None else station_spacing(area, n)
+    count = valid.sum(axis=1)
+    one = np.flatnonzero(count == 1)
+    if one.size:
+        out[one] = rows[one, np.argmax(valid[one], axis=1)][:, None].astype(dtype)
+    several = count >= 2
+    keys = np.where(several, 0 if spacing is not None else count, -1)
+    for key in np.unique(keys[several]):
+        sel = np.flatnonzero(keys == key)
+        dn = spacing if spacing is not None else station_spacing(area, int(key))
         kappa1 = weight_parameter(dn, kappa_star)
-        kappa2 = gamma * kappa1
-        sx, sy = xs[mask], ys[mask]
-        d2s = (sx[:, None] - sx[None, :]) ** 2 + (sy[:, None] - sy[None, :]) ** 2
-        residual = v - v @ _normalised(d2s, kappa1).T  # misfit of the first pass at stations
-        _analyse_grid(out, sel, v, residual, sx, sy, gx, gy, kappa1, kappa2, max_elements)
+        _analyse(out, sel, rows, valid, xs, ys, gx, gy, kappa1, gamma * kappa1, max_elements)
     return out.reshape(lead + (gy.size, gx.size))
 
 
-def _analyse_grid(out, sel, v, residual, sx, sy, gx, gy, kappa1, kappa2, max_elements):
-    """Both passes on the grid, by blocks of rows, for the steps ``sel`` of ``out``."""
-    n = sx.size
+def _two_pass(px, py, sx, sy, v, m, kappa1, kappa2):
+    """First-pass estimate and second-pass weights at points ``(px, py)``.
+
+    ``v`` ``(g, k)``: values, 0 where the mask ``m`` is 0. The weights are shifted by each
+    point's nearest of the ``k`` stations. Returns ``(first, den2, e2, ok)``: the first pass
+    ``(g, P)``, the sums of second-pass weights ``(g, P)``, those weights ``(P, k)``, and
+    ``ok`` False where a sum of weights is too small to trust (the nearest stations missing
+    in that row).
+    """
+    d2 = (px[:, None] - sx[None, :]) ** 2 + (py[:, None] - sy[None, :]) ** 2  # (P, k)
+    d2 -= d2.min(axis=1, keepdims=True)
+    e = np.exp(-d2 / kappa1)
+    den1 = m @ e.T
+    first = v @ e.T
+    e = np.exp(-d2 / kappa2, out=e)  # second-pass weights, in the same memory
+    den2 = m @ e.T
+    ok = (den1 > _TINY) & (den2 > _TINY)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return first / den1, den2, e, ok
+
+
+def _analyse(out, sel, rows, valid, xs, ys, gx, gy, kappa1, kappa2, max_elements):
+    """Both passes on the grid for the rows ``sel`` of ``out`` ``(rows, ny * nx)``, which
+    share the weight parameters."""
+    union = valid[sel].any(axis=0)
+    idx = np.flatnonzero(union)
+    sx, sy = xs[idx], ys[idx]
+    m = valid[np.ix_(sel, idx)].astype(np.float64)  # (g, k)
+    v = np.where(m > 0, rows[np.ix_(sel, idx)], 0.0)
+    # Misfit of the first pass at the stations (a valid station weighs itself by 1).
+    d2s = (sx[:, None] - sx[None, :]) ** 2 + (sy[:, None] - sy[None, :]) ** 2
+    es = np.exp(-d2s / kappa1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        at_stations = (v @ es.T) / (m @ es.T)
+    residual = np.where(m > 0, v - at_stations, 0.0)
     nx = gx.size
-    rows_per_block = max(1, int(max_elements) // max(1, nx * n))
-    dx2 = (gx[:, None] - sx[None, :]) ** 2  # (nx, n)
-    for r0 in range(0, gy.size, rows_per_block):
-        r1 = min(gy.size, r0 + rows_per_block)
-        d2 = (dx2[None, :, :] + ((gy[r0:r1, None] - sy[None, :]) ** 2)[:, None, :]).reshape(-1, n)
-        first = v @ _normalised(d2, kappa1).T  # (steps, pixels)
-        first += residual @ _normalised(d2, kappa2).T
-        out[sel, r0:r1, :] = first.reshape(len(sel), r1 - r0, nx)
+    n_pix = gy.size * nx
+    step = max(1, int(max_elements) // max(1, idx.size))
+    for p0 in range(0, n_pix, step):
+        p1 = min(n_pix, p0 + step)
+        flat = np.arange(p0, p1)
+        px, py = gx[flat % nx], gy[flat // nx]
+        first, den2, e2, ok = _two_pass(px, py, sx, sy, v, m, kappa1, kappa2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            block = first + (residual @ e2.T) / den2
+        if not ok.all():
+            # Far from the stations of a row but near one missing in it: recompute with
+            # the weights shifted by that row's own nearest station.
+            for r in np.flatnonzero(~ok.all(axis=1)):
+                bad = np.flatnonzero(~ok[r])
+                c = np.flatnonzero(m[r])
+                f, d2r, e2r, _ = _two_pass(
+                    px[bad], py[bad], sx[c], sy[c], v[r : r + 1, c], m[r : r + 1, c],
+                    kappa1, kappa2,
+                )  # fmt: skip
+                block[r, bad] = (f + (residual[r : r + 1, c] @ e2r.T) / d2r)[0]
+        out[sel, p0:p1] = block

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import devine_onnx.regrid.barnes as barnes_mod
 from devine_onnx.errors import OptionError
 from devine_onnx.regrid.barnes import barnes, station_spacing, weight_parameter
 
@@ -23,9 +24,11 @@ def brute_force(xs, ys, values, gx, gy, spacing, gamma=0.2):
     ok = [k for k in range(len(xs)) if not math.isnan(values[k])]
 
     def mean(px, py, data, kap):
+        # exp(-(d² - d²min)/kappa): the same weighted mean, without underflow far away
+        d2min = min((px - xs[k]) ** 2 + (py - ys[k]) ** 2 for k in ok)
         num = den = 0.0
         for k in ok:
-            w = math.exp(-((px - xs[k]) ** 2 + (py - ys[k]) ** 2) / kap)
+            w = math.exp(-((px - xs[k]) ** 2 + (py - ys[k]) ** 2 - d2min) / kap)
             num += w * data[k]
             den += w
         return num / den
@@ -83,6 +86,27 @@ def test_vectorised_equals_brute_force_loops(max_elements):
         for t in range(3):
             ref = brute_force(XS, YS, values[t], GX, GY, spacing)
             np.testing.assert_allclose(out[t], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_narrow_filter_near_a_missing_station_equals_the_loops(monkeypatch):
+    """Spacing 30 m, stations >= 500 m apart: near station 0, missing in row 1, the shared
+    weights of the rows underflow; those pixels are recomputed with the row's own stations."""
+    calls = []
+    original = barnes_mod._two_pass
+
+    def counting(px, *args):
+        calls.append(px.size)
+        return original(px, *args)
+
+    monkeypatch.setattr(barnes_mod, "_two_pass", counting)
+    values = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [np.nan, 2.0, 3.0, 4.0, 5.0]])
+    values = np.concatenate([values, [[9.0, np.nan, 3.0, 4.0, 5.0]]])  # same count as row 1
+    out = barnes(XS, YS, values, GX, GY, spacing=30.0, dtype=np.float64)
+    for t in range(3):
+        ref = brute_force(XS, YS, values[t], GX, GY, 30.0)
+        np.testing.assert_allclose(out[t], ref, rtol=1e-9, atol=1e-12)
+    assert np.isfinite(out).all()
+    assert len(calls) > 2  # the shared pass of each group, and the recomputed pixels
 
 
 def test_gamma_changes_the_second_pass_as_the_loops_do():
