@@ -264,8 +264,7 @@ def downscale(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Apply a correction table (or, per step, a feature network) to an NWP wind series
-    or to weather-station winds."""
+    """Apply a correction table (or, per step, a feature network) to NWP or station winds."""
     from devine_onnx.downscaling.api import downscale as run_downscale
 
     quiet_notes(quiet)
