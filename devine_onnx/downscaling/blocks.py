@@ -393,7 +393,7 @@ def reorder_table(table, plan: BlockPlan, path, quiet: bool = True) -> Correctio
             for a in range(0, n, step):
                 b = min(n, a + step)
                 sub = table.dataset.isel(angle=slice(a, b))
-                part = CorrectionTable.open(sub, label=table.label)
+                part = CorrectionTable.open(sub, label=table.label, check=False)
                 arrays = [part.read(None, np.float32)[name] for name in names]
                 writer.write(a, b, arrays)
                 del arrays, part, sub
@@ -402,7 +402,7 @@ def reorder_table(table, plan: BlockPlan, path, quiet: bool = True) -> Correctio
         writer.finalize({})
     finally:
         writer.close()
-    return CorrectionTable.open(path, label=f"{table.label} (reordered by blocks)")
+    return CorrectionTable.open(path, label=f"{table.label} (reordered by blocks)", check=False)
 
 
 def _has_values(*tables) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,11 +32,14 @@ from devine_onnx.errors import OptionError, TableError, first_line, option
 from devine_onnx.io.cf import read_crs, write_grid_mapping
 from devine_onnx.io.dem import dem_fingerprint
 from devine_onnx.io.formats import guess_format
+from devine_onnx.tables.holes import IncompleteTableWarning, TableHoles, find_holes, progress
 
 __all__ = [
     "DIRECTION_VARIABLES",
     "VARIABLE_ATTRS",
     "CorrectionTable",
+    "IncompleteTableWarning",
+    "TableHoles",
     "angles_text",
     "alpha_in_degrees",
     "mismatches",
@@ -274,6 +278,9 @@ class CorrectionTable:
         How messages name the table (the path as given, or what the caller said).
     path : pathlib.Path or None
         The file or Zarr folder, None for a Dataset or a Zarr store object.
+    holes : TableHoles
+        Directions without values and pixels missing some directions, as found by
+        :meth:`open` (:func:`devine_onnx.tables.holes.find_holes`).
     """
 
     def __init__(self, dataset: xr.Dataset, *, label: str, path: Path | None, owned: bool):
@@ -281,11 +288,12 @@ class CorrectionTable:
         self.label = label
         self.path = path
         self._owned = owned
+        self.holes = TableHoles()
         self._validate()
 
     # ----------------------------------------------------------------------- opening
     @classmethod
-    def open(cls, source, *, label: str | None = None) -> CorrectionTable:
+    def open(cls, source, *, label: str | None = None, check: bool = True) -> CorrectionTable:
         """Open and validate a correction table.
 
         Parameters
@@ -302,21 +310,32 @@ class CorrectionTable:
         label : str, optional
             How messages name the table (default: the path, or the Dataset's
             ``encoding["source"]``).
+        check : bool
+            Look for holes (:mod:`devine_onnx.tables.holes`); False for pieces of a table
+            already checked (e.g. a slice of its directions).
 
         Raises
         ------
         TableError
-            Missing or unreadable file, missing or malformed variables, coordinates or CRS;
-            the one-line message names the table.
+            Missing or unreadable file, missing or malformed variables, coordinates or CRS,
+            a table still marked unfinished by the run that wrote it (a ``.partial`` renamed
+            by hand), or a table without any value; the one-line message names the table.
         OptionError
             ``source`` of another type.
+
+        Warns
+        -----
+        IncompleteTableWarning
+            Directions without values, or pixels NaN for some directions only (found from
+            the storage metadata, see :mod:`devine_onnx.tables.holes`; the result is kept
+            in :attr:`holes`).
         """
         if isinstance(source, CorrectionTable):
             return source
         if isinstance(source, xr.Dataset):
             src = source.encoding.get("source")
             name = label or str(src or "correction table (in memory)")
-            return cls(source, label=name, path=None, owned=False)
+            return cls(source, label=name, path=None, owned=False)._checked(check)
         if isinstance(source, str | os.PathLike):
             p = Path(source)
             name = label or str(p)
@@ -343,7 +362,7 @@ class CorrectionTable:
                 ) from None
             ds.encoding.setdefault("source", str(p))
             try:
-                return cls(ds, label=name, path=p, owned=True)
+                return cls(ds, label=name, path=p, owned=True)._checked(check)
             except Exception:
                 ds.close()
                 raise
@@ -356,11 +375,33 @@ class CorrectionTable:
                     f"{name}: cannot be read as a Zarr correction table ({type(exc).__name__}: "
                     f"{first_line(exc)}); give a table written by devine-onnx"
                 ) from None
-            return cls(ds, label=name, path=None, owned=True)
+            return cls(ds, label=name, path=None, owned=True)._checked(check)
         raise OptionError(
             f"table of type {type(source).__name__}: expected a file path, a Zarr store or an "
             "xarray.Dataset"
         )
+
+    def _checked(self, check: bool = True) -> CorrectionTable:
+        """Refuse a table without any value, warn about holes (:func:`.holes.find_holes`)."""
+        if not check:
+            return self
+        found = find_holes(self)
+        if found.all_empty:
+            raise TableError(
+                f"{self.label}: holds no value (all {found.directions} directions are NaN, "
+                "e.g. computed by a model with broken metadata); compute it again with "
+                "'devine-onnx corrections' (--overwrite) and a valid model"
+            )
+        if found:
+            warnings.warn(
+                f"{self.label}: incomplete correction table: {found.describe()}; winds there "
+                "are downscaled to NaN (recompute the table with 'devine-onnx corrections' and "
+                "--overwrite to fill it)",
+                IncompleteTableWarning,
+                stacklevel=3,
+            )
+        self.holes = found
+        return self
 
     def _validate(self) -> None:
         ds, label = self.dataset, self.label
@@ -371,6 +412,15 @@ class CorrectionTable:
                 f"{label}: not a correction table, missing {', '.join(missing)} (variables: "
                 f"{', '.join(map(str, ds.variables)) or 'none'}); give a table written by "
                 "devine-onnx"
+            )
+        marker = progress(ds)
+        if marker is not None:
+            raise TableError(
+                f"{label}: an unfinished correction table ({marker[0]} of {marker[1]} "
+                "directions computed; it still carries the progress marker of the run that "
+                "wrote it, so it was renamed or copied before that run finished); compute it "
+                "with 'devine-onnx corrections' and the same options (add --overwrite to write "
+                "it under this name), then use the new table"
             )
         names = [n for n in DIRECTION_VARIABLES if n in ds.data_vars]
         for name in names:
