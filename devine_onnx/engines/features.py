@@ -159,6 +159,15 @@ class FeatureNetwork:
             )
         if self.frame != FRAME:
             raise ModelError(f"{self.path}: devine.frame={self.frame}, expected {FRAME}")
+        if (
+            not all(math.isfinite(v) for v in (*self.mean, *self.std, self.inflow))
+            or min(*self.std, self.inflow, self.coarse_cell) <= 0
+        ):  # std divides the features: NaN or 0 would give a table of NaN
+            raise ModelError(
+                f"{self.path}: feature-network metadata devine.norm_mean={self.mean}, "
+                f"devine.norm_std={self.std}, devine.inflow_speed={self.inflow}: expected "
+                "finite values, std and inflow speed > 0; convert the model folder again"
+            )
         res = meta.get("devine.training_resolution")
         self.training_resolution = float(res) if res else None
         self._session = session

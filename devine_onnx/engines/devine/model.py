@@ -90,6 +90,13 @@ class DevineModel:
                 f"{self.path}: DEVINE metadata devine.sigma / devine.multiple missing or "
                 "malformed; convert the weights again with 'devine-onnx convert'"
             ) from None
+        if not (np.isfinite(self.sigma) and self.sigma > 0) or self.multiple <= 0:
+            # sigma divides the DEM (docs/method.md §3.2): NaN or 0 gives a table of NaN.
+            raise ModelError(
+                f"{self.path}: DEVINE metadata devine.sigma={meta['devine.sigma']} and "
+                f"devine.multiple={meta['devine.multiple']}, expected a finite sigma > 0 (m) "
+                "and a positive multiple; convert the weights again with 'devine-onnx convert'"
+            )
         self.metadata = dict(meta)
         if tile is not None and (tile <= 0 or tile % self.multiple):
             raise ModelError(f"tile={tile}: expected a positive multiple of {self.multiple}")
