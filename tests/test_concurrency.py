@@ -214,6 +214,21 @@ def test_planted_partial_symlink_is_never_followed(files, tmp_path):
         assert victim.read_text() == "precious"
         assert not out.is_symlink() and (out.is_file() or out.is_dir())
         assert partial_path(out).is_symlink()  # left alone
+    # export: GeoTIFF, ESRI ASCII grids and KMZ (several files each)
+    from devine_onnx.export import export_file
+
+    wind = tmp_path / "w.nc"
+    for fmt, names in (("geotiff", ["w_wind_speed.tif"]), ("asc", []), ("kmz", ["w.kmz"])):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        for name in names:
+            partial_path(folder / name).symlink_to(victim)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_file(wind, folder, fmt)
+        assert victim.read_text() == "precious"
+        made = [p for p in folder.iterdir() if not p.name.endswith(".partial")]
+        assert made and not any(p.is_symlink() or p.name.startswith(".") for p in made)
     table = tmp_path / "table.nc"
     partial_path(table).symlink_to(victim)
     args = ["corrections", files["dem"], "--engine", "micromet", "--angles", "0,90", "-o", table]

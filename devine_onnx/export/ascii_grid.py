@@ -52,7 +52,7 @@ def write_ascii_grid(path: Path, values: np.ndarray, src) -> None:
 
 def write_ascii_grids(src, folder: Path, names, steps, pairs) -> None:
     """``.asc`` + ``.prj`` per variable and time step into ``folder``; appends (final, partial)."""
-    from devine_onnx.io.atomic import partial_path
+    from devine_onnx.io.atomic import temporary_file
 
     prj = esri_wkt(src.crs) if src.crs is not None else None
     stamps = src.times
@@ -63,11 +63,11 @@ def write_ascii_grids(src, folder: Path, names, steps, pairs) -> None:
         for var in names:
             stem = f"{src.stem}{when}_{SUFFIXES.get(var, var)}"
             final = folder / f"{stem}.asc"
-            tmp = partial_path(final)
+            tmp = temporary_file(final)  # unique, O_EXCL: never a planted file or link
             pairs.append((final, tmp))
             write_ascii_grid(tmp, src.field(var, i), src)
             if prj is not None:
                 final_prj = folder / f"{stem}.prj"
-                tmp_prj = partial_path(final_prj)
+                tmp_prj = temporary_file(final_prj)
                 pairs.append((final_prj, tmp_prj))
                 tmp_prj.write_text(prj, encoding="ascii")

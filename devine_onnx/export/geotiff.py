@@ -96,7 +96,7 @@ def write_geotiff(path: Path, bands: list[np.ndarray], descriptions: list[str], 
 
 def write_geotiffs(src, folder: Path, single: Path | None, names, steps, angles, pairs) -> None:
     """One GeoTIFF per variable into ``folder`` (or ``single``); appends (final, partial)."""
-    from devine_onnx.io.atomic import partial_path
+    from devine_onnx.io.atomic import temporary_file
 
     stamps = src.times
     for var in names:
@@ -110,6 +110,6 @@ def write_geotiffs(src, folder: Path, single: Path | None, names, steps, angles,
             texts = [
                 iso_utc(stamps[i]) if i is not None and stamps is not None else "" for i in idx
             ]
-        tmp = partial_path(final)
+        tmp = temporary_file(final)  # unique, O_EXCL: never a planted file or link
         pairs.append((final, tmp))
         write_geotiff(tmp, bands, texts, src, _tags(src, var))

@@ -78,7 +78,7 @@ def write_kmz(src, folder: Path, single: Path | None, steps, arrows: int, pairs)
 
     from devine_onnx.export.geotiff import iso_utc
     from devine_onnx.export.source import nice_step, utc_label
-    from devine_onnx.io.atomic import partial_path
+    from devine_onnx.io.atomic import temporary_file
 
     crs = src.crs if src.crs is not None else CRS.from_epsg(4326)
     to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
@@ -153,7 +153,7 @@ def write_kmz(src, folder: Path, single: Path | None, steps, arrows: int, pairs)
     parts.append("</Document></kml>\n")
 
     final = single or folder / f"{src.stem}.kmz"
-    tmp = partial_path(final)
+    tmp = temporary_file(final)  # unique, O_EXCL: never a planted file or link
     pairs.append((final, tmp))
     legend = _legend_png(edges, cmap)
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:

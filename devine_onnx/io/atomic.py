@@ -71,6 +71,7 @@ __all__ = [
     "remove_path",
     "scratch_dir",
     "sweep_stale",
+    "temporary_file",
 ]
 
 LOGGER = logging.getLogger("devine_onnx")
@@ -621,8 +622,31 @@ def scratch_dir(kind: str, folder: str | os.PathLike | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=where))
 
 
+def temporary_file(path: str | os.PathLike) -> Path:
+    """A new empty file with a unique name in the folder of ``path``, to write ``path`` into.
+
+    Created with ``O_EXCL`` (never an existing file or link), named like a scratch folder
+    (``.devine-onnx-out-<host>-<pid>-<random>``: swept if the run dies) and with the usual
+    permissions (``0666`` less the umask) so that the final file gets them after the rename.
+    The caller writes it, then renames it to ``path`` (``os.replace``) or removes it.
+    """
+    final = Path(path)
+    folder = final.parent if str(final.parent) else Path(".")
+    sweep_stale(folder)
+    prefix = f"{SCRATCH_PREFIX}out-{_safe_host(_hostname())}-{os.getpid()}-"
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)
+    try:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
 def sweep_stale(folder: str | os.PathLike) -> list[Path]:
-    """Remove the scratch folders of dead runs of this host in ``folder`` (not recursive).
+    """Remove the scratch folders (and temporary files) of dead runs of this host in ``folder``
+    (not recursive).
 
     Folders of live runs and of other hosts are kept. Each removal is logged as a note.
 
@@ -644,11 +668,14 @@ def sweep_stale(folder: str | os.PathLike) -> list[Path]:
         if m is None or m["host"] != host or pid_alive(int(m["pid"])):
             continue
         try:
-            if not entry.is_dir(follow_symlinks=False):
+            if entry.is_symlink():
                 continue
             if hasattr(os, "getuid") and entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
-            shutil.rmtree(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)  # a temporary file (temporary_file)
         except OSError:
             continue
         removed.append(Path(entry.path))

@@ -26,6 +26,7 @@ from devine_onnx.io.atomic import (
     partial_path,
     scratch_dir,
     sweep_stale,
+    temporary_file,
 )
 
 
@@ -261,3 +262,17 @@ def test_scratch_folders_of_dead_runs_are_swept(tmp_path, caplog):
     assert new.name.startswith(f".devine-onnx-table-{host}-{os.getpid()}-")
     assert atomic._SCRATCH_RE.match(new.name)
     assert (new.stat().st_mode & 0o777) == 0o700
+
+
+def test_temporary_file_is_new_private_named_and_swept(tmp_path):
+    final = tmp_path / "map.tif"
+    a, b = temporary_file(final), temporary_file(final)
+    assert a != b and a.parent == tmp_path and a.stat().st_size == 0 and not a.is_symlink()
+    assert atomic._SCRATCH_RE.match(a.name) and f"-{os.getpid()}-" in a.name
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (a.stat().st_mode & 0o777) == 0o666 & ~mask  # the final file's usual permissions
+    host = atomic._safe_host(socket.gethostname())
+    dead = tmp_path / f".devine-onnx-out-{host}-{dead_pid()}-abcd1234"
+    dead.write_text("half")
+    assert sweep_stale(tmp_path) == [dead] and a.exists() and b.exists()
