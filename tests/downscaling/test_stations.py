@@ -177,6 +177,14 @@ def test_equals_barnes_of_components_then_table(tmp_path, table_file):
     assert out["station_count"].values.tolist() == [4, 3]
 
 
+def test_coarsen_and_nearest_lookup_options_apply(table_file):
+    obs = observations([[4.0] * 4], [[300.0] * 4], times=TIMES[:1])
+    out = run(obs, table_file, stations=station_list(), coarsen=2, chunk_time=1)
+    assert out["wind_speed"].shape == (1, NY // 2, NX // 2)
+    np.testing.assert_allclose(out["wind_speed"].values, 4.0, atol=1e-4)
+    np.testing.assert_allclose(out["x"].values, X.reshape(-1, 2).mean(axis=1))
+
+
 def test_barnes_spacing_option_narrows_the_filter(table_file):
     speed = [[2.0, 7.0, 4.0, 9.0]]
     direction = [[270.0] * 4]
@@ -295,6 +303,8 @@ def test_nwp_options_refused_with_stations_and_the_reverse(tmp_path, table_file)
     obs = observations([[5.0] * 4], [[270.0] * 4], times=TIMES[:1])
     with pytest.raises(OptionError, match="u_var, max_memory apply to NWP input"):
         run(obs, table_file, stations=station_list(), u_var="u10", max_memory="1GB")
+    with pytest.raises(OptionError, match="grid_relative applies to NWP input"):
+        run(obs, table_file, stations=station_list(), grid_relative=True)
     with pytest.raises(OptionError, match="barnes_spacing: for weather-station observations"):
         run(sample_nwp(n_times=1), table_file, barnes_spacing=100.0)
     with pytest.raises(OptionError, match="min_stations=0"):
