@@ -22,7 +22,7 @@ symbolic link is never followed or overwritten, whatever its name. A resumable o
 (:func:`check_partial`), and only the partial this run created or resumed under its lock is
 renamed. The rename replaces ``OUTPUT`` itself, never a file a link points to.
 
-**Scratch folders** (:func:`scratch_dir`) are named ``.devine-onnx-<kind>-<host>-<pid>-<random>``.
+**Scratch folders** (:func:`scratch_dir`) are named ``.devine-onnx-<kind>-<host>-<pid>-<random>`` (host: name and pid namespace).
 A run that is killed (``kill -9``, power loss) cannot remove them; the next run that locks an
 output or makes a scratch folder in the same folder removes those of dead runs of the same
 host (:func:`sweep_stale`), with a note.
@@ -143,6 +143,21 @@ def _hostname() -> str:
     return socket.gethostname() or "localhost"
 
 
+def _pid_namespace() -> str:
+    """Id of this process's pid namespace (Linux), "" elsewhere: containers that share a host
+    name but not their process ids have different ones."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        return ""
+
+
+def _node() -> str:
+    """Where process ids are meaningful: host name (safe characters) + pid namespace."""
+    ns = _pid_namespace()
+    return _safe_host(_hostname()) + (f".{ns}" if ns else "")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this host (a zombie counts as gone)."""
     if pid <= 0:
@@ -202,6 +217,9 @@ class LockInfo:
         The command line of the run.
     token : str
         Random identity of this lock (a lock taken over or replaced has another).
+    pidns : str
+        Pid namespace of the run (Linux; "" when unknown): process ids are checked only
+        within the same host and namespace.
     """
 
     pid: int
@@ -209,10 +227,14 @@ class LockInfo:
     started: float
     command: str
     token: str
+    pidns: str = ""
 
     @classmethod
     def mine(cls) -> LockInfo:
-        return cls(os.getpid(), _hostname(), time.time(), _command_line(), uuid.uuid4().hex)
+        return cls(
+            os.getpid(), _hostname(), time.time(), _command_line(), uuid.uuid4().hex,
+            _pid_namespace(),
+        )  # fmt: skip
 
     def to_json(self) -> str:
         when = datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds")
@@ -224,6 +246,7 @@ class LockInfo:
                 "started_epoch": self.started,
                 "command": self.command,
                 "token": self.token,
+                "pidns": self.pidns,
                 "note": "devine-onnx output lock: deleted when the run ends",
             },
             indent=1,
@@ -235,14 +258,16 @@ class LockInfo:
             d = json.loads(text)
             return cls(
                 int(d["pid"]), str(d["host"]), float(d["started_epoch"]),
-                str(d.get("command", "?")), str(d.get("token", "")),
+                str(d.get("command", "?")), str(d.get("token", "")), str(d.get("pidns", "")),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError):
             return None
 
     @property
     def local(self) -> bool:
-        return self.host == _hostname()
+        # Same host name and, where known, same pid namespace (a container sharing the host
+        # name but not the process ids counts as another host: its pids cannot be checked).
+        return self.host == _hostname() and (not self.pidns or self.pidns == _pid_namespace())
 
     def stale(self) -> bool:
         """True when the run is certainly gone: same host, and its process id is not running
@@ -538,11 +563,18 @@ def _commit(tmp: Path, final: Path, aside_dir: Path | None) -> None:
             f"{final}: the temporary output {tmp} is missing or was replaced by a link; "
             "nothing was renamed: run again"
         )
+    old = None
     if final.is_dir() and not final.is_symlink():
-        os.rename(final, aside_dir / "old")  # removed once the new output is in place
+        old = aside_dir / (final.name + ".old")  # never the name of tmp
+        os.rename(final, old)  # deleted with aside_dir once the new output is in place
     elif tmp.is_dir() and (final.exists() or final.is_symlink()):
         final.unlink()  # a file or link where a store goes: rename cannot replace it
-    os.replace(tmp, final)  # replaces a file or a link itself, never what a link points to
+    try:
+        os.replace(tmp, final)  # replaces a file or a link itself, never what a link points to
+    except BaseException:
+        if old is not None and not (final.exists() or final.is_symlink()):
+            os.rename(old, final)  # put the old store back
+        raise
 
 
 @contextmanager
@@ -608,7 +640,7 @@ def _safe_host(host: str) -> str:
 
 
 def scratch_dir(kind: str, folder: str | os.PathLike | None = None) -> Path:
-    """A new private folder (mode 0700) ``.devine-onnx-<kind>-<host>-<pid>-<random>``.
+    """A new private folder (mode 0700) ``.devine-onnx-<kind>-<host>-<pid>-<random>`` (host: name and pid namespace).
 
     Created in ``folder`` (default: the system's temporary folder) after sweeping the scratch
     folders of dead runs there (:func:`sweep_stale`). The caller removes it when done; if the
@@ -618,7 +650,7 @@ def scratch_dir(kind: str, folder: str | os.PathLike | None = None) -> Path:
         raise ValueError(f"kind {kind!r}: expected lowercase letters")
     where = Path(folder) if folder is not None else Path(tempfile.gettempdir())
     sweep_stale(where)
-    prefix = f"{SCRATCH_PREFIX}{kind}-{_safe_host(_hostname())}-{os.getpid()}-"
+    prefix = f"{SCRATCH_PREFIX}{kind}-{_node()}-{os.getpid()}-"
     return Path(tempfile.mkdtemp(prefix=prefix, dir=where))
 
 
@@ -633,7 +665,7 @@ def temporary_file(path: str | os.PathLike) -> Path:
     final = Path(path)
     folder = final.parent if str(final.parent) else Path(".")
     sweep_stale(folder)
-    prefix = f"{SCRATCH_PREFIX}out-{_safe_host(_hostname())}-{os.getpid()}-"
+    prefix = f"{SCRATCH_PREFIX}out-{_node()}-{os.getpid()}-"
     fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
         mask = os.umask(0o022)
@@ -656,7 +688,7 @@ def sweep_stale(folder: str | os.PathLike) -> list[Path]:
         The folders removed.
     """
     removed = []
-    host = _safe_host(_hostname())
+    host = _node()
     try:
         entries = list(os.scandir(folder))
     except OSError:

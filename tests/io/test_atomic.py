@@ -37,8 +37,9 @@ def dead_pid() -> int:
     return int(proc.stdout)
 
 
-def write_lock(path, *, pid, host=None, started=None, token="t0ken"):
+def write_lock(path, *, pid, host=None, started=None, token="t0ken", pidns=None):
     info = {
+        "pidns": atomic._pid_namespace() if pidns is None else pidns,
         "pid": pid,
         "host": host or socket.gethostname(),
         "started": "2026-01-01T00:00:00+00:00",
@@ -109,6 +110,15 @@ def test_lock_of_another_host_says_how_to_remove_it(tmp_path):
             pass
     assert f"delete {lock_path(out)}" in str(info.value)
     assert "cannot be checked" in str(info.value)
+
+
+def test_lock_of_another_pid_namespace_is_not_judged(tmp_path):
+    """A container sharing the host name but not the process ids: its pid cannot be checked."""
+    out = tmp_path / "t.nc"
+    write_lock(out, pid=dead_pid(), pidns="4026599999")
+    with pytest.raises(OutputLockedError, match="another host"):
+        with output_lock(out):
+            pass
 
 
 def test_unreadable_or_linked_lock(tmp_path, monkeypatch):
@@ -246,7 +256,7 @@ def test_partial_replaced_during_the_run_is_not_renamed(tmp_path):
 
 # ----------------------------------------------------------------------------- scratch
 def test_scratch_folders_of_dead_runs_are_swept(tmp_path, caplog):
-    host = atomic._safe_host(socket.gethostname())
+    host = atomic._node()
     dead = tmp_path / f".devine-onnx-table-{host}-{dead_pid()}-abcd1234"
     live = tmp_path / f".devine-onnx-table-{host}-{os.getpid()}-abcd1234"
     remote = tmp_path / f".devine-onnx-table-elsewhere-{dead_pid()}-abcd1234"
@@ -272,7 +282,7 @@ def test_temporary_file_is_new_private_named_and_swept(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert (a.stat().st_mode & 0o777) == 0o666 & ~mask  # the final file's usual permissions
-    host = atomic._safe_host(socket.gethostname())
+    host = atomic._node()
     dead = tmp_path / f".devine-onnx-out-{host}-{dead_pid()}-abcd1234"
     dead.write_text("half")
     assert sweep_stale(tmp_path) == [dead] and a.exists() and b.exists()
