@@ -198,6 +198,15 @@ def downscale(
             "the output written, by spatial blocks (same result).",
         ),
     ] = None,
+    max_speed: Annotated[
+        float,
+        typer.Option(
+            "--max-speed",
+            metavar="<m/s>",
+            help="Warn when downscaled speeds exceed this many m/s (a forecast in km/h or "
+            "knots, wrong variables, a damaged file); inf: no check.",
+        ),
+    ] = 100.0,
     block_size: Annotated[
         str | None,
         typer.Option(
@@ -303,6 +312,7 @@ def downscale(
         coarse_cell=coarse_cell,
         dem_crs=dem_crs,
         max_memory=max_memory,
+        max_speed=max_speed,
         block_size=block_size,
         workers=workers,
         scheduler=scheduler,

@@ -21,7 +21,13 @@ from devine_onnx.tables.table import CorrectionTable
 
 from . import blocks as _blocks
 from .downscaler import TableDownscaler, open_wind
-from .kernel import NaNCount, NWPNaNWarning, warn_nan
+from .kernel import (
+    DEFAULT_MAX_SPEED,
+    ImplausibleSpeedWarning,
+    NaNCount,
+    NWPNaNWarning,
+    warn_nan,
+)
 from .options import CoarsenRemainderWarning, DownscaleOptions, check_mode
 from .output import write_output
 from .stations import downscale_stations, is_observation_input
@@ -30,6 +36,7 @@ from .stream import run_stream
 __all__ = [
     "CoarsenRemainderWarning",
     "DownscaleOptions",
+    "ImplausibleSpeedWarning",
     "NWPNaNWarning",
     "TableDownscaler",
     "build_weights",
@@ -69,6 +76,7 @@ def downscale(
     barnes_spacing: float | None = None,
     min_stations: int | None = None,
     min_speed: float | None = None,
+    max_speed: float = DEFAULT_MAX_SPEED,
 ) -> xr.Dataset:
     """Downscale NWP wind with a correction table (or, ``per_step``, a feature network).
 
@@ -128,6 +136,12 @@ def downscale(
         (with its 2-cell frame) for the local wind direction, on ``device``; see
         :func:`~devine_onnx.downscaling.per_step.downscale_per_step`. The output then also
         has ``upward_air_velocity``.
+    max_speed : float
+        Downscaled wind speed (m/s) above which the output pixel-steps are counted and
+        reported by one :class:`~devine_onnx.downscaling.kernel.ImplausibleSpeedWarning`
+        (forecast in km/h or knots, wrong variables, 1e6 m/s of a damaged file); the values
+        are kept. ``math.inf``: no check. Infinite forecast values are blanked like NaN
+        (counted in the :class:`NWPNaNWarning`).
     max_memory : str or int, optional
         Memory the run may use, e.g. ``"2GB"`` (bytes for an int). When the whole table
         (``n_angles x ny x nx x 4`` bytes per variable) and its buffers do not fit, the table
@@ -208,7 +222,7 @@ def downscale(
         chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
         angular_interpolation=angular_interpolation, complevel=complevel,
         max_memory=max_memory, block_size=block_size, workers=workers, scheduler=scheduler,
-        quiet=quiet, per_step=per_step,
+        quiet=quiet, per_step=per_step, max_speed=max_speed,
     )  # fmt: skip
     if options.cluster:
         _blocks.check_cluster(workers, scheduler, output)
@@ -248,7 +262,7 @@ def downscale(
             keep_open = True
             return ds.apply_lazy(nwp)
 
-        nan_count = NaNCount(None, None, nwp.n_times)
+        nan_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
         if plan is None:
             layout = ds.layout(nwp)
 

@@ -488,16 +488,16 @@ def run_block(downscaler, nwp, wb, box, bounds, writer, nan_count, bar=None, *, 
 # --------------------------------------------------------------------------- cluster
 def _remote_block(downscaler, source, nwp, wb, box, bounds, path, names):
     """One block on a dask worker: writes its regions of the Zarr output, returns the NaN
-    count ``(blanked pixel-steps, bool per time step)``."""
+    count (:meth:`~devine_onnx.downscaling.kernel.NaNCount.state`)."""
     from devine_onnx.io.writers import open_writer
 
     writer = open_writer(path, names, fmt="zarr")
-    nan_count = _kernel.NaNCount(None, None, nwp.n_times)
+    nan_count = _kernel.NaNCount(None, None, nwp.n_times, max_speed=downscaler.options.max_speed)
     try:
         run_block(downscaler, nwp, wb, box, bounds, writer, nan_count, source=source)
     finally:
         writer.close()
-    return nan_count.blanked, nan_count.hit_steps
+    return nan_count.state()
 
 
 def _run_on_cluster(downscaler, source, nwp, plan, writer, nan_count, bar, workers,
@@ -537,8 +537,7 @@ def _run_on_cluster(downscaler, source, nwp, plan, writer, nan_count, bar, worke
                     exc = fut.exception()
                     client.cancel(list(completed.futures))
                     raise exc
-                blanked, hit = fut.result()
-                nan_count.merge(blanked, hit)
+                nan_count.merge(*fut.result())
                 fut.release()
                 bar.advance(nt)
         except BaseException:

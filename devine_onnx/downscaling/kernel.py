@@ -15,14 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devine_onnx.errors import DevineWarning
+from devine_onnx.errors import DevineWarning, option
 from devine_onnx.wind import uv_to_speed_dir
 
 from . import lookup as _lookup
 
 __all__ = [
+    "DEFAULT_MAX_SPEED",
     "MAX_BLOCK_ELEMENTS",
     "ChunkKernel",
+    "ImplausibleSpeedWarning",
     "KernelParams",
     "NWPNaNWarning",
     "NaNCount",
@@ -38,7 +40,17 @@ MAX_BLOCK_ELEMENTS = 1_000_000
 
 
 class NWPNaNWarning(DevineWarning):
-    """NaN in the NWP wind blanked output pixel-steps (the warning gives their number)."""
+    """NaN (or infinite values) in the NWP wind blanked output pixel-steps (the warning gives
+    their number)."""
+
+
+class ImplausibleSpeedWarning(DevineWarning):
+    """Downscaled wind speeds above ``max_speed`` (wrong units or variables in the forecast?)."""
+
+
+#: Default ``max_speed`` (m/s): downscaled speeds above it are reported as implausible (the
+#: strongest 10 m gusts ever measured are about 113 m/s; hourly winds stay far below).
+DEFAULT_MAX_SPEED = 100.0
 
 
 # --------------------------------------------------------------------------- coarsening
@@ -70,14 +82,39 @@ class NaNCount:
     """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run.
 
     ``steps`` counts the time steps with any blanked pixel once, however many spatial blocks
-    saw them.
+    saw them. Infinite NWP values count as NaN (the kernel blanks them). Also counts the
+    output pixel-steps whose downscaled speed exceeds ``max_speed`` (m/s): ``fast``, and the
+    largest speed seen, ``fastest``.
     """
 
-    def __init__(self, acc: np.ndarray | None, alpha: np.ndarray | None, n_times: int = 0):
+    def __init__(
+        self,
+        acc: np.ndarray | None,
+        alpha: np.ndarray | None,
+        n_times: int = 0,
+        *,
+        max_speed: float = DEFAULT_MAX_SPEED,
+    ):
         self._tables = (acc, alpha)
         self._has_data: np.ndarray | None = None
         self.blanked = 0
         self._hit = np.zeros(n_times, dtype=bool)
+        self.max_speed = float(max_speed)
+        self.fast = 0
+        self.fastest = 0.0
+
+    def state(self) -> tuple:
+        """What :meth:`merge` adds to another count (sent back by cluster workers)."""
+        return self.blanked, self._hit, self.fast, self.fastest
+
+    def add_speed(self, speed: np.ndarray) -> None:
+        """Count the output pixel-steps of ``speed`` (m/s) above :attr:`max_speed`."""
+        with np.errstate(invalid="ignore"):
+            over = speed > self.max_speed
+        n = int(np.count_nonzero(over))
+        if n:
+            self.fast += n
+            self.fastest = max(self.fastest, float(np.max(speed[over])))
 
     @property
     def steps(self) -> int:
@@ -89,9 +126,12 @@ class NaNCount:
         """``(n_times,)`` bool: the time steps with a blanked output pixel."""
         return self._hit
 
-    def merge(self, blanked: int, hit_steps) -> None:
-        """Add the count of another run over other pixels (a block on a cluster worker)."""
+    def merge(self, blanked: int, hit_steps, fast: int = 0, fastest: float = 0.0) -> None:
+        """Add the count of another run over other pixels (a block on a cluster worker):
+        the values of its :meth:`state`."""
         self.blanked += int(blanked)
+        self.fast += int(fast)
+        self.fastest = max(self.fastest, float(fastest))
         hit = np.asarray(hit_steps, dtype=bool)
         if hit.size > self._hit.size:
             self._hit = np.concatenate([self._hit, np.zeros(hit.size - self._hit.size, bool)])
@@ -127,11 +167,23 @@ class NaNCount:
 
 
 def warn_nan(nan_count: NaNCount, source, u_name, v_name, n_times: int, shape) -> None:
-    """One warning per run: how many output pixel-steps NaN in the forecast blanked."""
-    if nan_count.blanked:
-        total = n_times * int(np.prod(shape))
+    """One warning per run: how many output pixel-steps NaN (or infinite values) in the
+    forecast blanked; one more when downscaled speeds exceed ``max_speed``."""
+    total = n_times * int(np.prod(shape))
+    if nan_count.fast:
         warnings.warn(
-            f"{source}: NaN in the NWP wind ({u_name}/{v_name}) blanked "
+            f"{source}: {nan_count.fast} output pixel-steps "
+            f"({100.0 * nan_count.fast / max(total, 1):.2g}% of {total}) have downscaled wind "
+            f"speeds above {option('max_speed', nan_count.max_speed)} m/s (up to "
+            f"{nan_count.fastest:.4g} m/s): check the units and variables of the forecast "
+            f"({u_name}/{v_name}, expected m/s), or raise {option('max_speed')} if such "
+            "speeds are real",
+            ImplausibleSpeedWarning,
+            stacklevel=3,
+        )
+    if nan_count.blanked:
+        warnings.warn(
+            f"{source}: NaN or infinite values in the NWP wind ({u_name}/{v_name}) blanked "
             f"{nan_count.blanked} output pixel-steps ({100.0 * nan_count.blanked / total:.2g}% "
             f"of {total}, in {nan_count.steps} of {n_times} time steps): each missing NWP "
             "value makes every table pixel of the triangles around it NaN; fill or mask the "
@@ -227,10 +279,14 @@ def downscale_chunk(
     outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(n_out))
     table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
     step = max(1, MAX_BLOCK_ELEMENTS // max(1, n_target))
+    # Infinite values (and their other component) are blanked like NaN: an infinite speed
+    # has no direction.
+    finite = np.isfinite(u) & np.isfinite(v)
+    if not finite.all():
+        u = np.where(finite, u, np.nan).astype(u.dtype, copy=False)
+        v = np.where(finite, v, np.nan).astype(v.dtype, copy=False)
     # NaN in the (small) NWP chunk: count what it blanks in the output.
-    count = (
-        nan_count if nan_count is not None and (np.isnan(u).any() or np.isnan(v).any()) else None
-    )
+    count = nan_count if nan_count is not None and not finite.all() else None
     if count is not None:
         valid = w.valid.reshape(w.target_shape) if w is not None else np.ones(grid_shape, bool)
     for a in range(0, n, step):
@@ -250,6 +306,8 @@ def downscale_chunk(
             table.downscale_uv(ur, vr, params.gamma, out=tuple(o[a:b] for o in outs[:4]))
             if count is not None:
                 count.add(ur, vr, valid, None, outs[2][a:b], t0 + a)
+            if nan_count is not None:
+                nan_count.add_speed(outs[0][a:b])
             continue
         _, _, uo, vo = table.downscale_uv(ur, vr, params.gamma)
         uo = coarsen_mean(np.asarray(uo, dtype=np.float32), params.coarsen)
@@ -260,6 +318,8 @@ def downscale_chunk(
         speed, dirs = uv_to_speed_dir(uo, vo)
         for o, r in zip(outs[:4], (speed, dirs, uo, vo), strict=True):
             o[a:b] = r
+        if nan_count is not None:
+            nan_count.add_speed(outs[0][a:b])
     return tuple(o.reshape(lead + out_shape) for o in outs)
 
 

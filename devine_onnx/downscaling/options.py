@@ -15,6 +15,7 @@ import numpy as np
 
 from devine_onnx.errors import DevineWarning, OptionError, option
 
+from .kernel import DEFAULT_MAX_SPEED
 from .lookup import METHODS
 
 __all__ = [
@@ -164,6 +165,9 @@ class DownscaleOptions:
         dask.distributed local cluster size, or an existing scheduler; tables only.
     quiet : bool
         No progress bar.
+    max_speed : float
+        Downscaled speeds above it (m/s) are counted and reported once per run
+        (:class:`~devine_onnx.downscaling.kernel.ImplausibleSpeedWarning`); ``inf``: no check.
     per_step : bool
         Per-step mode (a feature network, no table): the table-only options must be unset.
 
@@ -184,6 +188,7 @@ class DownscaleOptions:
     scheduler: object = None
     quiet: bool = False
     per_step: bool = False
+    max_speed: float = DEFAULT_MAX_SPEED
 
     def __post_init__(self):
         if self.per_step:
@@ -216,6 +221,16 @@ class DownscaleOptions:
             raise OptionError(
                 f"{option('complevel', self.complevel)}: expected an integer from 0 (none) to 9"
             )
+        try:
+            max_speed = float(self.max_speed)
+        except (TypeError, ValueError):
+            max_speed = float("nan")
+        if isinstance(self.max_speed, bool) or not max_speed > 0:
+            raise OptionError(
+                f"{option('max_speed', self.max_speed)}: expected a wind speed in m/s above 0 "
+                f"(default {DEFAULT_MAX_SPEED:g}; inf: no check)"
+            )
+        object.__setattr__(self, "max_speed", max_speed)
         coarsen = int(self.coarsen) if self.coarsen not in (None, 1) else None
         object.__setattr__(self, "chunk_time", int(self.chunk_time))
         object.__setattr__(self, "coarsen", coarsen)
