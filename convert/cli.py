@@ -20,10 +20,18 @@ a Keras-2 SavedModel) or its weights.h5. σ is read from the dict_norm.csv next 
 A devine-torch model folder (model.pt, norm.json, info.yaml) is converted with PyTorch
 instead (pip install "devine-onnx[torch]") into a feature-network model.
 
+--example writes a devine-torch folder with SYNTHETIC weights at SRC instead (to try the
+workflow before having a model; nothing computed with it is physical), and converts it when
+-o is given.
+
 Example:
 
     python -m convert date_21_12_2021_..._model_UNet/ -o models/devine.onnx --fp16
+    python -m convert --example example-torch/ -o example-torch.onnx
 """
+
+#: Seed of the synthetic weights of ``convert --example`` (the same folder every time).
+EXAMPLE_SEED = 2021
 
 
 def _require_tensorflow() -> None:
@@ -46,6 +54,49 @@ def _require_torch() -> None:
             f"converting a devine-torch model needs {', '.join(missing)}: install them with "
             "pip install 'devine-onnx[torch]' (or pip install -e '.[torch]' in a checkout)"
         )
+
+
+def write_example(folder) -> Path:
+    """Write a devine-torch model folder with SYNTHETIC weights at ``folder`` (which must not
+    exist, or be empty): ``model.pt``, ``norm.json`` and ``info.yaml`` in devine-torch's
+    layout, ``info.yaml`` saying ``synthetic: true``. Needs PyTorch (the torch extra).
+
+    The folder is written beside its final name and renamed when complete: an interrupted run
+    leaves nothing under ``folder``.
+    """
+    import shutil
+    import tempfile
+
+    from devine_onnx.errors import OutputError
+
+    folder = Path(folder)
+    if folder.is_symlink() or folder.is_file():
+        raise OutputError(f"{folder}: exists and is not a folder; give a new folder to --example")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise OutputError(
+            f"{folder}: the folder exists and is not empty; give a new folder to --example "
+            "(nothing is overwritten)"
+        )
+    from importlib.util import find_spec
+
+    if find_spec("torch") is None:
+        raise MissingDependencyError(
+            "devine-onnx convert --example needs PyTorch: pip install 'devine-onnx[torch]' (on "
+            "Linux, CPU-only PyTorch first: see docs/devine_torch.md)"
+        )
+    from .torch_fixture import write_torch_folder
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        write_torch_folder(tmp, seed=EXAMPLE_SEED, model_id=f"example-synthetic-{EXAMPLE_SEED}")
+        if folder.is_dir():
+            folder.rmdir()  # empty (checked above)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
 
 def _convert_torch(src, output, *, check, synthetic, fp16, trusted, quiet) -> None:
@@ -76,10 +127,13 @@ def convert_command(
         Path,
         typer.Argument(
             help="Official model folder or weights.h5, or a devine-torch model folder "
-            "(model.pt, norm.json, info.yaml)."
+            "(model.pt, norm.json, info.yaml); with --example, the folder to write."
         ),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="ONNX file to write (optional with --example)."),
+    ] = None,
     std: Annotated[
         float | None, typer.Option(help="σ in metres (default: train_std of dict_norm.csv).")
     ] = None,
@@ -102,10 +156,37 @@ def convert_command(
             "files you trust.",
         ),
     ] = False,
+    example: Annotated[
+        bool,
+        typer.Option(
+            "--example",
+            help="Write a devine-torch model folder with SYNTHETIC weights at SRC (model.pt, "
+            "norm.json, info.yaml), to try the workflow before having a model; with -o, also "
+            "convert it. Needs the torch extra.",
+        ),
+    ] = False,
 ) -> None:
     """Convert the official DEVINE weights to a size-agnostic ONNX model."""
     from .torch_folder import is_torch_folder
 
+    if example:
+        folder = write_example(src)
+        if not quiet:
+            typer.echo(
+                f"wrote {folder}: a devine-torch model folder (model.pt, norm.json, info.yaml) "
+                "with SYNTHETIC (untrained) weights: nothing computed with it is physical"
+            )
+        if output is None:
+            if not quiet:
+                typer.echo(f"convert it with: devine-onnx convert {folder} -o {folder}.onnx")
+            return
+        synthetic = True
+        src = folder
+    if output is None:
+        raise typer.BadParameter(
+            "missing: give the ONNX file to write (only --example works without it)",
+            param_hint="'-o' / '--output'",
+        )
     if is_torch_folder(src):
         if std is not None:
             raise ConversionError(

@@ -14,9 +14,11 @@ demonstrate the pipeline.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,20 @@ def synthetic_notice(model: Path, when: str) -> str:
     )
 
 
+def _own_notice(func):
+    """``func`` without its synthetic-weights warning: the demo prints its own notice,
+    before and after the run, instead of one warning per step."""
+    from .synthetic import SyntheticWeightsWarning
+
+    @functools.wraps(func)
+    def call(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntheticWeightsWarning)
+            return func(*args, **kwargs)
+
+    return call
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -172,6 +188,9 @@ def run_demo(
     from .sample_data import JACKSBORO_CENTER, real_dem, sample_nwp
     from .tables.build import compute_corrections
 
+    compute_corrections, downscale, plot_wind, plot_table = map(
+        _own_notice, (compute_corrections, downscale, plot_wind, plot_table)
+    )
     if (
         isinstance(angle_step, bool)
         or not isinstance(angle_step, int)

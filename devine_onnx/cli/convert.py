@@ -35,14 +35,20 @@ CONVERT_EPILOG = (
     "[bold]Example[/bold]:\n\n"
     "  devine-onnx convert date_21_12_2021_name_simu_classic_all_low_epochs_0_model_UNet/ "
     "-o models/devine.onnx --fp16\n\n"
-    "Needs the convert extra: " + CONVERT_INSTALL.replace("[", "\\[") + ". See models/README.md."
+    "  devine-onnx convert --example example-torch/ -o example-torch.onnx   (a devine-torch "
+    "folder with SYNTHETIC weights, to try the workflow)\n\n"
+    "Needs the convert extra: " + CONVERT_INSTALL.replace("[", "\\[") + " (the torch extra for "
+    "devine-torch folders and --example). See models/README.md and docs/devine_torch.md."
 )
 CONVERT_HELP = (
     "Convert the official DEVINE weights to a size-agnostic ONNX model.\n\n"
     "SRC is the official model folder (a Keras-2 SavedModel) or its weights.h5; σ is read from "
     "the dict_norm.csv next to it. The export is checked against TensorFlow.\n\n"
     "SRC may also be a devine-torch model folder (model.pt, norm.json, info.yaml): it becomes "
-    "a feature-network model, checked against PyTorch (needs the torch extra)."
+    "a feature-network model, checked against PyTorch (needs the torch extra).\n\n"
+    "--example writes such a folder with SYNTHETIC (untrained) weights at SRC, to try the "
+    "workflow before having a model (nothing computed with it is physical); with -o it is "
+    "converted too."
 )
 
 try:
@@ -56,8 +62,10 @@ if _convert_command is not None:
     def _convert(*args, **kwargs):
         from devine_onnx_convert.torch_folder import is_torch_folder
 
-        # A devine-torch folder needs PyTorch, not TensorFlow (checked by the converter).
-        if not is_torch_folder(kwargs.get("src", args[0] if args else None)):
+        # A devine-torch folder (or --example) needs PyTorch, not TensorFlow (checked by the
+        # converter).
+        example = bool(kwargs.get("example"))
+        if not example and not is_torch_folder(kwargs.get("src", args[0] if args else None)):
             _require_convert_extra()
         prepare_output(kwargs.get("output"))
         return _convert_command(*args, **kwargs)

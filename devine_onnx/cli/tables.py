@@ -287,11 +287,7 @@ def corrections(
         raise
     verb = "kept the complete" if table.encoding.get("complete_before") else "wrote"
     done(quiet, f"{verb} {output}: {table_summary(table)}")
-    if str(table.attrs.get("synthetic_weights", "false")).lower() == "true":
-        echo_error(
-            f"warning: {model} has synthetic (untrained) weights: this table is NOT "
-            "physical; convert the official weights with 'devine-onnx convert'"
-        )
+    # A model with synthetic weights was warned about before the run (compute_corrections).
 
 
 def table_summary(table) -> str:

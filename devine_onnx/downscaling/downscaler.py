@@ -19,6 +19,7 @@ and ``downscaler(u, v)`` chains both. :meth:`TableDownscaler.apply_lazy` gives a
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import xarray as xr
 
 from devine_onnx.io.nwp import NWPWinds, _open_nwp
 from devine_onnx.regrid.cache import resolve_weights
+from devine_onnx.synthetic import warn_synthetic
 from devine_onnx.tables.table import CorrectionTable
 from devine_onnx.wind import meridian_convergence
 
@@ -36,6 +38,8 @@ from .options import DownscaleOptions
 from .output import OutputLayout, coarsen_axis, global_attributes, wind_variables
 
 __all__ = ["TableDownscaler", "open_wind"]
+
+LOGGER = logging.getLogger("devine_onnx")
 
 
 def open_wind(
@@ -49,7 +53,7 @@ def open_wind(
     if isinstance(wind, NWPWinds):
         return wind
     is_path = isinstance(wind, str | os.PathLike)
-    return _open_nwp(
+    nwp = _open_nwp(
         wind,
         u_var=u_var,
         v_var=v_var,
@@ -58,6 +62,16 @@ def open_wind(
         chunk_time=options.chunk_time if is_path else None,
         rotate=not options.grid_relative,
     )
+    if nwp.wind_note:  # which variables (u10 or u100...) were chosen: a note (-q silences it)
+        LOGGER.info(nwp.wind_note)
+    return nwp
+
+
+def warn_if_synthetic(table: CorrectionTable, made: str, *, stacklevel: int = 2) -> None:
+    """Warn (:class:`~devine_onnx.synthetic.SyntheticWeightsWarning`) before a run when
+    ``table`` was computed with synthetic (untrained) model weights."""
+    if table.synthetic:
+        warn_synthetic(table.label, made=made, engine=table.engine, stacklevel=stacklevel + 1)
 
 
 class TableDownscaler:
@@ -121,6 +135,7 @@ class TableDownscaler:
         remainders and a nearest lookup on a coarse table."""
         options = options if options is not None else DownscaleOptions()
         table = CorrectionTable.open(table)
+        warn_if_synthetic(table, "the downscaled wind", stacklevel=_stacklevel)
         options.check_grid(*table.shape, stacklevel=_stacklevel)
         warn_if_coarse(
             table.angles, options.angular_interpolation, label=table.label, stacklevel=_stacklevel
@@ -138,6 +153,7 @@ class TableDownscaler:
         table."""
         options = options if options is not None else DownscaleOptions()
         table = CorrectionTable.open(table)
+        warn_if_synthetic(table, "the downscaled wind", stacklevel=_stacklevel)
         options.check_grid(*table.shape, stacklevel=_stacklevel)
         warn_if_coarse(
             table.angles, options.angular_interpolation, label=table.label, stacklevel=_stacklevel

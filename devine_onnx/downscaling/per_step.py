@@ -21,6 +21,8 @@ Memory: one chunk of ``chunk_time`` steps of wind lives at a time; the network r
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 
@@ -266,9 +268,19 @@ def downscale_per_step(
     """
     from devine_onnx.io.dem import load_dem
     from devine_onnx.regrid.cache import target_grid
+    from devine_onnx.synthetic import warn_synthetic
 
     options = options if options is not None else DownscaleOptions(per_step=True)
     network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
+    if network.synthetic:  # before the work, not after (issue 21 #3)
+        named = isinstance(model, str | os.PathLike) and str(model) != "demo"
+        warn_synthetic(
+            model if named else network.path.name,
+            made="the downscaled wind",
+            engine="features",
+            model=True,
+            stacklevel=3,
+        )
     da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
     check_dem_size(da.shape, label)

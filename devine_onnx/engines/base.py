@@ -51,6 +51,23 @@ class TableWindow:
         return self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
 
 
+def dem_extent(dem: xr.DataArray) -> str:
+    """``"x a to b, y c to d (lon .. to .., lat .. to ..)"``: the DEM's pixel edges in its CRS
+    (metres), then in longitude/latitude (degrees, WGS 84) when its CRS is known."""
+    from devine_onnx.io.cf import lonlat_extent, read_crs
+
+    xs, ys = np.asarray(dem.x.values, np.float64), np.asarray(dem.y.values, np.float64)
+    half = abs(float(xs[1] - xs[0])) / 2 if xs.size > 1 else 0.0
+    x0, x1, y0, y1 = xs.min() - half, xs.max() + half, ys.min() - half, ys.max() + half
+    text = f"x {x0:.1f} to {x1:.1f}, y {y0:.1f} to {y1:.1f}"
+    try:
+        crs = read_crs(dem, strict=False)
+    except Exception:  # noqa: BLE001 - a message helper never fails the caller
+        crs = None
+    lonlat = lonlat_extent([x0, x1], [y0, y1], crs)
+    return text + (f" ({lonlat})" if lonlat else "")
+
+
 class TableEngine(abc.ABC):
     """Base class of the table engines.
 
@@ -104,8 +121,8 @@ class TableEngine(abc.ABC):
         if ci.size == 0 or ri.size == 0:
             raise OptionError(
                 f"{option('target')} ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f}): contains "
-                "no pixel centre of the table grid; give bounds inside the DEM and at least one "
-                f"pixel ({res:g} m) wide"
+                f"no pixel centre of the table grid (the DEM spans {dem_extent(dem)}); give "
+                f"bounds inside the DEM and at least one pixel ({res:g} m) wide"
             )
         r0, c0 = cov.rows.start, cov.cols.start
         return TableWindow(

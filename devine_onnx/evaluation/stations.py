@@ -238,6 +238,18 @@ def unique_name(stem: str, taken: set[str]) -> str:
     return name
 
 
+def _warn_if_synthetic(ds: xr.Dataset, label: str) -> None:
+    """Warn before reading when the output was computed with synthetic model weights."""
+    from devine_onnx.synthetic import warn_synthetic
+    from devine_onnx.tables.table import synthetic_note
+
+    if synthetic_note(ds.attrs) is not None:
+        engine = ds.attrs.get("table_engine", ds.attrs.get("engine"))
+        warn_synthetic(
+            label, made="the winds scored against the stations", engine=engine, stacklevel=4
+        )
+
+
 def wind_source(source, name, lon, lat, bilinear, label) -> ModelSource:
     ds, by_slab = _open_wind(source, label)
     for var in _WIND_VARS:
@@ -260,6 +272,7 @@ def wind_source(source, name, lon, lat, bilinear, label) -> ModelSource:
             "observations can only be matched with CF times"
         )
     _check_unique_times(times, label, InputFileError)
+    _warn_if_synthetic(ds, label)
     x = np.asarray(ds["x"].values, dtype=np.float64)
     y = np.asarray(ds["y"].values, dtype=np.float64)
     if x.size < 2 or y.size < 2:

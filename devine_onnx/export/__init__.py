@@ -137,6 +137,7 @@ def export_file(
     fmt = _format(format)
     src = open_source(source, "downscaled wind or correction table")
     try:
+        src.warn_if_synthetic("the exported files", stacklevel=2)
         return _export(src, output, fmt, var, time, angle, arrows)
     finally:
         if isinstance(source, str | os.PathLike):  # opened here: closed here

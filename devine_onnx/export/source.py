@@ -181,6 +181,19 @@ class MapSource:
 
         return synthetic_note(self.dataset.attrs) is not None
 
+    def warn_if_synthetic(self, made: str, *, stacklevel: int = 2) -> None:
+        """Warn (:class:`~devine_onnx.synthetic.SyntheticWeightsWarning`) when the input was
+        computed with synthetic weights; ``made`` is what the caller makes of it."""
+        if not self.synthetic:
+            return
+        from devine_onnx.synthetic import warn_synthetic
+
+        if self.table is not None:
+            engine = self.table.engine
+        else:
+            engine = self.dataset.attrs.get("table_engine", self.dataset.attrs.get("engine"))
+        warn_synthetic(self.label, made=made, engine=engine, stacklevel=stacklevel + 1)
+
     @property
     def engine_title(self) -> str:
         if self.table is not None:

@@ -42,6 +42,7 @@ Rules (docs/method.md §4):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,10 @@ class NWPWinds:
         Names of the variables read (speed and direction when the file gives those).
     wind_frame : str
         How the components became earth-relative (recorded in outputs).
+    wind_note : str
+        Which variables were read and at what height, and the other wind pairs of the file
+        (``"nwp.nc: wind from u10/v10 (10 m); also in the file: u100/v100 ..."``): the note
+        ``downscale`` prints (issue 21 #6).
     """
 
     u: xr.DataArray
@@ -142,6 +147,7 @@ class NWPWinds:
     v_name: str = ""
     attrs: dict = field(default_factory=dict)
     wind_frame: str = ""
+    wind_note: str = ""
 
     @property
     def time(self) -> np.ndarray:
@@ -228,6 +234,60 @@ def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str,
         "eastward_wind/northward_wind, and wind_speed/wind_from_direction); variables in the "
         f"file: {_var_list(ds)}; name the components with {which}"
     )
+
+
+_HEIGHT_COORDS = ("height", "heightaboveground", "height_above_ground", "level", "z")
+_HEIGHT_IN_NAME = (
+    re.compile(r"(?:u|v|ugrd_?|vgrd_?|si|ws|wspd|ff)(\d+(?:\.\d+)?)(?:m|maboveground)?", re.I),
+    re.compile(r"(\d+(?:\.\d+)?)[uv]", re.I),
+)
+
+
+def _wind_height(ds: xr.Dataset, name: str) -> str | None:
+    """Height of the wind variable ``name``: a size-1 height coordinate, else its name."""
+    for coord_name, coord in ds[name].coords.items():
+        if str(coord_name).lower() in _HEIGHT_COORDS and coord.size == 1:
+            try:
+                value = float(np.asarray(coord.values).ravel()[0])
+            except (TypeError, ValueError):
+                continue
+            units = str(coord.attrs.get("units", "m"))
+            return f"{value:g} {units}"
+    for pattern in _HEIGHT_IN_NAME:
+        match = pattern.fullmatch(name)
+        if match:
+            return f"{float(match.group(1)):g} m"
+    return None
+
+
+def _wind_note(ds: xr.Dataset, label: str, un: str, vn: str, chosen: bool) -> str:
+    """``label: wind from u10/v10 (10 m)``, plus the other wind pairs when it was a choice."""
+    height = _wind_height(ds, un)
+    note = f"{label}: wind from {un}/{vn}" + (f" ({height})" if height else "")
+    if not chosen:
+        return note + f" (as given by {option('u_var')}/{option('v_var')})"
+    pairs = list(WIND_NAME_PAIRS + SPEED_DIRECTION_NAME_PAIRS)
+    number = re.compile(r"\d+(?:\.\d+)?")
+    if number.search(un) and number.search(vn):  # u10/v10: the same names at other heights
+        head, tail = number.split(un, maxsplit=1)
+        other_height = re.compile(re.escape(head) + r"(\d+(?:\.\d+)?)" + re.escape(tail))
+        for name in map(str, ds.data_vars):
+            match = other_height.fullmatch(name)
+            if match:
+                pairs.append((name, number.sub(match.group(1), vn, count=1)))
+    others = list(
+        dict.fromkeys(
+            f"{a}/{b}"
+            for a, b in pairs
+            if a in ds.data_vars and b in ds.data_vars and (a, b) != (un, vn)
+        )
+    )
+    if others:
+        note += (
+            f"; also in the file: {', '.join(others)} (choose with {option('u_var')}/"
+            f"{option('v_var')})"
+        )
+    return note
 
 
 def _check_units(da: xr.DataArray, label: str) -> None:
@@ -714,6 +774,7 @@ def _open_nwp(source, *, u_var, v_var, nwp_crs, nwp_wind_frame, chunk_time, rota
         )
 
     un, vn, kind = _pick_variables(ds, label, u_var, v_var)
+    wind_note = _wind_note(ds, label, un, vn, chosen=u_var is None)
     u, v = ds[un], ds[vn]
     _check_units(u, label)
     if kind == "uv":
@@ -768,4 +829,5 @@ def _open_nwp(source, *, u_var, v_var, nwp_crs, nwp_wind_frame, chunk_time, rota
         v_name=vn,
         attrs=dict(ds.attrs),
         wind_frame=frame_note,
+        wind_note=wind_note,
     )

@@ -92,6 +92,17 @@ def check_weights_path(path: str | os.PathLike) -> Path:
     return check_writable(p)
 
 
+def _extent_lonlat(x, y, crs_wkt: str) -> str:
+    """:func:`_extent` in CRS units, then in longitude/latitude when the CRS is known."""
+    from devine_onnx.io.cf import lonlat_extent
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    lonlat = lonlat_extent(x[ok], y[ok], crs_wkt) if crs_wkt and ok.any() else None
+    return _extent(x, y) + (f" ({lonlat})" if lonlat else "")
+
+
 def _extent(x, y) -> str:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -332,8 +343,9 @@ class RegridWeights:
         if n_valid == 0:
             raise NWPError(
                 f"the NWP grid does not cover the table: NWP points span "
-                f"{_extent(src_x, src_y)}, table spans {_extent(tx, ty)} (table CRS units); "
-                "use an NWP file whose domain contains the table"
+                f"{_extent_lonlat(src_x, src_y, target_crs_wkt)}, table spans "
+                f"{_extent_lonlat(tx, ty, target_crs_wkt)} (x, y in table CRS units); use an "
+                "NWP file whose domain contains the table"
             )
         if warn:
             _warn_outside(

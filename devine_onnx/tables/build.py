@@ -204,6 +204,7 @@ def compute_corrections(
         eng, spec = _dist.driver_engine(engine, model, device, options)
     else:
         eng = get_engine(engine, model, device=device, options=options)
+    _warn_if_synthetic(eng, model)  # before the work, not after (issue 21 #3)
     dem_da = eng.prepare_dem(dem_da, notes)
     for note in notes:
         LOGGER.info(note)
@@ -284,6 +285,24 @@ def compute_corrections(
         finally:
             writer.close()
     return _open_output(out_path, fmt)
+
+
+def _warn_if_synthetic(eng, model) -> None:
+    """Warn before computing when the engine's model has synthetic (untrained) weights."""
+    from devine_onnx.synthetic import warn_synthetic
+
+    network = getattr(eng, "network", None)  # devine-torch feature network
+    synthetic = getattr(eng, "synthetic", None)
+    if synthetic is None:
+        synthetic = getattr(network, "synthetic", False)
+    if not synthetic:
+        return
+    if isinstance(model, str | os.PathLike) and str(model) != "demo":
+        name = model  # as typed
+    else:
+        path = getattr(getattr(eng, "model", None), "path", None) or getattr(network, "path", None)
+        name = Path(path).name if path is not None else "the model"
+    warn_synthetic(name, made="this table", engine=eng.name, model=True, stacklevel=4)
 
 
 def _finished_output(out_path, fmt, template, resume_keys, resume, notes) -> xr.Dataset | None:

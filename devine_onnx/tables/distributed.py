@@ -548,11 +548,22 @@ def _driver_error(task: TableTask, exc: BaseException, angles, tmp, writer) -> D
     try:
         marked = int(writer.done_markers().all(axis=1).sum())
     except Exception:  # noqa: BLE001
-        marked = 0
-    kept = (
-        f"{marked} of {len(angles)} directions are in {tmp}; rerun the same command to compute "
-        "the rest (--no-resume starts over)"
-    )
+        marked = None
+    if not Path(tmp).exists():  # zarr reads the markers of a deleted store as 0: say so
+        kept = (
+            f"the partial store {tmp} no longer exists (deleted during the run?), nothing "
+            "was kept; rerun the same command to compute the table"
+        )
+    elif marked is None:
+        kept = (
+            f"the done markers of {tmp} cannot be read; rerun the same command to compute "
+            "what is missing (--no-resume starts over)"
+        )
+    else:
+        kept = (
+            f"{marked} of {len(angles)} directions are in {tmp}; rerun the same command to "
+            "compute the rest (--no-resume starts over)"
+        )
     if isinstance(exc, WorkerError):
         return WorkerError(f"{exc}; {kept}")
     if isinstance(exc, DevineError):

@@ -25,6 +25,9 @@ def _dist_info(root, name: str, version: str, top_level: str | None = "onnxrunti
     if top_level is not None:
         (folder / "top_level.txt").write_text(top_level + "\n", encoding="utf-8")
         (folder / "RECORD").write_text(f"{top_level}/__init__.py,,\n", encoding="utf-8")
+        # importlib.metadata lists only the files of RECORD that exist
+        (root / top_level).mkdir(exist_ok=True)
+        (root / top_level / "__init__.py").touch()
 
 
 @pytest.fixture

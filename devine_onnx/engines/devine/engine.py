@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.engines.base import TableEngine, TableWindow
+from devine_onnx.engines.base import TableEngine, TableWindow, dem_extent
 from devine_onnx.engines.runtime import HALO
 from devine_onnx.errors import DEMError, DevineWarning, OptionError, option
 
@@ -271,9 +271,8 @@ class DevineEngine(TableEngine):
             or (ymin > ys.max() + half)
         ):
             raise OptionError(
-                f"{option('target')} {label}: lies outside the DEM (x {xs.min() - half:.1f} to "
-                f"{xs.max() + half:.1f}, y {ys.min() - half:.1f} to {ys.max() + half:.1f}); "
-                "give bounds in the DEM's CRS inside its extent"
+                f"{option('target')} {label}: lies outside the DEM ({dem_extent(dem)}); give "
+                "bounds in the DEM's CRS inside its extent"
             )
         shape = tuple(int(n) for n in dem.shape)
         full = TableWindow(slice(0, shape[0]), slice(0, shape[1]))
