@@ -74,14 +74,22 @@ def engine_for_model(model, device: str = "auto", **options) -> TableEngine:
         model = demo_model_path()
     if isinstance(model, TableEngine):
         return model
-    from devine_onnx.engines.features import FeatureNetwork
+    from devine_onnx.engines.features import FeatureNetwork, network_threads
+    from devine_onnx.engines.runtime import cuda_usable
 
     if isinstance(model, FeatureNetwork):
         return engine_class("features")(model, device=device, **options)
-    path, _, meta = open_model_session(model, device="cpu")
-    kind = model_kind(meta)
-    name = "features" if kind == "features" else "devine"
-    return engine_class(name)(path, device=device, **options)
+    # Opened once: on the CPU as a feature network would be, the session is reused by it.
+    on_cpu = device == "cpu" or (device == "auto" and not cuda_usable())
+    threads = network_threads(options.get("threads"))
+    opened = open_model_session(
+        model, device if on_cpu else "cpu", threads, config=FeatureNetwork.SESSION_CONFIG
+    )
+    path, _, meta = opened
+    if model_kind(meta) == "features":
+        network = FeatureNetwork(path, device, threads, opened=opened if on_cpu else None)
+        return engine_class("features")(network, device=device, **options)
+    return engine_class("devine")(path, device=device, **options)
 
 
 def get_engine(engine=None, model=None, *, device: str = "auto", options=None) -> TableEngine:

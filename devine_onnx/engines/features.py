@@ -41,7 +41,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.engines.runtime import check_signature, file_sha256, open_model_session
+from devine_onnx.engines.runtime import (
+    NO_SPINNING,
+    check_signature,
+    file_sha256,
+    open_model_session,
+)
 from devine_onnx.errors import DEMError, ModelError, OptionError
 
 from .base import TableEngine, TableWindow
@@ -67,6 +72,7 @@ __all__ = [
     "check_dem_size",
     "images_per_pass",
     "interior_and_orientation",
+    "network_threads",
     "pipeline",
 ]
 
@@ -103,6 +109,12 @@ def _threads_default() -> int | None:
     return int(value) if value else None
 
 
+def network_threads(threads: int | None = None) -> int | None:
+    """ONNX Runtime intra-op threads of a :class:`FeatureNetwork`: ``threads``, else
+    ``$DEVINE_ONNX_THREADS``, else None (all cores)."""
+    return threads if threads is not None else _threads_default()
+
+
 class FeatureNetwork:
     """A converted devine-torch network on ONNX Runtime.
 
@@ -117,20 +129,36 @@ class FeatureNetwork:
         ONNX Runtime intra-op threads (default: ``$DEVINE_ONNX_THREADS``, else all cores).
     opened
         ``(path, session, metadata)`` returned by
-        :func:`~devine_onnx.engines.runtime.open_model_session` for the same ``device`` and
-        ``threads``: reused instead of opening the model a second time (a session costs
-        about 0.07 s).
+        :func:`~devine_onnx.engines.runtime.open_model_session` for the same ``device``,
+        ``threads`` and ``config``: reused instead of opening the model a second time (a
+        session costs about 0.07 s).
+    config
+        ONNX Runtime session configuration entries; None: :attr:`SESSION_CONFIG` (intra-op
+        threads do not spin between passes). Scheduling only: the outputs are the same.
 
     The session is not pickled: a copy sent to another process reopens the file.
     """
 
-    def __init__(self, path=None, device: str = "auto", threads: int | None = None, *, opened=None):
+    #: Session configuration of feature networks: no spinning (busy-waiting) of the intra-op
+    #: threads, whose cores the features and the output writer share (docs/benchmarks.md).
+    SESSION_CONFIG = NO_SPINNING
+
+    def __init__(
+        self,
+        path=None,
+        device: str = "auto",
+        threads: int | None = None,
+        *,
+        opened=None,
+        config: dict | None = None,
+    ):
         self.device_request = device
-        self.threads = threads if threads is not None else _threads_default()
+        self.threads = network_threads(threads)
+        self.config = dict(self.SESSION_CONFIG if config is None else config)
         if opened is not None:  # (path, session, metadata) of open_model_session, reused
             path, session, meta = opened
         else:
-            path, session, meta = open_model_session(path, device, self.threads)
+            path, session, meta = open_model_session(path, device, self.threads, config=self.config)
         self.path = Path(path)
         kind = meta.get("devine.kind", "rotation")
         if kind != "features":
@@ -191,7 +219,10 @@ class FeatureNetwork:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        _, self._session, _ = open_model_session(self.path, self.device_request, self.threads)
+        self.__dict__.setdefault("config", dict(self.SESSION_CONFIG))
+        _, self._session, _ = open_model_session(
+            self.path, self.device_request, self.threads, config=self.config
+        )
 
     @property
     def synthetic(self) -> bool:
@@ -358,10 +389,6 @@ def interior_and_orientation(dem: xr.DataArray) -> tuple[np.ndarray, float, bool
     flip_x = bool(x.size > 1 and x[1] < x[0])
     z = z[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
     return z, cell, flip_y, flip_x
-
-
-#: Old private name, kept for :mod:`devine_onnx.downscaling.per_step` until it imports the public one.
-_interior_and_orientation = interior_and_orientation
 
 
 def check_dem_size(shape, label: str = "DEM") -> None:

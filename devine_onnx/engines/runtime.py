@@ -158,7 +158,19 @@ def cuda_usable() -> bool:
     return CUDA in ort.get_available_providers() and nvidia_device_present()
 
 
-def _session(path: Path, device: str, threads: int | None):
+#: Session configuration entries that change how ONNX Runtime schedules a pass, never its
+#: results: the intra-op threads sleep between passes instead of spinning (busy-waiting) for
+#: the next one, so that the work around the network (features, interpolation, compression of
+#: the output) gets the cores while a pass is not running. Outputs are bit-identical either way
+#: (docs/benchmarks.md, "ONNX Runtime session options").
+NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+
+
+def _session(path: Path, device: str, threads: int | None, config: dict | None = None):
+    """An ONNX Runtime session of ``path`` on ``device`` with ``threads`` intra-op threads
+    (None: ONNX Runtime's default, all cores) and the session configuration entries
+    ``config`` (``{key: value}`` strings, e.g. :data:`NO_SPINNING`; see ONNX Runtime's
+    ``onnxruntime_session_options_config_keys.h``)."""
     conflict = warn_onnxruntime_conflict()  # before the first model run (issue 21 #2)
     try:
         import onnxruntime as ort
@@ -175,6 +187,8 @@ def _session(path: Path, device: str, threads: int | None):
     options.log_severity_level = 3  # errors only: no per-session warnings on stderr
     if threads:
         options.intra_op_num_threads = int(threads)
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(str(key), str(value))
     want_cuda = device == "cuda" or (device == "auto" and cuda_usable())
     if device == "cuda" and not cuda_usable():
         raise DeviceError(
@@ -271,9 +285,15 @@ def model_kind(metadata: dict) -> str:
 
 
 def open_model_session(
-    path: str | os.PathLike | None, device: str = "auto", threads: int | None = None
+    path: str | os.PathLike | None,
+    device: str = "auto",
+    threads: int | None = None,
+    *,
+    config: dict | None = None,
 ):
     """``(path, session, metadata)`` of a model written by ``devine-onnx convert``.
+
+    ``config``: ONNX Runtime session configuration entries (see :func:`_session`).
 
     The same provider choice and checks as
     :class:`~devine_onnx.engines.devine.model.DevineModel` (CUDA when usable, one
@@ -286,7 +306,7 @@ def open_model_session(
             f"{path}: model file not found; pass the .onnx written by 'devine-onnx convert' "
             "(see models/README.md)"
         )
-    session = _session(path, device, threads)
+    session = _session(path, device, threads, config)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if meta.get("devine.format", "").split("/")[0] != "devine-onnx":
         raise ModelError(

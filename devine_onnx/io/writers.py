@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 from devine_onnx.errors import OutputError
+from devine_onnx.io._dask_probe import no_distributed_probe
 
 __all__ = [
     "DONE_VARIABLE",
@@ -247,7 +248,8 @@ class _NetCDFWriter(BlockWriter):
             elif var.ndim >= 2:
                 encoding[name] = {"zlib": True, "complevel": 1, "_FillValue": _fill_value(var)}
         with writing(label):
-            template.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding)
+            with no_distributed_probe():  # xarray would import dask.distributed (0.3-0.8 s)
+                template.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding)
             nc = netCDF4.Dataset(str(path), "a")
             try:
                 for name, attrs in variables.items():

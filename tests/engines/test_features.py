@@ -547,6 +547,41 @@ def test_network_reuses_an_open_session(model):
     np.testing.assert_array_equal(net.run(x), FeatureNetwork(onnx_path, device="cpu").run(x))
 
 
+def test_engine_for_model_opens_the_model_once(model, monkeypatch):
+    """The session engine_for_model opens to read the model kind is the network's."""
+    from devine_onnx.engines import runtime
+
+    _, onnx_path = model
+    calls = []
+    real = runtime._session
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "_session", counting)
+    engine = engine_for_model(onnx_path, device="cpu", threads=1)
+    assert len(calls) == 1
+    assert engine.network.threads == 1 and engine.network.config == FeatureNetwork.SESSION_CONFIG
+
+
+def test_no_spinning_gives_the_same_outputs(model):
+    """Session configuration entries reach ONNX Runtime; spinning off changes no value."""
+    _, onnx_path = model
+    x = np.random.default_rng(3).normal(size=(2, 3, 40, 48)).astype(np.float32)
+    quiet = FeatureNetwork(onnx_path, device="cpu", threads=2)
+    spinning = FeatureNetwork(onnx_path, device="cpu", threads=2, config={})
+    assert quiet.config["session.intra_op.allow_spinning"] == "0" and spinning.config == {}
+    got = quiet._session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning"
+    )
+    assert got == "0"
+    np.testing.assert_array_equal(quiet.run(x), spinning.run(x))
+    clone = pickle.loads(pickle.dumps(quiet))
+    assert clone.config == quiet.config
+    np.testing.assert_array_equal(clone.run(x), spinning.run(x))
+
+
 def test_engine_pickles(model):
     _, onnx_path = model
     engine = FeatureNetworkEngine(onnx_path, device="cpu", coarse_cell=500)
