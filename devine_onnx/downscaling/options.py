@@ -158,7 +158,9 @@ class DownscaleOptions:
     complevel : int
         Deflate level 0-9 of NetCDF outputs.
     max_memory : int or None
-        Bytes the run may use (given as ``"2GB"``, ``"1.5GiB"`` or an int); tables only.
+        Bytes the run may use (given as ``"2GB"``, ``"1.5GiB"`` or an int): table blocks, or
+        in per-step mode the network passes and the time chunk (default there
+        :data:`~devine_onnx.downscaling.per_step.DEFAULT_MEMORY`).
     block_size : (int, int) or None
         Forced spatial blocks in table pixels, multiples of ``coarsen``; tables only.
     workers, scheduler
@@ -194,14 +196,10 @@ class DownscaleOptions:
         if self.per_step:
             if self.angular_interpolation != "nearest":
                 raise OptionError("angular_interpolation applies to tables, not to per-step mode")
-            if any(
-                o is not None
-                for o in (self.max_memory, self.block_size, self.workers, self.scheduler)
-            ):
+            if any(o is not None for o in (self.block_size, self.workers, self.scheduler)):
                 raise OptionError(
-                    f"{option('max_memory')}, {option('block_size')}, {option('workers')} and "
-                    f"{option('scheduler')} apply to tables (spatial blocks of the table), not "
-                    "to per-step mode"
+                    f"{option('block_size')}, {option('workers')} and {option('scheduler')} "
+                    "apply to tables (spatial blocks of the table), not to per-step mode"
                 )
         if not _is_int(self.chunk_time, 1):
             raise OptionError(

@@ -15,8 +15,11 @@ grid) the features use the circular mean direction of the step (the output is th
 wind, NaN outside the grid); neighbouring pixels see that direction through the network's
 receptive field.
 
-Memory: one chunk of ``chunk_time`` steps of wind lives at a time; the network runs on
-``max_pixels // (ny * nx)`` steps at once (at least one whole-domain pass per step).
+Memory: ``max_memory`` (default :data:`DEFAULT_MEMORY`) sizes both the network passes (steps
+per pass, :data:`~devine_onnx.engines.features.NETWORK_BYTES_PER_PIXEL` per pixel and step, at
+least one whole-domain pass per step) and the time chunk (:data:`CHUNK_BYTES_PER_PIXEL` per
+pixel and step, at most ``chunk_time`` steps): see :func:`plan_memory`. Peak memory is then
+flat in the number of steps.
 """
 
 from __future__ import annotations
@@ -29,18 +32,17 @@ import xarray as xr
 from devine_onnx.engines.features import (
     DEFAULT_HALO,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_PASS_MEMORY,
+    NETWORK_BYTES_PER_PIXEL,
     FeatureNetwork,
-    _interior_and_orientation,
+    FeatureStepKernel,
     check_dem_size,
+    images_per_pass,
+    interior_and_orientation,
 )
-from devine_onnx.engines.terrain_features import (
-    FRAME,
-    TerrainGeometry,
-    direction_features,
-    normalise,
-    terrain_geometry,
-)
+from devine_onnx.engines.terrain_features import FRAME, TerrainGeometry, terrain_geometry
 from devine_onnx.errors import OptionError, option
+from devine_onnx.io._dask_probe import local_scheduler
 from devine_onnx.regrid.cache import resolve_weights
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
@@ -57,21 +59,84 @@ from .output import (
 )
 from .timeloop import stream
 
-__all__ = ["PerStepKernel", "downscale_per_step", "fill_directions"]
+__all__ = [
+    "BASELINE_BYTES",
+    "CHUNK_BYTES_PER_PIXEL",
+    "DEFAULT_MEMORY",
+    "PerStepKernel",
+    "downscale_per_step",
+    "plan_memory",
+]
+
+#: Memory of a per-step run without ``max_memory``, bytes: a 320 x 360 DEM then runs 2 steps
+#: per network pass and chunks of 24 steps within about 1 GB (docs/benchmarks.md).
+DEFAULT_MEMORY = 1_200_000_000
+#: Memory of the process before any chunk, bytes: Python with numpy, xarray, pyproj and ONNX
+#: Runtime, the model's session (measured about 0.3 GB), plus the terrain terms
+#: (:data:`TERRAIN_BYTES_PER_PIXEL`).
+BASELINE_BYTES = 350 * 2**20
+#: Terrain terms kept per DEM pixel, bytes: elevations, the geometry and the direction-
+#: independent input terms (float64).
+TERRAIN_BYTES_PER_PIXEL = 120
+#: Memory per DEM pixel and time step of a chunk, bytes (float32): the interpolated wind and its
+#: grid components (4 arrays), the network's u, v, w (3), the five outputs of this chunk and
+#: those of the previous chunk still being written in the background (10), plus the rotated
+#: components (2), rounded up.
+CHUNK_BYTES_PER_PIXEL = 80
 
 
-def fill_directions(from_dir: np.ndarray) -> np.ndarray:
-    """Directions with NaN replaced by the circular mean of each step's valid directions
-    (270 where a step has none). ``from_dir`` is ``(n, ny, nx)`` degrees."""
-    d = np.asarray(from_dir, dtype=np.float64)
-    ok = np.isfinite(d)
-    if ok.all():
-        return d
-    rad = np.radians(np.where(ok, d, 0.0))
-    s = np.where(ok, np.sin(rad), 0.0).sum(axis=(-2, -1))
-    c = np.where(ok, np.cos(rad), 0.0).sum(axis=(-2, -1))
-    mean = np.where((s == 0) & (c == 0), 270.0, np.mod(np.degrees(np.arctan2(s, c)), 360.0))
-    return np.where(ok, d, mean[..., None, None])
+def plan_memory(
+    shape,
+    max_memory: int | None = None,
+    chunk_time: int = 24,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[int, int]:
+    """Network pass memory and time chunk of a per-step run within ``max_memory`` bytes.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Rows and columns of the DEM interior (the network's domain).
+    max_memory : int, optional
+        Bytes the run may use; None: :data:`DEFAULT_MEMORY`.
+    chunk_time : int
+        Most time steps per chunk.
+    max_pixels : int or None
+        Pixels of one network pass (larger domains are tiled; see
+        :meth:`~devine_onnx.engines.features.FeatureNetwork.predict`).
+
+    Returns
+    -------
+    pass_memory, chunk : int, int
+        Bytes for the network passes (``min(DEFAULT_PASS_MEMORY, room / 2)``, at least one
+        step per pass) and time steps per chunk (``room`` left after them divided by
+        :data:`CHUNK_BYTES_PER_PIXEL` per pixel and step, between 1 and ``chunk_time``),
+        where ``room = max_memory - BASELINE_BYTES - terrain terms``.
+
+    Raises
+    ------
+    OptionError
+        A ``max_memory`` given explicitly that cannot hold one pass of one step and a
+        one-step chunk (the default budget never raises: it takes the minimum then).
+    """
+    h, w = (int(a) for a in shape)
+    pixels = h * w
+    budget = DEFAULT_MEMORY if max_memory is None else int(max_memory)
+    room = budget - BASELINE_BYTES - TERRAIN_BYTES_PER_PIXEL * pixels
+    pass_pixels = pixels if max_pixels is None else min(pixels, int(max_pixels))
+    one_pass = NETWORK_BYTES_PER_PIXEL * pass_pixels
+    pass_memory = max(one_pass, min(DEFAULT_PASS_MEMORY, room // 2))
+    per_pass = images_per_pass((h, w), pass_memory, max_pixels)
+    left = room - per_pass * one_pass
+    chunk = max(1, min(int(chunk_time), left // (CHUNK_BYTES_PER_PIXEL * pixels)))
+    if max_memory is not None and left < CHUNK_BYTES_PER_PIXEL * pixels:
+        need = budget - left + CHUNK_BYTES_PER_PIXEL * pixels
+        raise OptionError(
+            f"{option('max_memory', f'{budget / 1e9:.2g}GB')}: too small for per-step "
+            f"downscaling of a {h} x {w} domain: one network pass and one time step need "
+            f"about {need / 1e9:.2g} GB; give more, or a smaller DEM"
+        )
+    return int(pass_memory), int(chunk)
 
 
 class PerStepKernel:
@@ -91,72 +156,58 @@ class PerStepKernel:
     coarsen : int or None
     max_pixels, halo
         See :meth:`FeatureNetwork.predict`.
+    pass_memory : int, optional
+        Bytes for the network passes (see
+        :class:`~devine_onnx.engines.features.FeatureStepKernel`); from :func:`plan_memory`.
     """
 
-    def __init__(self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo):
+    def __init__(
+        self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo, pass_memory=None
+    ):
         self.network = network
         self.geom = geom
         self.weights = weights
         self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float32)
         self.flips = flips
         self.coarsen = coarsen
-        self.max_pixels = max_pixels
-        self.halo = halo
+        self.stepper = FeatureStepKernel(
+            network, geom, flips, max_pixels=max_pixels, halo=halo, memory=pass_memory
+        )
 
-    def _orient(self, a):
-        fy, fx = self.flips
-        return a[..., :: -1 if fy else 1, :: -1 if fx else 1]
-
+    @property
     def steps_per_pass(self) -> int:
-        h, w = self.geom.shape
-        if self.max_pixels is None:
-            return 64
-        return max(1, self.max_pixels // (h * w))
+        """Time steps run in one network pass."""
+        return self.stepper.steps_per_pass
 
     def network_uvw(self, ug: np.ndarray, vg: np.ndarray):
         """Grid components ``(n, ny, nx)`` (DEM order) -> scaled ``(u, v, w)`` grid components,
         float32, NaN where the wind is unknown."""
-        speed, from_dir = uv_to_speed_dir(ug, vg)
-        theta = self._orient(fill_directions(from_dir))
-        defl, ydsc = direction_features(self.geom, theta)
-        net = self.network
-        x = normalise(defl, self.geom.reldem, ydsc, net.mean, net.std)
-        del defl, ydsc, theta
-        out = self._orient(net.predict(x, self.max_pixels, self.halo))
-        scale = (np.asarray(speed, dtype=np.float32) / np.float32(net.inflow))[:, None]
-        out *= scale
-        return out[:, 0], out[:, 1], out[:, 2]
+        return self.stepper.uvw(ug, vg)
 
     def __call__(self, u, v) -> tuple[np.ndarray, ...]:
         """``(speed, from_dir, u, v, w)`` float32 ``(n, ny_out, nx_out)`` for NWP ``u, v``."""
         w8 = self.weights
         u = np.asarray(u).reshape((-1,) + w8.source_shape)
         v = np.asarray(v).reshape((-1,) + w8.source_shape)
-        n = u.shape[0]
-        step = self.steps_per_pass()
-        results: list[list[np.ndarray]] = [[] for _ in range(5)]
-        for a in range(0, n, step):
-            ur = w8.apply(np.asarray(u[a : a + step], dtype=np.float32))
-            vr = w8.apply(np.asarray(v[a : a + step], dtype=np.float32))
-            if self.gamma is not None:
-                ur, vr = earth_to_grid(ur, vr, self.gamma)
-            uo, vo, wo = self.network_uvw(ur, vr)
-            del ur, vr
-            if self.gamma is not None:
-                uo, vo = grid_to_earth(uo, vo, self.gamma)
-            if self.coarsen:
-                uo = coarsen_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
-                vo = coarsen_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
-                wo = coarsen_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
-            speed, dirs = uv_to_speed_dir(uo, vo)
-            for lst, r in zip(results, (speed, dirs, uo, vo, wo), strict=True):
-                lst.append(np.asarray(r, dtype=np.float32))
-        return tuple(np.concatenate(r, axis=0) for r in results)
+        ur = w8.apply(np.asarray(u, dtype=np.float32))
+        vr = w8.apply(np.asarray(v, dtype=np.float32))
+        if self.gamma is not None:
+            ur, vr = earth_to_grid(ur, vr, self.gamma)
+        uo, vo, wo = self.stepper.uvw(ur, vr)
+        del ur, vr
+        if self.gamma is not None:
+            uo, vo = grid_to_earth(uo, vo, self.gamma)
+        if self.coarsen:
+            uo = coarsen_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
+            vo = coarsen_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
+            wo = coarsen_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
+        speed, dirs = uv_to_speed_dir(uo, vo)
+        return tuple(np.asarray(r, dtype=np.float32) for r in (speed, dirs, uo, vo, wo))
 
 
 def _layout(
     nwp, inner: xr.DataArray, crs, network: FeatureNetwork, options: DownscaleOptions,
-    label: str, coarse_cell: float,
+    label: str, coarse_cell: float, chunk_time: int,
 ) -> OutputLayout:  # fmt: skip
     """The output layout of a per-step run: table mode's, with the network's provenance."""
     from pathlib import Path
@@ -202,7 +253,7 @@ def _layout(
         var_attrs=wind_variables(options.grid_relative, vertical=True),
         global_attrs=attrs,
         static=static_variables(elevation=inner, coarsen=c),
-        chunk_time=options.chunk_time,
+        chunk_time=chunk_time,
         coarsened=bool(c),
     )
 
@@ -240,8 +291,11 @@ def downscale_per_step(
     model
         A converted feature-network model (``devine-onnx convert MODEL_FOLDER``).
     options : DownscaleOptions, optional
-        ``per_step=True`` options (chunk_time, coarsen, grid_relative, complevel, quiet),
-        checked with the mode by :func:`~devine_onnx.downscaling.options.check_mode`.
+        ``per_step=True`` options (chunk_time, coarsen, grid_relative, complevel, quiet,
+        max_memory), checked with the mode by
+        :func:`~devine_onnx.downscaling.options.check_mode`. ``max_memory`` (default
+        :data:`DEFAULT_MEMORY`) sizes the network passes and the time chunk, which may then
+        be shorter than ``chunk_time`` (:func:`plan_memory`).
     output, u_var, v_var, nwp_crs, nwp_wind_frame, weights, cache_dir
         As for :func:`~devine_onnx.downscaling.api.downscale` (the regridding weights are
         those of a table of the same DEM: same grid, same cache file).
@@ -284,7 +338,7 @@ def downscale_per_step(
     da, notes = load_dem(dem, fill_nodata=fill_nodata, dem_crs=dem_crs)
     label = str(da.attrs.get("source", "DEM"))
     check_dem_size(da.shape, label)
-    z, cell, flip_y, flip_x = _interior_and_orientation(da)
+    z, cell, flip_y, flip_x = interior_and_orientation(da)
     network.check_resolution(cell, label)
     cc = network.coarse_cell if coarse_cell is None else float(coarse_cell)
     try:
@@ -306,12 +360,26 @@ def downscale_per_step(
     gamma = None
     if not options.grid_relative:
         gamma = meridian_convergence(grid.x[None, :], grid.y[:, None], crs)
-    layout = _layout(nwp, inner, crs, network, options, label, cc)
+    pass_memory, chunk = plan_memory(geom.shape, options.max_memory, options.chunk_time, max_pixels)
+    layout = _layout(nwp, inner, crs, network, options, label, cc, chunk)
     kernel = PerStepKernel(
-        network, geom, w8, gamma, (flip_y, flip_x), options.coarsen, max_pixels, halo
-    )
+        network, geom, w8, gamma, (flip_y, flip_x), options.coarsen, max_pixels, halo,
+        pass_memory,
+    )  # fmt: skip
+
+    def read(a, b):
+        """NWP u, v of steps a:b as numpy arrays; dask told its local scheduler, so that
+        it does not import dask.distributed to look for a client (start-up cost)."""
+        u_c = nwp.u.isel(time=slice(a, b))
+        v_c = nwp.v.isel(time=slice(a, b))
+        if u_c.chunks is None:
+            return np.asarray(u_c.values), np.asarray(v_c.values)
+        import dask
+
+        u_np, v_np = dask.compute(u_c.data, v_c.data, scheduler=local_scheduler())
+        return np.asarray(u_np), np.asarray(v_np)
 
     def run(writer):
-        stream(nwp, kernel, writer, options.chunk_time, options.quiet, " per step")
+        stream(nwp, kernel, writer, chunk, options.quiet, " per step", read=read)
 
     return write_output(output, layout, run, options.complevel)

@@ -99,7 +99,9 @@ def test_options_checked_once():
     with pytest.raises(OptionError, match="multiples of 3"):
         DownscaleOptions(coarsen=3, block_size=10)
     with pytest.raises(OptionError, match="per-step"):
-        DownscaleOptions(per_step=True, max_memory="1GB")
+        DownscaleOptions(per_step=True, block_size=64)
+    # per-step mode sizes its passes and time chunk from max_memory (issue 17)
+    assert DownscaleOptions(per_step=True, max_memory="1GB").max_memory == 10**9
     with pytest.raises(OptionError, match="per-step"):
         DownscaleOptions(per_step=True, angular_interpolation="linear")
     assert check_mode(table="t.nc", per_step=False, model=None, dem=None) is False

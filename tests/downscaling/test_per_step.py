@@ -271,3 +271,51 @@ def test_cli_per_step_dem_without_crs(model, files, dem, monkeypatch):
     assert run(args).exit_code == 0
     with xr.open_dataset(out, engine="netcdf4") as a, xr.open_dataset(ref, engine="netcdf4") as b:
         np.testing.assert_array_equal(a["wind_speed"].values, b["wind_speed"].values)
+
+
+# --------------------------------------------------------------------------- memory budget
+def test_chunk_follows_memory_budget(model, dem, monkeypatch):
+    """The time chunk is what max_memory leaves after the baseline and one network pass;
+    the result does not depend on it."""
+    from devine_onnx.downscaling import per_step as ps
+    from devine_onnx.engines.features import NETWORK_BYTES_PER_PIXEL
+
+    _, onnx_path = model
+    shape = (DEM_SHAPE[0] - 4, DEM_SHAPE[1] - 4)
+    pixels = shape[0] * shape[1]
+    base = ps.BASELINE_BYTES + ps.TERRAIN_BYTES_PER_PIXEL * pixels
+    one_pass = NETWORK_BYTES_PER_PIXEL * pixels  # one step per pass
+    step = ps.CHUNK_BYTES_PER_PIXEL * pixels
+    for k in (1, 2, 3, 7):
+        budget = base + one_pass + k * step + step // 2
+        assert ps.plan_memory(shape, budget, chunk_time=24) == (one_pass, k)
+    assert ps.plan_memory(shape, base + one_pass + 100 * step, chunk_time=24)[1] == 24
+    assert ps.plan_memory(shape, base + one_pass + 100 * step, chunk_time=5)[1] == 5
+    # a big budget: more steps per pass (up to DEFAULT_PASS_MEMORY), the chunk from the rest
+    pass_memory, chunk = ps.plan_memory(shape, 4 * 10**9, chunk_time=10**6)
+    per_pass = pass_memory // one_pass
+    assert per_pass > 1
+    assert base + per_pass * one_pass + chunk * step <= 4 * 10**9
+    assert base + per_pass * one_pass + (chunk + 1) * step > 4 * 10**9
+    # the default budget never refuses; an explicit one too small for one step does
+    assert ps.plan_memory((4000, 4000))[1] == 1
+    with pytest.raises(OptionError, match="max_memory"):
+        ps.plan_memory(shape, base + one_pass)
+
+    sizes = []
+    call = ps.PerStepKernel.__call__
+
+    def spy(self, u, v):
+        sizes.append(np.shape(u)[0])
+        return call(self, u, v)
+
+    monkeypatch.setattr(ps.PerStepKernel, "__call__", spy)
+    nwp = varying_nwp(5)
+    kw = dict(model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=False, quiet=True)
+    small = dv.downscale(nwp, max_memory=base + one_pass + 2 * step, **kw)
+    assert sizes == [2, 2, 1]
+    sizes.clear()
+    whole = dv.downscale(nwp, **kw)
+    assert sizes == [5]
+    for name in ("eastward_wind", "northward_wind", "upward_air_velocity"):
+        np.testing.assert_array_equal(small[name].values, whole[name].values)
