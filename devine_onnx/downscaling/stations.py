@@ -36,6 +36,7 @@ from devine_onnx.tables.table import CorrectionTable
 from devine_onnx.wind import speed_dir_to_uv
 
 from .downscaler import TableDownscaler
+from .kernel import DEFAULT_MAX_SPEED, ImplausibleSpeedWarning
 from .options import DownscaleOptions
 from .output import global_attributes, write_output
 from .timeloop import stream
@@ -196,6 +197,21 @@ def _station_arrays(obs: pd.DataFrame, names: list[str]):
     return times, speed, direction
 
 
+def _warn_fast(speed: np.ndarray, max_speed: float, label: str) -> None:
+    """One :class:`ImplausibleSpeedWarning` counting station speeds above ``max_speed``."""
+    with np.errstate(invalid="ignore"):
+        fast = speed > max_speed
+    if fast.any():
+        warnings.warn(
+            f"{label}: {int(fast.sum())} of {int(np.isfinite(speed).sum())} station speeds are "
+            f"above {option('max_speed', max_speed)} m/s (up to {float(speed[fast].max()):.4g} "
+            "m/s): check that the observations are in m/s, or raise "
+            f"{option('max_speed')} if such speeds are real",
+            ImplausibleSpeedWarning,
+            stacklevel=4,
+        )
+
+
 def _components(speed, direction, floor):
     """Earth-relative u/v (m/s) of the stations; NaN where a station has no valid value.
 
@@ -248,6 +264,7 @@ def downscale_stations(
     complevel: int = 1,
     quiet: bool = False,
     nwp_options: dict | None = None,
+    max_speed: float = DEFAULT_MAX_SPEED,
 ) -> xr.Dataset:
     """Downscale weather-station winds with a correction table (see the module docstring).
 
@@ -281,6 +298,10 @@ def downscale_stations(
         As for :func:`~devine_onnx.downscaling.api.downscale`.
     nwp_options : dict, optional
         Options of NWP input given by the caller: any set one is refused.
+    max_speed : float
+        Station speeds above it (m/s) are counted in one
+        :class:`~devine_onnx.downscaling.kernel.ImplausibleSpeedWarning` (speeds in km/h or
+        knots?); they are used as given. ``inf``: no check.
 
     Returns
     -------
@@ -303,7 +324,7 @@ def downscale_stations(
     spacing, min_stations, floor = _check_options(barnes_spacing, min_stations, min_speed)
     options = DownscaleOptions(
         chunk_time=chunk_time, coarsen=coarsen, angular_interpolation=angular_interpolation,
-        complevel=complevel, quiet=quiet,
+        complevel=complevel, quiet=quiet, max_speed=max_speed,
     )  # fmt: skip
     if output is not None:
         check_writable(output)
@@ -323,6 +344,7 @@ def downscale_stations(
     _check_time_order(obs, label, is_csv)
     names = [str(s) for s in table_st.index]
     times, speed, direction = _station_arrays(obs, names)
+    _warn_fast(speed, options.max_speed, label)
     u_st, v_st, valid = _components(speed, direction, floor)
 
     n_with_values = int(valid.any(axis=0).sum())

@@ -128,3 +128,21 @@ def test_cli_max_speed(tmp_path, table):
     assert result.exit_code == 0 and "max-speed" not in result.stderr, result.stderr
     result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "c.nc"), "--max-speed", "0"])
     assert result.exit_code == 1 and "--max-speed 0.0" in result.stderr, result.output
+
+
+def test_station_input_checks_max_speed_too(tmp_path):
+    """Station winds (issue 19) go through the same option: a speed in km/h is reported."""
+    from tests.downscaling import test_stations as st
+
+    n = len(st.PIXELS)
+    speed = [[5.0] * n for _ in st.TIMES]
+    speed[1][2] = 180.0  # km/h written as m/s
+    obs = st.write_obs(tmp_path, st.observations(speed, [[270.0] * n for _ in st.TIMES]))
+    table = st.make_table()
+    with pytest.warns(ImplausibleSpeedWarning, match=r"1 of 16 station speeds are above"):
+        downscale(obs, table, quiet=True, max_speed=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplausibleSpeedWarning)
+        downscale(obs, table, quiet=True, max_speed=200)
+    with pytest.raises(OptionError, match="max_speed"):
+        downscale(obs, table, quiet=True, max_speed=-1)
