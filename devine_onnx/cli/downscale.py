@@ -65,6 +65,9 @@ def regrid(
         "--weights arome_weights.nc -o wind_2026-01.nc\n\n"
         "  devine-onnx downscale era5.zarr --table table.nc --u-var u10 --v-var v10 "
         "-o wind.zarr --chunk-time 48\n\n"
+        "  devine-onnx downscale arome_2026-01.nc --table belledonne_table.nc "
+        "--start 2026-01-15T06:00 --end 2026-01-16T06:00 -o wind_15th.nc   (a time window, "
+        "UTC)\n\n"
         "  devine-onnx downscale arome.nc --per-step -m devine-low-bias.onnx "
         "--dem dem_wborder2.tif -o wind.nc   (devine-torch, one network pass per step)\n\n"
         "  devine-onnx downscale stations.csv --table table.nc -o wind.nc   (weather-station "
@@ -120,6 +123,23 @@ def downscale(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not cache the regridding weights.")
     ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="<time>",
+            help="First forecast time to downscale, ISO (e.g. 2026-01-15T06:00), UTC unless "
+            "an offset is given; included.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end",
+            metavar="<time>",
+            help="Last forecast time to downscale (ISO, UTC; included). A date alone is 00:00.",
+        ),
+    ] = None,
     chunk_time: Annotated[
         int,
         typer.Option(
@@ -328,6 +348,8 @@ def downscale(
         barnes_spacing=barnes_spacing,
         min_stations=min_stations,
         min_speed=min_speed,
+        start=start,
+        end=end,
     )
     sizes = dict(getattr(result, "sizes", {}))
     shape = (

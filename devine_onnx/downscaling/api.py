@@ -76,6 +76,8 @@ def downscale(
     barnes_spacing: float | None = None,
     min_stations: int | None = None,
     min_speed: float | None = None,
+    start=None,
+    end=None,
     max_speed: float = DEFAULT_MAX_SPEED,
 ) -> xr.Dataset:
     """Downscale NWP wind with a correction table (or, ``per_step``, a feature network).
@@ -164,6 +166,12 @@ def downscale(
         winds are interpolated to the table grid by Barnes analysis at each time step, then
         the table applies; see :func:`~devine_onnx.downscaling.stations.downscale_stations`
         (NWP-only options are refused there). Given with NWP input: an OptionError.
+    start, end : str, datetime or numpy.datetime64, optional
+        Downscale only the forecast steps from ``start`` to ``end`` (both included): ISO
+        times such as ``"2026-01-15T06:00"``, in UTC (or with an offset, converted to UTC; a
+        date alone is its 00:00). The weights, the grid and every other option are the same
+        as for the whole file. A window with no step, or ``start`` after ``end``, is an
+        OptionError giving the file's time range.
 
     Returns
     -------
@@ -177,7 +185,11 @@ def downscale(
         - ``eastward_wind``/``northward_wind`` (m s-1), or ``x_wind``/``y_wind`` if
           ``grid_relative``;
         - ``spatial_ref`` grid mapping (``crs_wkt``), ``grid_mapping`` attribute on each
-          variable.
+          variable;
+        - ``lat``/``lon`` (y, x) auxiliary coordinates: WGS 84 latitude and longitude of the
+          pixel centres (degrees north/east), and a scalar ``height`` (m above ground) when
+          the forecast variables give it (10 for ``u10``/``v10``); the variables list them in
+          their ``coordinates`` attribute.
 
         NaN outside the NWP grid's hull (with an
         :class:`~devine_onnx.regrid.weights.OutsideHullWarning` giving the count) and where the
@@ -202,6 +214,7 @@ def downscale(
                 weights=weights, grid_relative=grid_relative, model=model, per_step=per_step,
                 dem=dem, dem_crs=dem_crs, coarse_cell=coarse_cell, max_memory=max_memory,
                 block_size=block_size, workers=workers, scheduler=scheduler,
+                start=start, end=end,
             ),
         )  # fmt: skip
     station_kw = dict(stations=stations, barnes_spacing=barnes_spacing,
@@ -222,7 +235,7 @@ def downscale(
         chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
         angular_interpolation=angular_interpolation, complevel=complevel,
         max_memory=max_memory, block_size=block_size, workers=workers, scheduler=scheduler,
-        quiet=quiet, per_step=per_step, max_speed=max_speed,
+        quiet=quiet, per_step=per_step, start=start, end=end, max_speed=max_speed,
     )  # fmt: skip
     if options.cluster:
         _blocks.check_cluster(workers, scheduler, output)

@@ -48,10 +48,11 @@ def open_wind(
     """The NWP winds of a run (``wind`` as accepted by :func:`devine_onnx.io.nwp.open_nwp`).
 
     File inputs are read in dask chunks of ``options.chunk_time`` steps; components are
-    rotated to true north unless ``options.grid_relative``.
+    rotated to true north unless ``options.grid_relative``; only the steps from
+    ``options.start`` to ``options.end`` are kept (:meth:`NWPWinds.window`).
     """
     if isinstance(wind, NWPWinds):
-        return wind
+        return wind.window(options.start, options.end)
     is_path = isinstance(wind, str | os.PathLike)
     nwp = _open_nwp(
         wind,
@@ -64,7 +65,7 @@ def open_wind(
     )
     if nwp.wind_note:  # which variables (u10 or u100...) were chosen: a note (-q silences it)
         LOGGER.info(nwp.wind_note)
-    return nwp
+    return nwp.window(options.start, options.end)
 
 
 def warn_if_synthetic(table: CorrectionTable, made: str, *, stacklevel: int = 2) -> None:
@@ -289,6 +290,7 @@ class TableDownscaler:
             chunk_time=opts.chunk_time,
             coarsened=bool(c),
             spatial_chunks=spatial_chunks,
+            height=getattr(nwp, "height", None),
         )
 
     def apply_lazy(self, nwp: NWPWinds, layout: OutputLayout | None = None) -> xr.Dataset:

@@ -24,6 +24,7 @@ __all__ = [
     "check_mode",
     "parse_block_size",
     "parse_memory",
+    "parse_time",
 ]
 
 
@@ -63,6 +64,31 @@ def parse_memory(value) -> int | None:
             f"{option('max_memory', value)}: expected a positive size such as 2GB, 1.5GiB or 500MB"
         )
     return n
+
+
+def parse_time(value, name: str) -> np.datetime64 | None:
+    """A valid time in UTC (``datetime64[ns]``) from ISO text (``"2026-01-15T06:00"``,
+    ``"2026-01-15 06:00Z"``, ``"2026-01-15T07:00+01:00"``; a date alone is its 00:00), a
+    datetime or a numpy datetime64; None stays None. Times without an offset are UTC, those
+    with one are converted to UTC. ``name``: the option, for the message."""
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        if isinstance(value, bool | int | float | np.number):
+            raise ValueError(value)
+        stamp = pd.Timestamp(value)
+        if stamp is pd.NaT:
+            raise ValueError(value)
+    except (ValueError, TypeError, OverflowError):
+        raise OptionError(
+            f"{option(name, value)}: expected an ISO time such as 2026-01-15T06:00 (UTC, or "
+            "with an offset such as +01:00)"
+        ) from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(stamp.to_datetime64(), "ns")
 
 
 def parse_block_size(value, coarsen: int | None = None) -> tuple[int, int] | None:
@@ -172,6 +198,9 @@ class DownscaleOptions:
         (:class:`~devine_onnx.downscaling.kernel.ImplausibleSpeedWarning`); ``inf``: no check.
     per_step : bool
         Per-step mode (a feature network, no table): the table-only options must be unset.
+    start, end : numpy.datetime64 or None
+        Time window of the forecast to downscale, both included, in UTC (given as ISO text,
+        see :func:`parse_time`); None: from the first / to the last step.
 
     Raises
     ------
@@ -190,6 +219,8 @@ class DownscaleOptions:
     scheduler: object = None
     quiet: bool = False
     per_step: bool = False
+    start: object = None
+    end: object = None
     max_speed: float = DEFAULT_MAX_SPEED
 
     def __post_init__(self):
@@ -235,6 +266,8 @@ class DownscaleOptions:
         object.__setattr__(self, "complevel", int(self.complevel))
         object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
         object.__setattr__(self, "block_size", parse_block_size(self.block_size, coarsen))
+        object.__setattr__(self, "start", parse_time(self.start, "start"))
+        object.__setattr__(self, "end", parse_time(self.end, "end"))
 
     @property
     def cluster(self) -> bool:
@@ -244,9 +277,14 @@ class DownscaleOptions:
     def history(self) -> str:
         """The options as written in the output's ``history``."""
         method = "per-step" if self.per_step else self.angular_interpolation
+        window = "".join(
+            f", {name}={np.datetime_as_string(value, unit='s')}Z"
+            for name, value in (("start", self.start), ("end", self.end))
+            if value is not None
+        )
         return (
             f"chunk_time={self.chunk_time}, coarsen={self.coarsen}, "
-            f"grid_relative={self.grid_relative}, angular_interpolation={method}"
+            f"grid_relative={self.grid_relative}, angular_interpolation={method}{window}"
         )
 
     def check_grid(self, ny: int, nx: int, what: str = "table", *, stacklevel: int = 2) -> None:

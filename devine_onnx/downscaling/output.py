@@ -5,6 +5,14 @@ attributes, static variables) and never changed afterwards; the table and per-st
 build theirs with :func:`wind_variables`, :func:`global_attributes` and
 :func:`static_variables`. :func:`write_output` runs a driver into an in-memory result or an
 atomically written NetCDF/Zarr file (:mod:`devine_onnx.io.writers`) and opens it back.
+
+Every output carries, besides its projected ``x``/``y`` axes and grid mapping, the CF
+auxiliary coordinates ``lat``/``lon`` (2-D, degrees north/east on WGS 84, computed with pyproj
+from the table's CRS at the output pixel centres) and, when the forecast says it, the scalar
+``height`` of the wind above ground (m); the data variables list them in their
+``coordinates`` attribute. ``lat``/``lon`` are computed lazily in blocks of rows
+(:data:`LONLAT_BLOCK_PIXELS` pixels) and written once when the output is created, so a grid
+larger than memory never needs them whole.
 """
 
 from __future__ import annotations
@@ -13,27 +21,37 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import xarray as xr
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from devine_onnx._version import __version__
 from devine_onnx.io.atomic import atomic_output
-from devine_onnx.io.writers import BlockWriter, MemoryWriter, create_writer, output_format
+from devine_onnx.io.writers import (
+    BlockWriter,
+    MemoryWriter,
+    create_writer,
+    output_format,
+    writing,
+)
 
 from .kernel import coarsen_any, coarsen_mean
 from .lookup import LOOKUP_THREADS
 
 __all__ = [
     "GRID_MAPPING",
+    "HEIGHT_ATTRS",
+    "LONLAT_BLOCK_PIXELS",
     "OUTPUT_CHUNK_BYTES",
     "VERTICAL_ATTRS",
     "VERTICAL_NAME",
     "OutputLayout",
     "file_writer",
     "global_attributes",
+    "lazy_lonlat",
+    "lonlat_block",
     "memory_writer",
     "static_variables",
     "wind_variables",
@@ -44,6 +62,26 @@ __all__ = [
 OUTPUT_CHUNK_BYTES = 4 << 20
 #: Name of the grid-mapping variable of every output.
 GRID_MAPPING = "spatial_ref"
+#: Pixels of ``lat``/``lon`` computed at once (rows of the grid): 8 MB of float64 per block.
+LONLAT_BLOCK_PIXELS = 1 << 19
+#: Attributes of the scalar ``height`` coordinate (height of the wind above ground).
+HEIGHT_ATTRS = {
+    "standard_name": "height",
+    "long_name": "height of the wind above ground (as given by the forecast variable)",
+    "units": "m",
+    "positive": "up",
+    "axis": "Z",
+}
+_LAT_ATTRS = {
+    "standard_name": "latitude",
+    "long_name": "latitude of the pixel centre (WGS 84)",
+    "units": "degrees_north",
+}
+_LON_ATTRS = {
+    "standard_name": "longitude",
+    "long_name": "longitude of the pixel centre (WGS 84)",
+    "units": "degrees_east",
+}
 #: Name (and CF standard name) of the vertical wind output.
 VERTICAL_NAME = "upward_air_velocity"
 #: Its attributes, without ``grid_mapping``.
@@ -210,6 +248,64 @@ def coarsen_axis(values, coarsen) -> np.ndarray:
     return a
 
 
+# --------------------------------------------------------------------------- lat/lon
+@lru_cache(maxsize=8)
+def _to_wgs84(wkt: str) -> Transformer:
+    """The transformer from the CRS ``wkt`` to WGS 84 longitude/latitude (degrees)."""
+    return Transformer.from_crs(CRS.from_wkt(wkt), CRS.from_epsg(4326), always_xy=True)
+
+
+def lonlat_block(y, x, wkt: str) -> np.ndarray:
+    """Longitude and latitude (WGS 84, degrees east/north) of the grid points ``(y, x)``.
+
+    Parameters
+    ----------
+    y, x : array_like
+        1-D coordinates in the CRS ``wkt`` (its units, e.g. metres).
+    wkt : str
+        The CRS of ``x``/``y`` (WKT).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, len(y), len(x))`` float64: ``[0]`` longitude, ``[1]`` latitude; NaN where the
+        transformation has no result.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty((2, y.size, x.size), dtype=np.float64)
+    out[0] = x[None, :]
+    out[1] = y[:, None]
+    _to_wgs84(wkt).transform(out[0], out[1], inplace=True)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def lazy_lonlat(x, y, crs: CRS, block_pixels: int | None = None):
+    """``(lat, lon)``: dask arrays ``(len(y), len(x))`` float64 of the grid's pixel centres
+    (:func:`lonlat_block`), computed in blocks of whole rows of about ``block_pixels`` pixels
+    (default :data:`LONLAT_BLOCK_PIXELS`; a task computes both of a block at once)."""
+    import dask.array as dsa
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    block_pixels = LONLAT_BLOCK_PIXELS if block_pixels is None else block_pixels
+    rows = max(1, int(block_pixels) // max(1, x.size))
+    both = dsa.blockwise(
+        lonlat_block,
+        "cyx",
+        dsa.from_array(y, chunks=rows),
+        "y",
+        dsa.from_array(x, chunks=-1),
+        "x",
+        new_axes={"c": 2},
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), dtype=np.float64),
+        wkt=crs.to_wkt(),
+    )
+    return both[1], both[0]
+
+
 # --------------------------------------------------------------------------- layout
 @dataclass(frozen=True, eq=False)
 class OutputLayout:
@@ -235,6 +331,9 @@ class OutputLayout:
         Whether x/y are block centres.
     spatial_chunks : (int, int) or None
         Spatial chunk of the stored output (rows, columns); None: the whole grid.
+    height : float or None
+        Height of the wind above ground in metres (from the forecast variable, e.g. 10 for
+        ``u10``/``v10``): the scalar ``height`` coordinate; None (unknown): none.
     """
 
     x: np.ndarray
@@ -247,6 +346,7 @@ class OutputLayout:
     chunk_time: int
     coarsened: bool = False
     spatial_chunks: tuple[int, int] | None = None
+    height: float | None = None
 
     gm_name = GRID_MAPPING
 
@@ -321,31 +421,66 @@ class OutputLayout:
         # not datetimes (e.g. plain step numbers): no CF time semantics
         return {"long_name": "time step (as in the NWP input)"}, times, None, None
 
-    def coords(self, times) -> dict:
+    @cached_property
+    def _lonlat(self):
+        return lazy_lonlat(self.x, self.y, self.crs)
+
+    @property
+    def coordinates(self) -> str:
+        """The CF ``coordinates`` attribute of the ``(time, y, x)`` variables: ``lat lon``
+        (``height`` when known) and the grid mapping."""
+        return " ".join(["lat", "lon", *(["height"] if self.height is not None else []),
+                         self.gm_name])  # fmt: skip
+
+    def coords(self, times, lazy: bool = True) -> dict:
+        """Coordinates of the output: ``time``, ``y``, ``x``, ``lat``/``lon`` (dask arrays;
+        numpy with ``lazy=False``), ``height`` when known, and the grid mapping."""
         x_attrs, y_attrs = self._axes_attrs
         t = xr.Variable(("time",), np.asarray(times), self._time_encoding[0])
-        return {
+        lat, lon = self._lonlat
+        if not lazy:
+            import dask
+
+            lat, lon = dask.compute(lat, lon, scheduler="threads")
+        out = {
             "time": t,
             "y": xr.Variable(("y",), self.y, y_attrs),
             "x": xr.Variable(("x",), self.x, x_attrs),
-            self.gm_name: xr.Variable((), np.int32(0), self.gm_attrs),
+            "lat": xr.Variable(("y", "x"), lat, _LAT_ATTRS),
+            "lon": xr.Variable(("y", "x"), lon, _LON_ATTRS),
         }
+        if self.height is not None:
+            out["height"] = xr.Variable((), np.float64(self.height), HEIGHT_ATTRS)
+        out[self.gm_name] = xr.Variable((), np.int32(0), self.gm_attrs)
+        return out
 
-    def template(self) -> xr.Dataset:
-        """Everything of the output but its data variables (for :mod:`devine_onnx.io.writers`)."""
-        ds = xr.Dataset(coords=self.coords(self.times), attrs=dict(self.global_attrs))
+    def _static(self) -> dict:
+        """The static variables; those on ``(y, x)`` list ``lat lon`` in ``coordinates``."""
+        out = {}
+        for name, var in self.static.items():
+            if tuple(var.dims[-2:]) == ("y", "x") and "coordinates" not in var.attrs:
+                var = var.copy(deep=False)
+                var.attrs["coordinates"] = f"lat lon {self.gm_name}"
+            out[name] = var
+        return out
+
+    def template(self, lazy: bool = True) -> xr.Dataset:
+        """Everything of the output but its data variables (for :mod:`devine_onnx.io.writers`);
+        ``lat``/``lon`` are dask arrays unless ``lazy=False``."""
+        ds = xr.Dataset(coords=self.coords(self.times, lazy), attrs=dict(self.global_attrs))
         _, num, units, calendar = self._time_encoding
         if units is not None:
             # One CF time encoding for the whole series, whatever the writer.
             ds["time"].encoding = {"units": units, "calendar": calendar, "dtype": num.dtype}
-        for name, var in self.static.items():
+        for name, var in self._static().items():
             ds[name] = var
         return ds
 
     def variables(self) -> dict:
         """Data variable name -> attributes (with ``coordinates``), in output order."""
         return {
-            name: {**attrs, "coordinates": self.gm_name} for name, attrs in self.var_attrs.items()
+            name: {**attrs, "coordinates": self.coordinates}
+            for name, attrs in self.var_attrs.items()
         }
 
     def dataset(self, arrays, times) -> xr.Dataset:
@@ -354,31 +489,55 @@ class OutputLayout:
             name: xr.Variable(("time", "y", "x"), arr, self.var_attrs[name])
             for name, arr in zip(self.names, arrays, strict=True)
         }
-        data.update(self.static)
+        data.update(self._static())
         return xr.Dataset(data, coords=self.coords(times), attrs=dict(self.global_attrs))
 
 
 # --------------------------------------------------------------------------- writers
 def memory_writer(layout: OutputLayout) -> MemoryWriter:
-    """Writer of an in-memory result."""
-    return MemoryWriter(layout.template(), "time", layout.variables())
+    """Writer of an in-memory result (``lat``/``lon`` computed, numpy)."""
+    return MemoryWriter(layout.template(lazy=False), "time", layout.variables())
 
 
 def file_writer(tmp, layout: OutputLayout, kind: str, complevel: int, label) -> BlockWriter:
     """The shared incremental writer, one chunk of ``layout.time_chunk`` steps at a time
-    (and ``layout.spatial_chunks`` pixels when downscaling by blocks)."""
-    return create_writer(
-        tmp,
-        layout.template(),
-        "time",
-        layout.variables(),
-        fmt=kind,
-        chunk=layout.time_chunk,
-        complevel=complevel,
-        threads=LOOKUP_THREADS,
-        label=label,
-        spatial_chunks=layout.spatial_chunks,
-    )
+    (and ``layout.spatial_chunks`` pixels when downscaling by blocks).
+
+    ``lat``/``lon`` are written now, block of rows by block of rows, on local threads (also
+    when a dask.distributed client is the default scheduler).
+    """
+    import dask
+
+    template = layout.template()
+    with dask.config.set(scheduler="threads"):
+        writer = create_writer(
+            tmp,
+            template,
+            "time",
+            layout.variables(),
+            fmt=kind,
+            chunk=layout.time_chunk,
+            complevel=complevel,
+            threads=LOOKUP_THREADS,
+            label=label,
+            spatial_chunks=layout.spatial_chunks,
+        )
+        if kind == "zarr":  # xarray declared them without writing them (compute=False)
+            _store_lazy(writer, template)
+    return writer
+
+
+def _store_lazy(writer, template: xr.Dataset) -> None:
+    """Write the dask-backed variables of ``template`` into the Zarr store of ``writer``."""
+    import dask.array as dsa
+    import zarr
+
+    names = [n for n, v in template.variables.items() if isinstance(v.data, dsa.Array)]
+    if not names:
+        return
+    with writing(writer.label):
+        group = zarr.open_group(str(writer.path), mode="r+")
+        dsa.store([template[n].data for n in names], [group[n] for n in names], lock=False)
 
 
 def write_output(

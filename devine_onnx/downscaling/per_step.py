@@ -255,6 +255,7 @@ def _layout(
         static=static_variables(elevation=inner, coarsen=c),
         chunk_time=chunk_time,
         coarsened=bool(c),
+        height=nwp.height,
     )
 
 

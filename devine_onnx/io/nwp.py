@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,14 @@ from devine_onnx.io.cf import crs_label, dim_axis, read_crs
 from devine_onnx.io.formats import open_any
 from devine_onnx.wind import meridian_convergence
 
-__all__ = ["SPEED_DIRECTION_NAME_PAIRS", "WIND_FRAMES", "WIND_NAME_PAIRS", "NWPWinds", "open_nwp"]
+__all__ = [
+    "SPEED_DIRECTION_NAME_PAIRS",
+    "WIND_FRAMES",
+    "WIND_NAME_PAIRS",
+    "NWPWinds",
+    "open_nwp",
+    "wind_height",
+]
 
 #: Variable names tried in this order when ``u_var``/``v_var`` are not given.
 WIND_NAME_PAIRS: tuple[tuple[str, str], ...] = (
@@ -134,6 +141,9 @@ class NWPWinds:
         Which variables were read and at what height, and the other wind pairs of the file
         (``"nwp.nc: wind from u10/v10 (10 m); also in the file: u100/v100 ..."``): the note
         ``downscale`` prints (issue 21 #6).
+    height : float or None
+        Height of the wind above ground in metres, from the variables (:func:`wind_height`);
+        None when the file does not say.
     """
 
     u: xr.DataArray
@@ -148,6 +158,7 @@ class NWPWinds:
     attrs: dict = field(default_factory=dict)
     wind_frame: str = ""
     wind_note: str = ""
+    height: float | None = None
 
     @property
     def time(self) -> np.ndarray:
@@ -174,6 +185,48 @@ class NWPWinds:
             f"times={self.n_times}, grid={dict(zip(self.spatial_dims, self.source_shape, strict=True))}, "
             f"crs={self.crs.to_string()!r})"
         )
+
+    def window(self, start=None, end=None) -> NWPWinds:
+        """The time steps from ``start`` to ``end`` (both included; None: unbounded).
+
+        Parameters
+        ----------
+        start, end : numpy.datetime64 or None
+            Valid times in UTC (the file's times are taken as UTC).
+
+        Raises
+        ------
+        OptionError
+            The window holds no time step, ``start`` is after ``end``, or the file's times
+            are not dates; the message names the options and the file's time range.
+        """
+        if start is None and end is None:
+            return self
+        given = " and ".join(
+            option(name, _iso(value))
+            for name, value in (("start", start), ("end", end))
+            if value is not None
+        )
+        times = np.asarray(self.time)
+        if not np.issubdtype(times.dtype, np.datetime64):
+            raise OptionError(
+                f"{given}: the times of {self.source} are not dates ({times.size} steps "
+                f"numbered {_time_range(times)}); leave {option('start')}/{option('end')} out"
+            )
+        span = f"{self.source} has {times.size} steps from {_time_range(times)} UTC"
+        if start is not None and end is not None and start > end:
+            raise OptionError(f"{given}: the start is after the end; {span}")
+        keep = np.ones(times.size, dtype=bool)
+        if start is not None:
+            keep &= times >= start
+        if end is not None:
+            keep &= times <= end
+        index = np.flatnonzero(keep)
+        if index.size == 0:
+            raise OptionError(f"{given}: no time step of the forecast in this window; {span}")
+        if index[-1] - index[0] + 1 == index.size:
+            index = slice(int(index[0]), int(index[-1]) + 1)
+        return replace(self, u=self.u.isel(time=index), v=self.v.isel(time=index))
 
 
 # --------------------------------------------------------------------------- opening
@@ -288,6 +341,83 @@ def _wind_note(ds: xr.Dataset, label: str, un: str, vn: str, chosen: bool) -> st
             f"{option('v_var')})"
         )
     return note
+
+
+_LENGTH_UNITS = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0, "km": 1e3}
+_HEIGHT_NAMES = ("height", "heightaboveground", "height_above_ground")
+_LEVEL_IN_NAME = (
+    re.compile(
+        r"(?:u|v|ugrd_?|vgrd_?|si|ws|wspd|wdir|wd|ff|dd)(\d+(?:\.\d+)?)(?:m|maboveground)?",
+        re.I,
+    ),
+    re.compile(r"(\d+(?:\.\d+)?)(?:u|v|si)", re.I),
+)
+_LEVEL_IN_TEXT = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(m|metres?|meters?)\b(?!\s*(?:s-1|s\*\*-1|/\s*s|per))", re.I
+)
+
+
+def _metres(value, units) -> float | None:
+    """``value`` in ``units`` (a length) as metres; None when not a finite length."""
+    factor = _LENGTH_UNITS.get(str(units).strip().lower())
+    try:
+        value = float(np.asarray(value).ravel()[0]) * factor if factor else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
+def _variable_height(ds: xr.Dataset, name: str) -> float | None:
+    """Height above ground (m) of the variable ``name`` (see :func:`wind_height`)."""
+    da = ds[name]
+    for coord_name, coord in da.coords.items():  # cfgrib's heightAboveGround, CF's height
+        named = str(coord_name).lower() in _HEIGHT_NAMES
+        if coord.size == 1 and (named or coord.attrs.get("standard_name") == "height"):
+            value = _metres(coord.values, coord.attrs.get("units", "m" if named else ""))
+            if value is not None:
+                return value
+    height = da.attrs.get("height")
+    if height is not None:
+        text = str(height).strip().split()
+        value = _metres(text[0], text[1] if len(text) > 1 else "m") if text else None
+        if value is not None:
+            return value
+    match = _LEVEL_IN_TEXT.search(str(da.attrs.get("long_name", "")))
+    if match:  # ERA5: "10 metre U wind component"
+        return _metres(match.group(1), match.group(2))
+    for pattern in _LEVEL_IN_NAME:
+        match = pattern.fullmatch(name)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def wind_height(ds: xr.Dataset, u_name: str, v_name: str) -> float | None:
+    """Height above ground (m) of the wind variables ``u_name``/``v_name`` of ``ds``.
+
+    In this order: a size-1 height coordinate (cfgrib's ``heightAboveGround``, or
+    ``standard_name: height``; units m or km), a ``height`` attribute, a height in the
+    ``long_name`` ("10 metre U wind component"), or the name (``u10``, ``10u``,
+    ``UGRD_10maboveground``, ``si10``...). None when neither variable says, or when the two
+    disagree.
+    """
+    found = (_variable_height(ds, u_name), _variable_height(ds, v_name))
+    heights = {h for h in found if h is not None}
+    return heights.pop() if len(heights) == 1 else None
+
+
+def _iso(value) -> str:
+    """A valid time as ISO text (minutes; seconds when there are)."""
+    text = np.datetime_as_string(np.datetime64(value, "s"), unit="s")
+    return text[:-3] if text.endswith(":00") else text
+
+
+def _time_range(times: np.ndarray) -> str:
+    if times.size == 0:
+        return "(none)"
+    if np.issubdtype(times.dtype, np.datetime64):
+        return f"{_iso(times.min())} to {_iso(times.max())}"
+    return f"{times.min()} to {times.max()}"
 
 
 def _check_units(da: xr.DataArray, label: str) -> None:
@@ -830,4 +960,5 @@ def _open_nwp(source, *, u_var, v_var, nwp_crs, nwp_wind_frame, chunk_time, rota
         attrs=dict(ds.attrs),
         wind_frame=frame_note,
         wind_note=wind_note,
+        height=wind_height(ds, un, vn),
     )

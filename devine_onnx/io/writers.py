@@ -247,6 +247,8 @@ class _NetCDFWriter(BlockWriter):
                 encoding[name] = {"_FillValue": None}
             elif var.ndim >= 2:
                 encoding[name] = {"zlib": True, "complevel": 1, "_FillValue": _fill_value(var)}
+                if var.chunks:  # dask-backed (e.g. lat/lon): stored in its own blocks
+                    encoding[name]["chunksizes"] = tuple(c[0] for c in var.chunks)
         with writing(label):
             with no_distributed_probe():  # xarray would import dask.distributed (0.3-0.8 s)
                 template.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=encoding)
