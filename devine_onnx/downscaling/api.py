@@ -91,10 +91,11 @@ def downscale(
     table : str, os.PathLike or xarray.Dataset
         Correction table (see :func:`open_table`).
     output : str or os.PathLike, optional
-        ``.nc`` (NetCDF4, zlib) or ``.zarr`` file, written chunk by chunk under
-        ``<output>.partial`` and renamed when complete (no file carries the final name after
-        a failure). None: return the result (lazy if the NWP input is dask-backed, which is
-        the case for any file path; in memory otherwise).
+        ``.nc`` (NetCDF4, zlib) or ``.zarr`` file, written chunk by chunk under a private
+        temporary name in its folder and renamed when complete (no file carries the final
+        name after a failure); ``<output>.lock`` keeps other runs off it meanwhile
+        (:mod:`devine_onnx.io.atomic`). None: return the result (lazy if the NWP input is
+        dask-backed, which is the case for any file path; in memory otherwise).
     u_var, v_var, nwp_crs, nwp_wind_frame
         See :func:`~devine_onnx.io.nwp.open_nwp`. ``nwp_wind_frame`` ("earth" or
         "grid") is required for a projected or curvilinear NWP grid whose file does not say

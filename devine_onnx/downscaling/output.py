@@ -545,8 +545,9 @@ def write_output(
 ) -> xr.Dataset:
     """Run ``run(writer)`` into an in-memory result (``output`` None) or into ``output``.
 
-    The file is written under ``<output>.partial`` and renamed when complete (no file carries
-    the final name after a failure), then opened lazily and returned.
+    The file is written in a private temporary folder next to ``output`` and renamed when
+    complete (:func:`devine_onnx.io.atomic.atomic_output`: no file carries the final name
+    after a failure, no existing file or link is written through), then opened lazily.
     """
     if output is None:
         writer = memory_writer(layout)
