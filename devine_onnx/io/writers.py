@@ -132,7 +132,7 @@ class BlockWriter:
     Attributes
     ----------
     path : pathlib.Path
-        The file or store being written (usually a temporary ``.partial`` name).
+        The file or store being written (a temporary name, see :mod:`devine_onnx.io.atomic`).
     names : tuple of str
         The record variables, in the order :meth:`write` expects them when given a sequence.
     """
