@@ -668,9 +668,10 @@ def temporary_file(path: str | os.PathLike) -> Path:
     prefix = f"{SCRATCH_PREFIX}out-{_node()}-{os.getpid()}-"
     fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
+        if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0600 would stay on the final file
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
     finally:
         os.close(fd)
     return Path(name)
