@@ -144,15 +144,19 @@ def check_mode(
             f"the DEM too, or leave {option('dem_crs')} out"
         )
     is_per_step = bool(per_step) or model is not None or dem is not None
+    # One spelling per run: per_step=True from Python, --per-step on the command line.
+    flag = option("per_step")
+    flag = flag if flag.startswith("-") else f"{flag}=True"
     if is_per_step and (not per_step or table is not None):
         raise OptionError(
-            "per-step downscaling (per_step=True / --per-step) takes a feature-network "
-            "model and the DEM instead of a table; table mode takes only the table"
+            f"per-step downscaling ({flag}) takes a feature-network model "
+            f"({option('model')}) and the DEM ({option('dem')}) instead of a table; table "
+            f"mode takes only the table ({option('table')})"
         )
     if not is_per_step and table is None:
         raise OptionError(
-            "no correction table: give one (--table), or use per-step mode with a "
-            "feature-network model and the DEM (--per-step -m MODEL --dem DEM)"
+            f"no correction table: give one ({option('table')}), or use per-step mode with a "
+            f"feature-network model and the DEM ({flag}, {option('model')}, {option('dem')})"
         )
     if grid_relative and nwp_wind_frame is not None:
         raise OptionError(

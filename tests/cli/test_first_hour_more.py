@@ -4,8 +4,9 @@ Each test failed on the code before the fix (commit 9ec097b):
 - #1 a DEM with non-square pixels was refused even with ``--resample`` and for MicroMet,
   with a message about the DEVINE model;
 - #4 coverage errors gave extents in metres only;
-- #6 the forecast variables chosen (``u10`` over ``u100``) were not shown, and the
-  coarse-table warning printed an absolute path where the user typed a relative one.
+- #6 the forecast variables chosen (``u10`` over ``u100``) were not shown, the coarse-table
+  warning printed an absolute path where the user typed a relative one, and the mode messages
+  of downscale mixed API and CLI words (``per_step=True / --per-step``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from devine_onnx.errors import NWPError
+import devine_onnx as dv
+from devine_onnx.errors import NWPError, OptionError
 from devine_onnx.regrid.weights import RegridWeights
 from devine_onnx.sample_data import sample_dem, sample_nwp
 from tests.cli.helpers import assert_refused, invoke, write_tif
@@ -119,3 +121,18 @@ def test_coarse_table_warning_names_the_table_as_typed(tmp_path, nwp_nc, table_n
     (line,) = [x for x in result.stderr.splitlines() if "directions up to" in x]
     assert line.startswith("warning: t4.nc: 4 directions up to 90° apart"), line
     assert str(tmp_path) not in result.stderr
+
+
+def test_mode_messages_use_one_vocabulary(tmp_path, nwp_nc, table_nc, demo_model_file):
+    """'per_step=True / --per-step' mixed API and CLI words (like fill_nodata, issue 21 #6)."""
+    out = tmp_path / "w.nc"
+    args = ["downscale", nwp_nc, "--table", table_nc, "-m", demo_model_file, "-o", out, "-q"]
+    result = invoke(args)
+    assert_refused(result, "--per-step", "--model", "--table", outputs=[out])
+    assert "per_step" not in result.stderr
+    with pytest.raises(OptionError, match="per_step=True") as exc:
+        dv.downscale(nwp_nc, table_nc, model=demo_model_file, output=out)
+    assert "--" not in str(exc.value)
+    with pytest.raises(OptionError, match="no correction table") as exc:
+        dv.downscale(nwp_nc, output=out)
+    assert "--" not in str(exc.value) and "per_step=True" in str(exc.value)
