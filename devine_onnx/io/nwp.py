@@ -481,6 +481,55 @@ def _other_time_values(ds: xr.Dataset, da: xr.DataArray, d: str):
     return None
 
 
+def _order_times(u: xr.DataArray, v: xr.DataArray, label: str):
+    """The time steps in increasing order of valid time.
+
+    Repeated valid times are refused (which of two fields is right cannot be told); steps out
+    of order are sorted, with a note in the log (``devine_onnx`` logger, INFO).
+
+    Raises
+    ------
+    NWPError
+        One line naming the file and the repeated times.
+    """
+    times = np.asarray(u["time"].values)
+    if times.size < 2:
+        return u, v
+    try:
+        order = np.argsort(times, kind="stable")
+    except TypeError:  # times that cannot be compared: left as they are
+        return u, v
+    ordered = times[order]
+    same = ordered[1:] == ordered[:-1]
+    if np.any(same):
+        repeated = np.unique(ordered[1:][same])
+
+        def text(t):
+            if _is_datetime(times):
+                return str(np.datetime64(t, "s")).replace("T", " ")
+            return str(t)
+
+        shown = ", ".join(text(t) for t in repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        raise NWPError(
+            f"{label}: {len(repeated)} valid time(s) appear more than once ({shown} UTC; "
+            f"{times.size} steps): keep one field per time (e.g. ds.drop_duplicates('time')) "
+            "or give the forecasts one at a time"
+        )
+    moved = int(np.count_nonzero(order != np.arange(times.size)))
+    if moved:
+        import logging
+
+        logging.getLogger("devine_onnx").info(
+            "%s: its %d time steps are not in increasing order (%d out of place); sorted",
+            label,
+            times.size,
+            moved,
+        )
+        u = u.isel(time=order)
+        v = v.isel(time=order)
+    return u, v
+
+
 def _flatten_time(
     ds: xr.Dataset, da: xr.DataArray, label: str, chunk_time: int | None
 ) -> xr.DataArray:
@@ -918,6 +967,7 @@ def _open_nwp(source, *, u_var, v_var, nwp_crs, nwp_wind_frame, chunk_time, rota
 
     u = _flatten_time(ds, u, label, chunk_time)
     v = _flatten_time(ds, v, label, chunk_time)
+    u, v = _order_times(u, v, label)
     ydim, xdim = _spatial_dims(u, label)
     extra = [d for d in u.dims if d not in ("time", ydim, xdim)]
     if extra:
