@@ -289,34 +289,10 @@ def _pick_variables(ds: xr.Dataset, label: str, u_var, v_var) -> tuple[str, str,
     )
 
 
-_HEIGHT_COORDS = ("height", "heightaboveground", "height_above_ground", "level", "z")
-_HEIGHT_IN_NAME = (
-    re.compile(r"(?:u|v|ugrd_?|vgrd_?|si|ws|wspd|ff)(\d+(?:\.\d+)?)(?:m|maboveground)?", re.I),
-    re.compile(r"(\d+(?:\.\d+)?)[uv]", re.I),
-)
-
-
-def _wind_height(ds: xr.Dataset, name: str) -> str | None:
-    """Height of the wind variable ``name``: a size-1 height coordinate, else its name."""
-    for coord_name, coord in ds[name].coords.items():
-        if str(coord_name).lower() in _HEIGHT_COORDS and coord.size == 1:
-            try:
-                value = float(np.asarray(coord.values).ravel()[0])
-            except (TypeError, ValueError):
-                continue
-            units = str(coord.attrs.get("units", "m"))
-            return f"{value:g} {units}"
-    for pattern in _HEIGHT_IN_NAME:
-        match = pattern.fullmatch(name)
-        if match:
-            return f"{float(match.group(1)):g} m"
-    return None
-
-
 def _wind_note(ds: xr.Dataset, label: str, un: str, vn: str, chosen: bool) -> str:
     """``label: wind from u10/v10 (10 m)``, plus the other wind pairs when it was a choice."""
-    height = _wind_height(ds, un)
-    note = f"{label}: wind from {un}/{vn}" + (f" ({height})" if height else "")
+    height = wind_height(ds, un, vn)
+    note = f"{label}: wind from {un}/{vn}" + (f" ({height:g} m)" if height is not None else "")
     if not chosen:
         return note + f" (as given by {option('u_var')}/{option('v_var')})"
     pairs = list(WIND_NAME_PAIRS + SPEED_DIRECTION_NAME_PAIRS)

@@ -85,8 +85,9 @@ def test_target_outside_the_dem_gives_lon_lat(tmp_path, dem_tif):
 def two_heights(tmp_path_factory):
     """An NWP file with 10 m and 100 m winds (u10 is chosen, as documented)."""
     ds = sample_nwp(n_times=2)
-    ds["u100"] = ds["u10"] * 1.3
-    ds["v100"] = ds["v10"] * 1.3
+    for c in "uv":
+        ds[f"{c}100"] = ds[f"{c}10"] * 1.3
+        ds[f"{c}100"].attrs["long_name"] = f"100 m {ds[f'{c}10'].attrs['long_name'][5:]}"
     path = tmp_path_factory.mktemp("heights") / "nwp2.nc"
     ds.to_netcdf(path)
     return path
