@@ -258,6 +258,14 @@ def test_start_end_with_an_output_file_and_blocks(tmp_path, files):
         np.testing.assert_array_equal(part["wind_speed"].values, full["wind_speed"].values[10:])
 
 
+def test_a_window_uses_the_weights_of_the_whole_file(tmp_path, files):
+    nwp_nc, table_nc = files
+    cache = tmp_path / "cache"
+    run(nwp_nc, table_nc, cache_dir=cache, output=tmp_path / "full.nc")
+    run(nwp_nc, table_nc, cache_dir=cache, output=tmp_path / "part.nc", start="2026-01-15T05")
+    assert len(list(cache.glob("weights-*.nc"))) == 1  # one pair of grids, one weights file
+
+
 def test_start_end_also_for_per_step_inputs(files):
     nwp_nc, _ = files
     opts = DownscaleOptions(per_step=True, start="2026-01-15T02:00", end="2026-01-15T04:00")
