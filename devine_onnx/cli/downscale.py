@@ -221,9 +221,10 @@ def downscale(
             metavar="<size>",
             help="Memory the run may use (e.g. 2GB): a table that does not fit is read, and "
             "the output written, by spatial blocks (same result). With --per-step (default "
-            "1.2GB): each step in a network pass costs ~1.8 kB per DEM pixel (200 MB for "
-            "320 x 360), each step of the time chunk ~80 bytes per pixel (9 MB), on top of "
-            "~0.4 GB; passes take up to 0.5 GB, and the chunk is cut below --chunk-time to fit.",
+            "1.2GB): ~0.4 GB for libraries and model, network passes of ~1.8 kB per DEM pixel "
+            "and step (200 MB per step at 320 x 360; at least one step, at most half the rest "
+            "or 0.5 GB), and ~80 bytes per pixel and step of the time chunk (9 MB): "
+            "--chunk-time is lowered to fit.",
         ),
     ] = None,
     max_speed: Annotated[

@@ -68,8 +68,9 @@ __all__ = [
     "plan_memory",
 ]
 
-#: Memory of a per-step run without ``max_memory``, bytes: a 320 x 360 DEM then runs 2 steps
-#: per network pass and chunks of 24 steps within about 1 GB (docs/benchmarks.md).
+#: Memory of a per-step run without ``max_memory``, bytes: a 320 x 360 DEM then runs one step
+#: per network pass (0.2 GB) and chunks of 24 steps (estimated 0.8 GB in all, measured peak
+#: 0.6-0.7 GB whatever the number of steps; docs/benchmarks.md).
 DEFAULT_MEMORY = 1_200_000_000
 #: Memory of the process before any chunk, bytes: Python with numpy, xarray, pyproj and ONNX
 #: Runtime, the model's session (measured about 0.3 GB), plus the terrain terms
