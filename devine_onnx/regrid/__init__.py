@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from .cache import (
     CACHE_DIR_ENV,
+    CacheWarning,
     TargetGrid,
     build_weights,
     cache_file,
@@ -26,6 +27,7 @@ from .cache import (
     load_or_build,
     resolve_weights,
     target_grid,
+    unsafe_cache_reason,
     weights_cache_path,
 )
 from .fingerprint import (
@@ -47,6 +49,7 @@ __all__ = [
     "CACHE_DIR_ENV",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "CacheWarning",
     "OutsideHullWarning",
     "RegridWeights",
     "TargetGrid",
@@ -62,5 +65,6 @@ __all__ = [
     "source_grid_shape",
     "target_grid",
     "target_grid_fingerprint",
+    "unsafe_cache_reason",
     "weights_cache_path",
 ]
