@@ -20,6 +20,7 @@ scheduler, xarray's lock and the results are those dask and xarray would have ch
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 from contextlib import contextmanager
@@ -79,10 +80,16 @@ def no_distributed_probe():
     global _DEPTH
     try:
         import dask
-        from xarray.backends import locks, writers
+        from xarray.backends import locks
     except ImportError:
         yield
         return
+    modules = [locks]
+    for name in ("writers", "api"):  # where xarray versions import the probe by name
+        try:
+            modules.append(importlib.import_module(f"xarray.backends.{name}"))
+        except ImportError:
+            pass
     with _LOCK:
         if _DEPTH == 0:
             original = getattr(locks, "get_dask_scheduler", None)
@@ -93,7 +100,7 @@ def no_distributed_probe():
                         return "threaded"
                     return original(get, collection)
 
-                for module in (locks, writers):
+                for module in modules:
                     if getattr(module, "get_dask_scheduler", None) is original:
                         _SAVED.append((module, "get_dask_scheduler", original))
                         module.get_dask_scheduler = probe
