@@ -186,7 +186,10 @@ class PerStepKernel:
         return self.stepper.uvw(ug, vg)
 
     def __call__(self, u, v) -> tuple[np.ndarray, ...]:
-        """``(speed, from_dir, u, v, w)`` float32 ``(n, ny_out, nx_out)`` for NWP ``u, v``."""
+        """``(speed, from_dir, u, v, w)`` float32 ``(n, ny_out, nx_out)`` for NWP ``u, v``.
+
+        Each network pass is rotated back, coarsened and turned into speed and direction
+        while the next pass runs (:meth:`FeatureStepKernel.passes`)."""
         w8 = self.weights
         u = np.asarray(u).reshape((-1,) + w8.source_shape)
         v = np.asarray(v).reshape((-1,) + w8.source_shape)
@@ -194,16 +197,23 @@ class PerStepKernel:
         vr = w8.apply(np.asarray(v, dtype=np.float32))
         if self.gamma is not None:
             ur, vr = earth_to_grid(ur, vr, self.gamma)
-        uo, vo, wo = self.stepper.uvw(ur, vr)
-        del ur, vr
-        if self.gamma is not None:
-            uo, vo = grid_to_earth(uo, vo, self.gamma)
-        if self.coarsen:
-            uo = coarsen_mean(np.asarray(uo, dtype=np.float32), self.coarsen)
-            vo = coarsen_mean(np.asarray(vo, dtype=np.float32), self.coarsen)
-            wo = coarsen_mean(np.asarray(wo, dtype=np.float32), self.coarsen)
-        speed, dirs = uv_to_speed_dir(uo, vo)
-        return tuple(np.asarray(r, dtype=np.float32) for r in (speed, dirs, uo, vo, wo))
+        outputs = None
+        for sl, uo, vo, wo in self.stepper.passes(ur, vr):
+            if self.gamma is not None:
+                uo, vo = grid_to_earth(uo, vo, self.gamma)
+            if self.coarsen:
+                uo, vo, wo = (
+                    coarsen_mean(np.asarray(a, np.float32), self.coarsen) for a in (uo, vo, wo)
+                )
+            speed, dirs = uv_to_speed_dir(uo, vo)
+            if outputs is None:
+                outputs = [np.empty((ur.shape[0],) + uo.shape[1:], np.float32) for _ in range(5)]
+            for out, r in zip(outputs, (speed, dirs, uo, vo, wo), strict=True):
+                out[sl] = r
+        if outputs is None:  # no step
+            empty = np.zeros((0,) + ur.shape[1:], np.float32)
+            outputs = [coarsen_mean(empty, self.coarsen) if self.coarsen else empty] * 5
+        return tuple(outputs)
 
 
 def _layout(

@@ -684,6 +684,16 @@ class FeatureStepKernel:
             The network's wind scaled by ``S / 3`` (m/s; ``w`` upward), grid-relative, in the
             DEM's row order; NaN where the input wind is NaN, 0 for calm wind.
         """
+        n = np.shape(u)[0] if np.ndim(u) == 3 else 0
+        res = np.empty((3, n) + tuple(self.shape), dtype=np.float32)
+        for sl, uo, vo, wo in self.passes(u, v):
+            res[0, sl], res[1, sl], res[2, sl] = uo, vo, wo
+        return res[0], res[1], res[2]
+
+    def passes(self, u: np.ndarray, v: np.ndarray) -> Iterator[tuple[slice, ...]]:
+        """:meth:`uvw` pass by pass: yield ``(steps, u, v, w)`` for each network pass, in
+        order (``steps`` a slice of the ``n`` steps). The next pass runs while the caller
+        works on this one (:func:`pipeline`): post-processing done here is overlapped."""
         u = np.asarray(u)
         v = np.asarray(v)
         if u.ndim != 3 or u.shape != v.shape or u.shape[1:] != tuple(self.shape):
@@ -692,7 +702,6 @@ class FeatureStepKernel:
                 f"{u.shape} and {v.shape}"
             )
         n = u.shape[0]
-        res = np.empty((3, n) + tuple(self.shape), dtype=np.float32)
         per = self.steps_per_pass
         groups = [slice(a, min(a + per, n)) for a in range(0, n, per)]
         inflow = np.float32(self.network.inflow)
@@ -709,6 +718,4 @@ class FeatureStepKernel:
             scale = np.sqrt(us * us + vs * vs)
             scale /= inflow
             out = self._orient(out)
-            for c in range(3):
-                np.multiply(out[:, c], scale, out=res[c, sl])
-        return res[0], res[1], res[2]
+            yield (sl, *(np.multiply(out[:, c], scale) for c in range(3)))
