@@ -153,8 +153,9 @@ def compute_features(
     if crs is not None:
         ds = write_grid_mapping(ds, crs)
     if output is not None:
+        from devine_onnx.io._dask_probe import no_distributed_probe
         from devine_onnx.io.atomic import atomic_output
 
-        with atomic_output(Path(output)) as tmp:
-            ds.to_netcdf(tmp, engine="netcdf4")
+        with atomic_output(Path(output)) as tmp, no_distributed_probe():
+            ds.to_netcdf(tmp, engine="netcdf4")  # no dask.distributed import (start-up)
     return ds
