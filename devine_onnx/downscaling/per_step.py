@@ -42,7 +42,6 @@ from devine_onnx.engines.features import (
 )
 from devine_onnx.engines.terrain_features import FRAME, TerrainGeometry, terrain_geometry
 from devine_onnx.errors import OptionError, option
-from devine_onnx.io._dask_probe import local_scheduler
 from devine_onnx.regrid.cache import resolve_weights
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
@@ -379,19 +378,7 @@ def downscale_per_step(
         pass_memory,
     )  # fmt: skip
 
-    def read(a, b):
-        """NWP u, v of steps a:b as numpy arrays; dask told its local scheduler, so that
-        it does not import dask.distributed to look for a client (start-up cost)."""
-        u_c = nwp.u.isel(time=slice(a, b))
-        v_c = nwp.v.isel(time=slice(a, b))
-        if u_c.chunks is None:
-            return np.asarray(u_c.values), np.asarray(v_c.values)
-        import dask
-
-        u_np, v_np = dask.compute(u_c.data, v_c.data, scheduler=local_scheduler())
-        return np.asarray(u_np), np.asarray(v_np)
-
     def run(writer):
-        stream(nwp, kernel, writer, chunk, options.quiet, " per step", read=read)
+        stream(nwp, kernel, writer, chunk, options.quiet, " per step")
 
     return write_output(output, layout, run, options.complevel)

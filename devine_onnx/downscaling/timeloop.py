@@ -30,7 +30,10 @@ def read_inputs(nwp, a: int, b: int, box=None) -> tuple[np.ndarray, np.ndarray]:
     if u_c.chunks is not None:
         import dask
 
-        u_np, v_np = dask.compute(u_c.data, v_c.data)
+        from devine_onnx.io._dask_probe import local_scheduler
+
+        # the local scheduler by function: dask does not import distributed to look for a client
+        u_np, v_np = dask.compute(u_c.data, v_c.data, scheduler=local_scheduler())
         return np.asarray(u_np), np.asarray(v_np)
     return np.asarray(u_c.values), np.asarray(v_c.values)
 
