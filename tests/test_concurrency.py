@@ -198,6 +198,25 @@ def test_held_lock_refuses_downscale_regrid_and_distributed_before_work(files, t
     assert not (tmp_path / "w.nc").exists() and not (tmp_path / "t.zarr").exists()
 
 
+def test_locked_calls_keep_warnings_at_the_callers_line(tmp_path):
+    """Holding the output's lock adds no stack frame: a warning meant for the caller of
+    downscale still names the caller's line (here: this file)."""
+    from devine_onnx.errors import DevineWarning
+    from tests.downscaling.test_downscale import make_table
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        ds = downscale(
+            sample_nwp(n_times=2), make_table((61, 81), n_angles=12), output=tmp_path / "w.nc",
+            cache_dir=False, quiet=True,
+        )  # fmt: skip
+    ds.close()
+    ours = [w for w in rec if issubclass(w.category, DevineWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [
+        (w.filename, w.message) for w in ours
+    ]
+
+
 # --------------------------------------------------------------------------- item 3
 def test_planted_partial_symlink_is_never_followed(files, tmp_path):
     """A link OUTPUT.partial -> victim: downscale neither writes the victim nor turns the

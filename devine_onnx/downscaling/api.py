@@ -15,7 +15,7 @@ from pathlib import Path
 import xarray as xr
 
 from devine_onnx.errors import OptionError, option
-from devine_onnx.io.atomic import check_writable, locks_output
+from devine_onnx.io.atomic import check_writable, maybe_output_lock
 from devine_onnx.regrid.cache import build_weights
 from devine_onnx.tables.table import CorrectionTable
 
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 
-@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def downscale(
     wind,
     table=None,
@@ -204,98 +203,99 @@ def downscale(
     NWPError, TableError, WeightsMismatchError, OutputError, OptionError
         One-line messages naming the file or option.
     """
-
-    if is_observation_input(wind):
-        return downscale_stations(
-            wind, table, output=output, stations=stations, barnes_spacing=barnes_spacing,
-            min_stations=min_stations, min_speed=min_speed, chunk_time=chunk_time,
-            coarsen=coarsen, angular_interpolation=angular_interpolation, complevel=complevel,
-            quiet=quiet, max_speed=max_speed, nwp_options=dict(
-                u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame,
-                weights=weights, grid_relative=grid_relative, model=model, per_step=per_step,
-                dem=dem, dem_crs=dem_crs, coarse_cell=coarse_cell, max_memory=max_memory,
-                block_size=block_size, workers=workers, scheduler=scheduler,
-                start=start, end=end,
-            ),
+    with maybe_output_lock(output):  # one run per output: OUTPUT.lock (io.atomic)
+        if is_observation_input(wind):
+            return downscale_stations(
+                wind, table, output=output, stations=stations, barnes_spacing=barnes_spacing,
+                min_stations=min_stations, min_speed=min_speed, chunk_time=chunk_time,
+                coarsen=coarsen, angular_interpolation=angular_interpolation, complevel=complevel,
+                quiet=quiet, max_speed=max_speed, nwp_options=dict(
+                    u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame,
+                    weights=weights, grid_relative=grid_relative, model=model, per_step=per_step,
+                    dem=dem, dem_crs=dem_crs, coarse_cell=coarse_cell, max_memory=max_memory,
+                    block_size=block_size, workers=workers, scheduler=scheduler,
+                    start=start, end=end,
+                ),
+            )  # fmt: skip
+        station_kw = dict(stations=stations, barnes_spacing=barnes_spacing,
+                          min_stations=min_stations, min_speed=min_speed)  # fmt: skip
+        if any(v is not None for v in station_kw.values()):
+            given = ", ".join(option(k) for k, v in station_kw.items() if v is not None)
+            raise OptionError(
+                f"{given}: for weather-station observations (a CSV or CF timeSeries NetCDF file); "
+                f"{wind if isinstance(wind, str | Path) else 'this input'} is NWP wind: leave "
+                "them out"
+            )
+        per_step = check_mode(
+            table=table, per_step=per_step, model=model, dem=dem, dem_crs=dem_crs,
+            grid_relative=grid_relative,
+            nwp_wind_frame=nwp_wind_frame,
         )  # fmt: skip
-    station_kw = dict(stations=stations, barnes_spacing=barnes_spacing,
-                      min_stations=min_stations, min_speed=min_speed)  # fmt: skip
-    if any(v is not None for v in station_kw.values()):
-        given = ", ".join(option(k) for k, v in station_kw.items() if v is not None)
-        raise OptionError(
-            f"{given}: for weather-station observations (a CSV or CF timeSeries NetCDF file); "
-            f"{wind if isinstance(wind, str | Path) else 'this input'} is NWP wind: leave "
-            "them out"
-        )
-    per_step = check_mode(
-        table=table, per_step=per_step, model=model, dem=dem, dem_crs=dem_crs,
-        grid_relative=grid_relative,
-        nwp_wind_frame=nwp_wind_frame,
-    )  # fmt: skip
-    options = DownscaleOptions(
-        chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
-        angular_interpolation=angular_interpolation, complevel=complevel,
-        max_memory=max_memory, block_size=block_size, workers=workers, scheduler=scheduler,
-        quiet=quiet, per_step=per_step, start=start, end=end, max_speed=max_speed,
-    )  # fmt: skip
-    if options.cluster:
-        _blocks.check_cluster(workers, scheduler, output)
-    if output is not None:
-        check_writable(output)
-    nwp_kw = dict(u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame)
-    if per_step:
-        from .per_step import downscale_per_step
-
-        return downscale_per_step(
-            wind, dem, model, options, output=output, weights=weights, cache_dir=cache_dir,
-            device=device, coarse_cell=coarse_cell, dem_crs=dem_crs, **nwp_kw,
+        options = DownscaleOptions(
+            chunk_time=chunk_time, coarsen=coarsen, grid_relative=grid_relative,
+            angular_interpolation=angular_interpolation, complevel=complevel,
+            max_memory=max_memory, block_size=block_size, workers=workers, scheduler=scheduler,
+            quiet=quiet, per_step=per_step, start=start, end=end, max_speed=max_speed,
         )  # fmt: skip
+        if options.cluster:
+            _blocks.check_cluster(workers, scheduler, output)
+        if output is not None:
+            check_writable(output)
+        nwp_kw = dict(u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame)
+        if per_step:
+            from .per_step import downscale_per_step
 
-    tbl = CorrectionTable.open(table)
-    keep_open = False  # a lazy result reads the table when computed
-    try:
-        nwp = open_wind(wind, options, **nwp_kw)
-        ds = TableDownscaler.from_nwp(
-            nwp, tbl, options, weights=weights, cache_dir=cache_dir, _stacklevel=3
-        )
-        lazy = output is None and nwp.is_lazy
-        plan_kw = dict(n_outputs=ds.n_outputs, chunk_time=options.chunk_time,
-                       coarsen=options.coarsen)  # fmt: skip
-        plan = _blocks.plan_blocks(
-            tbl, ds.weights, max_memory=None if lazy else options.max_memory,
-            block_size=options.block_size, **plan_kw,
-        )  # fmt: skip
-        if options.cluster and plan is None:  # the table fits: blocks are the tasks all the same
-            plan = _blocks.cluster_plan(tbl, ds.weights, **plan_kw)
-        if lazy:
-            if plan is not None:
-                raise OptionError(
-                    f"{option('block_size')}: downscaling by blocks writes its result; give an "
-                    "output (a .nc or .zarr path)"
-                )
-            keep_open = True
-            return ds.apply_lazy(nwp)
+            return downscale_per_step(
+                wind, dem, model, options, output=output, weights=weights, cache_dir=cache_dir,
+                device=device, coarse_cell=coarse_cell, dem_crs=dem_crs, **nwp_kw,
+            )  # fmt: skip
 
-        nan_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
-        if plan is None:
-            layout = ds.layout(nwp)
+        tbl = CorrectionTable.open(table)
+        keep_open = False  # a lazy result reads the table when computed
+        try:
+            nwp = open_wind(wind, options, **nwp_kw)
+            ds = TableDownscaler.from_nwp(
+                nwp, tbl, options, weights=weights, cache_dir=cache_dir, _stacklevel=3
+            )
+            lazy = output is None and nwp.is_lazy
+            plan_kw = dict(n_outputs=ds.n_outputs, chunk_time=options.chunk_time,
+                           coarsen=options.coarsen)  # fmt: skip
+            plan = _blocks.plan_blocks(
+                tbl, ds.weights, max_memory=None if lazy else options.max_memory,
+                block_size=options.block_size, **plan_kw,
+            )  # fmt: skip
+            # The table fits: blocks are the tasks all the same.
+            if options.cluster and plan is None:
+                plan = _blocks.cluster_plan(tbl, ds.weights, **plan_kw)
+            if lazy:
+                if plan is not None:
+                    raise OptionError(
+                        f"{option('block_size')}: downscaling by blocks writes its result; give an "
+                        "output (a .nc or .zarr path)"
+                    )
+                keep_open = True
+                return ds.apply_lazy(nwp)
 
-            def run(writer):
-                run_stream(ds, nwp, writer, nan_count, quiet=options.quiet)
+            nan_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
+            if plan is None:
+                layout = ds.layout(nwp)
 
-        else:
-            layout = ds.layout(nwp, block=plan.block)
+                def run(writer):
+                    run_stream(ds, nwp, writer, nan_count, quiet=options.quiet)
 
-            def run(writer):
-                _blocks.run_blocks(
-                    ds, nwp, plan, writer, nan_count=nan_count, quiet=options.quiet,
-                    scratch=None if output is None else Path(output).absolute().parent,
-                    workers=workers, scheduler=scheduler,
-                )  # fmt: skip
+            else:
+                layout = ds.layout(nwp, block=plan.block)
 
-        result = write_output(output, layout, run, options.complevel)
-    finally:
-        if not keep_open:
-            tbl.close()
-    warn_nan(nan_count, nwp.source, nwp.u_name, nwp.v_name, nwp.n_times, layout.shape)
-    return result
+                def run(writer):
+                    _blocks.run_blocks(
+                        ds, nwp, plan, writer, nan_count=nan_count, quiet=options.quiet,
+                        scratch=None if output is None else Path(output).absolute().parent,
+                        workers=workers, scheduler=scheduler,
+                    )  # fmt: skip
+
+            result = write_output(output, layout, run, options.complevel)
+        finally:
+            if not keep_open:
+                tbl.close()
+        warn_nan(nan_count, nwp.source, nwp.u_name, nwp.v_name, nwp.n_times, layout.shape)
+        return result

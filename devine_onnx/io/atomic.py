@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +64,7 @@ __all__ = [
     "check_writable",
     "lock_path",
     "locks_output",
+    "maybe_output_lock",
     "note_created",
     "output_lock",
     "partial_path",
@@ -480,12 +481,23 @@ def output_lock(path: str | os.PathLike, *, busy: str = "error") -> Iterator[boo
         _release(lock, info)
 
 
+def maybe_output_lock(output) -> AbstractContextManager:
+    """:func:`output_lock` of ``output`` when it is a path; a no-op context for None (or an
+    in-memory target). Write ``with maybe_output_lock(output):`` around a function's body:
+    unlike a decorator it adds no stack frame, so ``stacklevel`` of warnings stays right."""
+    if isinstance(output, str | os.PathLike):
+        return output_lock(output)
+    return nullcontext()
+
+
 def locks_output(param: str = "output"):
     """Decorator: hold the lock of the function's output (argument ``param``) for the whole
     call, when it is a path (nothing is locked for ``None``).
 
     The lock is taken before the function runs, so a second run on the same output stops at
-    once rather than after its preparations; see :func:`output_lock`.
+    once rather than after its preparations; see :func:`output_lock`. The wrapper is one more
+    stack frame: for functions that emit warnings with a ``stacklevel`` meant for their
+    caller, use ``with maybe_output_lock(output):`` in the body instead.
     """
 
     def decorate(func):

@@ -32,7 +32,7 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx.errors import DevineWarning, InputFileError, TableError, first_line
-from devine_onnx.io.atomic import locks_output
+from devine_onnx.io.atomic import maybe_output_lock
 from devine_onnx.io.cf import read_crs
 
 from .fingerprint import (
@@ -371,7 +371,6 @@ def weights_cache_path(nwp, table, *, cache_dir=None) -> Path | None:
     return cache_file(folder, _source_fingerprint(nwp), target_grid(table).fingerprint)
 
 
-@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
     """Regridding weights from an NWP grid to a table grid (the ``regrid`` step).
 
@@ -403,29 +402,30 @@ def build_weights(nwp, table, *, nwp_crs=None, output=None) -> RegridWeights:
         If the NWP grid does not cover the table at all (a warning,
         :class:`~devine_onnx.regrid.weights.OutsideHullWarning`, if only part of it).
     """
-    from devine_onnx.io.nwp import NWPWinds, _open_nwp
+    with maybe_output_lock(output):  # one run per output: OUTPUT.lock (io.atomic)
+        from devine_onnx.io.nwp import NWPWinds, _open_nwp
 
-    if output is not None:
-        check_weights_path(output)
-    if not isinstance(nwp, NWPWinds):
-        # Only the grid is read: the wind frame does not matter here.
-        nwp = _open_nwp(
-            nwp,
-            u_var=None,
-            v_var=None,
-            nwp_crs=nwp_crs,
-            nwp_wind_frame=None,
-            chunk_time=None,
-            rotate=False,
+        if output is not None:
+            check_weights_path(output)
+        if not isinstance(nwp, NWPWinds):
+            # Only the grid is read: the wind frame does not matter here.
+            nwp = _open_nwp(
+                nwp,
+                u_var=None,
+                v_var=None,
+                nwp_crs=nwp_crs,
+                nwp_wind_frame=None,
+                chunk_time=None,
+                rotate=False,
+            )
+        grid = target_grid(table)
+        weights = RegridWeights.from_grids(
+            nwp.lon_or_x, nwp.lat_or_y, nwp.crs, grid.x, grid.y, grid.crs
         )
-    grid = target_grid(table)
-    weights = RegridWeights.from_grids(
-        nwp.lon_or_x, nwp.lat_or_y, nwp.crs, grid.x, grid.y, grid.crs
-    )
-    if output is not None:
-        weights.to_netcdf(output)
-        weights.path = Path(output)
-    return weights
+        if output is not None:
+            weights.to_netcdf(output)
+            weights.path = Path(output)
+        return weights
 
 
 def resolve_weights(weights, nwp, table, crs=None, *, cache_dir=None) -> RegridWeights:

@@ -40,7 +40,7 @@ from devine_onnx.io.atomic import (
     atomic_output,
     check_partial,
     check_writable,
-    locks_output,
+    maybe_output_lock,
     partial_path,
     remove_path,
 )
@@ -66,7 +66,6 @@ _MEMORY_WARNING = 2 << 30
 _DONE = "directions_done"
 
 
-@locks_output("output")  # one run per output: OUTPUT.lock (devine_onnx.io.atomic)
 def compute_corrections(
     dem,
     model=None,
@@ -173,118 +172,119 @@ def compute_corrections(
     MissingDependencyError
         ``workers``/``scheduler`` without the ``distributed`` package.
     """
-    from devine_onnx.engines import ENGINES, engine_class, get_engine
+    with maybe_output_lock(output):  # one run per output: OUTPUT.lock (io.atomic)
+        from devine_onnx.engines import ENGINES, engine_class, get_engine
 
-    angles = _check_angles(angles)
-    if dtype not in ("float32", "float16"):
-        raise OptionError(f"{option('dtype', dtype)}: expected 'float32' or 'float16'")
-    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
-        raise OptionError(f"{option('batch', batch)}: expected a positive integer")
-    batch = int(batch)
-    dist = workers is not None or scheduler is not None
-    if dist:
-        from devine_onnx.tables import distributed as _dist
+        angles = _check_angles(angles)
+        if dtype not in ("float32", "float16"):
+            raise OptionError(f"{option('dtype', dtype)}: expected 'float32' or 'float16'")
+        if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+            raise OptionError(f"{option('batch', batch)}: expected a positive integer")
+        batch = int(batch)
+        dist = workers is not None or scheduler is not None
+        if dist:
+            from devine_onnx.tables import distributed as _dist
 
-        _dist.check_distributed(workers, scheduler, output)
-    out_path = fmt = None
-    if output is not None:
-        out_path = Path(output)
-        fmt = output_format(out_path)
-        check_writable(out_path)
+            _dist.check_distributed(workers, scheduler, output)
+        out_path = fmt = None
+        if output is not None:
+            out_path = Path(output)
+            fmt = output_format(out_path)
+            check_writable(out_path)
 
-    options = dict(engine_options or {})
-    if engine in (None, "devine") and not (isinstance(tile, str) and tile == "default"):
-        options.setdefault("tile", tile)
-    # The DEM first: a bad DEM is reported before a model is loaded.
-    title = engine_class(engine).title.split(" (")[0] if engine in ENGINES else None
-    dem_da, notes = load_dem(
-        dem, fill_nodata=fill_nodata, dem_crs=dem_crs, resample=resample, engine=title
-    )
-    if dist:
-        eng, spec = _dist.driver_engine(engine, model, device, options)
-    else:
-        eng = get_engine(engine, model, device=device, options=options)
-    _warn_if_synthetic(eng, model)  # before the work, not after (issue 21 #3)
-    dem_da = eng.prepare_dem(dem_da, notes)
-    for note in notes:
-        LOGGER.info(note)
-    bounds = None
-    if target is None:
-        window = eng.coverage(dem_da)
-    else:
-        bounds = _target_bounds(target, dem_da)
-        xmin, ymin, xmax, ymax = bounds
-        if not (xmin <= xmax and ymin <= ymax):
-            raise OptionError(
-                f"{option('target')} ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f}): expected xmin, "
-                "ymin, xmax, ymax with xmin <= xmax and ymin <= ymax"
-            )
-        window = eng.target_window(dem_da, bounds)
-    eng.bind(dem_da, window)
-    template = table_template(
-        dem_da, window, angles, eng.attrs(), dtype=dtype, notes=notes, bounds=bounds, target=target,
-        static=eng.static_variables(),
-    )  # fmt: skip
-    variables = {name: dict(VARIABLE_ATTRS[name]) for name in eng.variables}
-    if overwrite:
-        resume = False
-    if out_path is not None and (out_path.exists() or out_path.is_symlink()):
-        finished = _finished_output(out_path, fmt, template, eng.resume_keys, resume, notes)
-        if finished is not None:
-            return finished
-    if dist:
-        resume_keys = eng.resume_keys
-        del eng  # the workers open their own
-        return _dist.run_distributed(
-            spec=spec,
-            resume_keys=resume_keys,
-            dem=dem_da,
-            window=window,
-            template=template,
-            variables=variables,
-            angles=angles,
-            batch=batch,
-            round16=dtype == "float16",
-            out_path=out_path,
-            resume=resume,
-            notes=notes,
-            quiet=quiet,
-            workers=workers,
-            scheduler=scheduler,
+        options = dict(engine_options or {})
+        if engine in (None, "devine") and not (isinstance(tile, str) and tile == "default"):
+            options.setdefault("tile", tile)
+        # The DEM first: a bad DEM is reported before a model is loaded.
+        title = engine_class(engine).title.split(" (")[0] if engine in ENGINES else None
+        dem_da, notes = load_dem(
+            dem, fill_nodata=fill_nodata, dem_crs=dem_crs, resample=resample, engine=title
         )
-    loop = _Loop(eng, angles, batch, dtype == "float16", quiet)
-
-    if out_path is None:
-        ny, nx = template.sizes["y"], template.sizes["x"]
-        nbytes = len(variables) * len(angles) * ny * nx * 4
-        if nbytes > _MEMORY_WARNING:
-            LOGGER.warning(
-                "the table needs %.1f GB in memory; pass output= (a .nc or .zarr path) to "
-                "write it incrementally",
-                nbytes / 2**30,
-            )
-        writer = MemoryWriter(template, "angle", variables)
-        loop.run(writer, 0)
-        return writer.result()
-
-    tmp = partial_path(out_path)
-    start = 0
-    check_partial(tmp)  # never a link or another user's partial
-    if tmp.exists() or tmp.is_symlink():
-        start = _resume_point(tmp, fmt, template, eng, resume, notes, out_path)
-    template.attrs["notes"] = "\n".join(notes)
-    with atomic_output(out_path, keep_partial=True) as tmp:
-        if start == 0:
-            template.attrs[_DONE] = 0
-            writer = create_writer(tmp, template, "angle", variables, fmt=fmt, label=out_path)
+        if dist:
+            eng, spec = _dist.driver_engine(engine, model, device, options)
         else:
-            writer = open_writer(tmp, tuple(variables), fmt=fmt, label=out_path)
-        try:
-            loop.run(writer, start)
-            writer.finalize({"notes": template.attrs["notes"]}, remove=[_DONE])
-        finally:
-            writer.close()
-    return _open_output(out_path, fmt)
+            eng = get_engine(engine, model, device=device, options=options)
+        _warn_if_synthetic(eng, model)  # before the work, not after (issue 21 #3)
+        dem_da = eng.prepare_dem(dem_da, notes)
+        for note in notes:
+            LOGGER.info(note)
+        bounds = None
+        if target is None:
+            window = eng.coverage(dem_da)
+        else:
+            bounds = _target_bounds(target, dem_da)
+            xmin, ymin, xmax, ymax = bounds
+            if not (xmin <= xmax and ymin <= ymax):
+                raise OptionError(
+                    f"{option('target')} ({xmin:.1f}, {ymin:.1f}, {xmax:.1f}, {ymax:.1f}): expected xmin, "
+                    "ymin, xmax, ymax with xmin <= xmax and ymin <= ymax"
+                )
+            window = eng.target_window(dem_da, bounds)
+        eng.bind(dem_da, window)
+        template = table_template(
+            dem_da, window, angles, eng.attrs(), dtype=dtype, notes=notes, bounds=bounds, target=target,
+            static=eng.static_variables(),
+        )  # fmt: skip
+        variables = {name: dict(VARIABLE_ATTRS[name]) for name in eng.variables}
+        if overwrite:
+            resume = False
+        if out_path is not None and (out_path.exists() or out_path.is_symlink()):
+            finished = _finished_output(out_path, fmt, template, eng.resume_keys, resume, notes)
+            if finished is not None:
+                return finished
+        if dist:
+            resume_keys = eng.resume_keys
+            del eng  # the workers open their own
+            return _dist.run_distributed(
+                spec=spec,
+                resume_keys=resume_keys,
+                dem=dem_da,
+                window=window,
+                template=template,
+                variables=variables,
+                angles=angles,
+                batch=batch,
+                round16=dtype == "float16",
+                out_path=out_path,
+                resume=resume,
+                notes=notes,
+                quiet=quiet,
+                workers=workers,
+                scheduler=scheduler,
+            )
+        loop = _Loop(eng, angles, batch, dtype == "float16", quiet)
+
+        if out_path is None:
+            ny, nx = template.sizes["y"], template.sizes["x"]
+            nbytes = len(variables) * len(angles) * ny * nx * 4
+            if nbytes > _MEMORY_WARNING:
+                LOGGER.warning(
+                    "the table needs %.1f GB in memory; pass output= (a .nc or .zarr path) to "
+                    "write it incrementally",
+                    nbytes / 2**30,
+                )
+            writer = MemoryWriter(template, "angle", variables)
+            loop.run(writer, 0)
+            return writer.result()
+
+        tmp = partial_path(out_path)
+        start = 0
+        check_partial(tmp)  # never a link or another user's partial
+        if tmp.exists() or tmp.is_symlink():
+            start = _resume_point(tmp, fmt, template, eng, resume, notes, out_path)
+        template.attrs["notes"] = "\n".join(notes)
+        with atomic_output(out_path, keep_partial=True) as tmp:
+            if start == 0:
+                template.attrs[_DONE] = 0
+                writer = create_writer(tmp, template, "angle", variables, fmt=fmt, label=out_path)
+            else:
+                writer = open_writer(tmp, tuple(variables), fmt=fmt, label=out_path)
+            try:
+                loop.run(writer, start)
+                writer.finalize({"notes": template.attrs["notes"]}, remove=[_DONE])
+            finally:
+                writer.close()
+        return _open_output(out_path, fmt)
 
 
 def _warn_if_synthetic(eng, model) -> None:

@@ -172,6 +172,15 @@ def test_locks_output_decorator(tmp_path):
     assert seen == [None, True]  # not called
 
 
+def test_maybe_output_lock(tmp_path):
+    out = tmp_path / "o.zarr"
+    with atomic.maybe_output_lock(None):
+        pass
+    with atomic.maybe_output_lock(out):
+        assert lock_path(out).exists()
+    assert not lock_path(out).exists()
+
+
 # ----------------------------------------------------------------------------- temporary outputs
 def test_atomic_output_never_follows_links(tmp_path):
     victim = tmp_path / "victim.txt"
