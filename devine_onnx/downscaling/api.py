@@ -209,12 +209,11 @@ def downscale(
                 wind, table, output=output, stations=stations, barnes_spacing=barnes_spacing,
                 min_stations=min_stations, min_speed=min_speed, chunk_time=chunk_time,
                 coarsen=coarsen, angular_interpolation=angular_interpolation, complevel=complevel,
-                quiet=quiet, max_speed=max_speed, nwp_options=dict(
+                quiet=quiet, max_speed=max_speed, start=start, end=end, nwp_options=dict(
                     u_var=u_var, v_var=v_var, nwp_crs=nwp_crs, nwp_wind_frame=nwp_wind_frame,
                     weights=weights, grid_relative=grid_relative, model=model, per_step=per_step,
                     dem=dem, dem_crs=dem_crs, coarse_cell=coarse_cell, max_memory=max_memory,
                     block_size=block_size, workers=workers, scheduler=scheduler,
-                    start=start, end=end,
                 ),
             )  # fmt: skip
         station_kw = dict(stations=stations, barnes_spacing=barnes_spacing,

@@ -30,6 +30,7 @@ import xarray as xr
 from devine_onnx.errors import DevineWarning, ObservationError, OptionError, option
 from devine_onnx.io.atomic import check_writable
 from devine_onnx.io.cf import lonlat_extent
+from devine_onnx.io.nwp import window_index
 from devine_onnx.io.observations import read_observations
 from devine_onnx.regrid.barnes import GAMMA, KAPPA_STAR, barnes
 from devine_onnx.tables.table import CorrectionTable
@@ -265,6 +266,8 @@ def downscale_stations(
     quiet: bool = False,
     nwp_options: dict | None = None,
     max_speed: float = DEFAULT_MAX_SPEED,
+    start=None,
+    end=None,
 ) -> xr.Dataset:
     """Downscale weather-station winds with a correction table (see the module docstring).
 
@@ -277,8 +280,8 @@ def downscale_stations(
     table : str, os.PathLike, xarray.Dataset or CorrectionTable
         The correction table; its grid and CRS are the output's.
     output : str or os.PathLike, optional
-        ``.nc`` or ``.zarr`` output, written under ``<output>.partial`` and renamed when
-        complete; None: an in-memory result.
+        ``.nc`` or ``.zarr`` output, written under a private temporary name and renamed
+        when complete (locked while the run lasts); None: an in-memory result.
     stations : str, os.PathLike or pandas.DataFrame, optional
         Station list (``station``, ``latitude``, ``longitude``): positions, and the selection
         of stations: rows of stations it does not list are left out (a note says which), so
@@ -302,6 +305,9 @@ def downscale_stations(
         Station speeds above it (m/s) are counted in one
         :class:`~devine_onnx.downscaling.kernel.ImplausibleSpeedWarning` (speeds in km/h or
         knots?); they are used as given. ``inf``: no check.
+    start, end : str or numpy.datetime64, optional
+        Downscale only the observation times from ``start`` to ``end`` (both included, UTC),
+        as for NWP input.
 
     Returns
     -------
@@ -324,7 +330,7 @@ def downscale_stations(
     spacing, min_stations, floor = _check_options(barnes_spacing, min_stations, min_speed)
     options = DownscaleOptions(
         chunk_time=chunk_time, coarsen=coarsen, angular_interpolation=angular_interpolation,
-        complevel=complevel, quiet=quiet, max_speed=max_speed,
+        complevel=complevel, quiet=quiet, max_speed=max_speed, start=start, end=end,
     )  # fmt: skip
     if output is not None:
         check_writable(output)
@@ -344,6 +350,9 @@ def downscale_stations(
     _check_time_order(obs, label, is_csv)
     names = [str(s) for s in table_st.index]
     times, speed, direction = _station_arrays(obs, names)
+    window = window_index(times, options.start, options.end, label, "observations")
+    if window is not None:
+        times, speed, direction = times[window], speed[window], direction[window]
     _warn_fast(speed, options.max_speed, label)
     u_st, v_st, valid = _components(speed, direction, floor)
 

@@ -200,32 +200,9 @@ class NWPWinds:
             The window holds no time step, ``start`` is after ``end``, or the file's times
             are not dates; the message names the options and the file's time range.
         """
-        if start is None and end is None:
+        index = window_index(self.time, start, end, self.source)
+        if index is None:
             return self
-        given = " and ".join(
-            option(name, _iso(value))
-            for name, value in (("start", start), ("end", end))
-            if value is not None
-        )
-        times = np.asarray(self.time)
-        if not np.issubdtype(times.dtype, np.datetime64):
-            raise OptionError(
-                f"{given}: the times of {self.source} are not dates ({times.size} steps "
-                f"numbered {_time_range(times)}); leave {option('start')}/{option('end')} out"
-            )
-        span = f"{self.source} has {times.size} steps from {_time_range(times)} UTC"
-        if start is not None and end is not None and start > end:
-            raise OptionError(f"{given}: the start is after the end; {span}")
-        keep = np.ones(times.size, dtype=bool)
-        if start is not None:
-            keep &= times >= start
-        if end is not None:
-            keep &= times <= end
-        index = np.flatnonzero(keep)
-        if index.size == 0:
-            raise OptionError(f"{given}: no time step of the forecast in this window; {span}")
-        if index[-1] - index[0] + 1 == index.size:
-            index = slice(int(index[0]), int(index[-1]) + 1)
         return replace(self, u=self.u.isel(time=index), v=self.v.isel(time=index))
 
 
@@ -386,6 +363,60 @@ def _iso(value) -> str:
     """A valid time as ISO text (minutes; seconds when there are)."""
     text = np.datetime_as_string(np.datetime64(value, "s"), unit="s")
     return text[:-3] if text.endswith(":00") else text
+
+
+def window_index(times, start=None, end=None, source="the file", what="forecast"):
+    """Which of ``times`` lie from ``start`` to ``end`` (both included; None: unbounded).
+
+    Parameters
+    ----------
+    times : array of numpy.datetime64
+        Valid times, taken as UTC.
+    start, end : numpy.datetime64 or None
+        The window, in UTC.
+    source : str
+        The file, as named in messages.
+    what : str
+        What the times are of ("forecast", "observations"), for messages.
+
+    Returns
+    -------
+    slice, numpy.ndarray or None
+        A slice when the kept steps are contiguous, else their indices; None without a window.
+
+    Raises
+    ------
+    OptionError
+        The window holds no time step, ``start`` is after ``end``, or the times are not
+        dates; the message names the options and the file's time range.
+    """
+    if start is None and end is None:
+        return None
+    given = " and ".join(
+        option(name, _iso(value))
+        for name, value in (("start", start), ("end", end))
+        if value is not None
+    )
+    times = np.asarray(times)
+    if not np.issubdtype(times.dtype, np.datetime64):
+        raise OptionError(
+            f"{given}: the times of {source} are not dates ({times.size} steps "
+            f"numbered {_time_range(times)}); leave {option('start')}/{option('end')} out"
+        )
+    span = f"{source} has {times.size} steps from {_time_range(times)} UTC"
+    if start is not None and end is not None and start > end:
+        raise OptionError(f"{given}: the start is after the end; {span}")
+    keep = np.ones(times.size, dtype=bool)
+    if start is not None:
+        keep &= times >= start
+    if end is not None:
+        keep &= times <= end
+    index = np.flatnonzero(keep)
+    if index.size == 0:
+        raise OptionError(f"{given}: no time step of the {what} in this window; {span}")
+    if index[-1] - index[0] + 1 == index.size:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
 
 
 def _time_range(times: np.ndarray) -> str:

@@ -299,6 +299,21 @@ def test_times_not_sorted_or_duplicated(tmp_path, table_file):
     assert nothing_written(out)
 
 
+def test_time_window_selects_exactly_those_steps(table_file):
+    """start/end keep the observation times inside the window (both included), with the
+    values of the full run at those times; an empty window is one line with the file's range."""
+    rng = np.random.default_rng(5)
+    speed = rng.uniform(2, 9, (4, 4))
+    direction = rng.uniform(0, 360, (4, 4))
+    obs = observations(speed, direction)
+    full = run(obs, table_file, stations=station_list())
+    part = run(obs, table_file, stations=station_list(), start=TIMES[1].isoformat(), end=TIMES[2])
+    assert part["time"].values.tolist() == full["time"].values[1:3].tolist()
+    np.testing.assert_array_equal(part["wind_speed"].values, full["wind_speed"].values[1:3])
+    with pytest.raises(OptionError, match=r"start=.*no time step of the observations"):
+        run(obs, table_file, stations=station_list(), start="2027-01-01")
+
+
 def test_nwp_options_refused_with_stations_and_the_reverse(tmp_path, table_file):
     obs = observations([[5.0] * 4], [[270.0] * 4], times=TIMES[:1])
     with pytest.raises(OptionError, match="u_var, max_memory apply to NWP input"):
