@@ -37,9 +37,9 @@ DEMO_MODEL = ROOT / "models" / "devine-demo-synthetic.onnx"
 
 def split(size: int = 1001) -> None:
     from devine_onnx.engines.devine.geometry import CropGeometry
+    from devine_onnx.engines.devine.model import DevineModel
     from devine_onnx.engines.devine.postprocess import finish_output, prepare_input
     from devine_onnx.sample_data import sample_dem
-    from devine_onnx.engines.devine.model import DevineModel
 
     dem = sample_dem((size, size)).values
     geom = CropGeometry(*dem.shape)

@@ -90,8 +90,8 @@ def _engine_time(model, dem, method: str, angles) -> dict:
 
 
 def timing(size: int = 1001, n: int = len(ANGLES)) -> None:
-    from devine_onnx.sample_data import sample_dem
     from devine_onnx.engines.devine.model import DevineModel
+    from devine_onnx.sample_data import sample_dem
 
     dem = sample_dem((size, size))
     model = DevineModel(DEMO_MODEL, device="cpu")
