@@ -353,7 +353,7 @@ def _wind_source(path_or_ds) -> MapSource:
             f"{src.label}: not a devine-onnx downscaled output (no wind_speed variable; found "
             f"{found}); give the file written by 'devine-onnx downscale'"
         )
-    src.warn_if_synthetic("the map", stacklevel=3)  # before drawing (issue 21 #3)
+    src.warn_if_synthetic("the map", stacklevel=3)  # before drawing, not after
     return src
 
 
@@ -573,7 +573,7 @@ def animate_wind(
     else:
         writer = animation.FFMpegWriter(fps=fps)
     with atomic_output(out) as tmp:
-        # The writers pick the format from the suffix: write "<name>.partial.<suffix>" first.
+        # The writers pick the format from the suffix: give the temporary name the same one.
         work = tmp.with_name(tmp.name + out.suffix)
         try:
             anim.save(str(work), writer=writer, dpi=dpi)
@@ -660,7 +660,7 @@ def plot_table(
             f"{src.label}: not a devine-onnx correction table (no acceleration/alpha variables; "
             f"found {found}); give the file written by 'devine-onnx corrections'"
         )
-    src.warn_if_synthetic("the map", stacklevel=2)  # before drawing (issue 21 #3)
+    src.warn_if_synthetic("the map", stacklevel=2)  # before drawing, not after
     names = [src.check_variable(var)] if var else ["acceleration", "alpha"]
     if (vmin is not None or vmax is not None) and len(names) > 1:
         raise OptionError("--vmin/--vmax: give --var acceleration or --var alpha with them")

@@ -337,7 +337,7 @@ def downscale_per_step(
 
     options = options if options is not None else DownscaleOptions(per_step=True)
     network = model if isinstance(model, FeatureNetwork) else FeatureNetwork(model, device, threads)
-    if network.synthetic:  # before the work, not after (issue 21 #3)
+    if network.synthetic:  # before the work, not after
         named = isinstance(model, str | os.PathLike) and str(model) != "demo"
         warn_synthetic(
             model if named else network.path.name,

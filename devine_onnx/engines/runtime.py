@@ -176,7 +176,7 @@ def _session(path: Path, device: str, threads: int | None, config: dict | None =
     (None: ONNX Runtime's default, all cores) and the session configuration entries
     ``config`` (``{key: value}`` strings, e.g. :data:`NO_SPINNING`; see ONNX Runtime's
     ``onnxruntime_session_options_config_keys.h``)."""
-    conflict = warn_onnxruntime_conflict()  # before the first model run (issue 21 #2)
+    conflict = warn_onnxruntime_conflict()  # before the first model run
     try:
         import onnxruntime as ort
     except ImportError as exc:

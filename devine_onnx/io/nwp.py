@@ -140,7 +140,7 @@ class NWPWinds:
     wind_note : str
         Which variables were read and at what height, and the other wind pairs of the file
         (``"nwp.nc: wind from u10/v10 (10 m); also in the file: u100/v100 ..."``): the note
-        ``downscale`` prints (issue 21 #6).
+        ``downscale`` prints.
     height : float or None
         Height of the wind above ground in metres, from the variables (:func:`wind_height`);
         None when the file does not say.

@@ -204,7 +204,7 @@ def compute_corrections(
             eng, spec = _dist.driver_engine(engine, model, device, options)
         else:
             eng = get_engine(engine, model, device=device, options=options)
-        _warn_if_synthetic(eng, model)  # before the work, not after (issue 21 #3)
+        _warn_if_synthetic(eng, model)  # before the work, not after
         dem_da = eng.prepare_dem(dem_da, notes)
         for note in notes:
             LOGGER.info(note)
@@ -252,7 +252,7 @@ def compute_corrections(
                 workers=workers,
                 scheduler=scheduler,
             )
-        loop = _Loop(eng, angles, batch, dtype == "float16", quiet)
+        loop = _BatchFeeder(eng, angles, batch, dtype == "float16", quiet)
 
         if out_path is None:
             ny, nx = template.sizes["y"], template.sizes["x"]
@@ -380,7 +380,7 @@ def _resume_point(tmp, fmt, template, eng, resume, notes, out_path) -> int:
     return start
 
 
-class _Loop:
+class _BatchFeeder:
     """Feeds the engine's batches to a writer, with progress and float16 rounding."""
 
     def __init__(self, engine, angles, batch, round16, quiet):

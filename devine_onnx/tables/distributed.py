@@ -217,7 +217,9 @@ class TableTask:
         return f"devine-table-{self.a}-{self.b}-t{self.tile}-{run}"
 
 
-class _Entry:
+class _OpenEngine:
+    """An engine opened in a worker process, its lock and the DEM window it is bound to."""
+
     def __init__(self, engine):
         self.engine = engine
         self.lock = threading.Lock()
@@ -225,7 +227,7 @@ class _Entry:
 
 
 #: Engines open in this (worker) process, by spec.
-_ENGINES: OrderedDict[EngineSpec, _Entry] = OrderedDict()
+_ENGINES: OrderedDict[EngineSpec, _OpenEngine] = OrderedDict()
 _ENGINES_LOCK = threading.Lock()
 _PINNED: list[str] = []
 
@@ -246,12 +248,12 @@ def _pin_gpu(spec: EngineSpec) -> None:
         _PINNED.append(gpu)
 
 
-def _worker_engine(spec: EngineSpec) -> _Entry:
+def _worker_engine(spec: EngineSpec) -> _OpenEngine:
     with _ENGINES_LOCK:
         entry = _ENGINES.get(spec)
         if entry is None:
             _pin_gpu(spec)
-            entry = _ENGINES[spec] = _Entry(spec.open())
+            entry = _ENGINES[spec] = _OpenEngine(spec.open())
             while len(_ENGINES) > _CACHE_SIZE:
                 _ENGINES.popitem(last=False)
         _ENGINES.move_to_end(spec)

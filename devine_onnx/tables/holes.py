@@ -1,4 +1,4 @@
-"""Cheap checks that a correction table is complete (issue 20 #4).
+"""Cheap checks that a correction table is complete.
 
 A table is *unfinished* when it still carries the progress marker of the run that wrote it:
 the ``directions_done`` attribute (one process) or the ``done(angle, tile)`` variable (a
