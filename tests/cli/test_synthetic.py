@@ -79,7 +79,7 @@ def test_corrections_warns_before_the_run(tmp_path, dem_tif, demo_model_file, mo
     """The warning came after the whole run; now it precedes the first direction."""
     from devine_onnx.tables import build
 
-    monkeypatch.setattr(build._Loop, "run", _stop)
+    monkeypatch.setattr(build._BatchFeeder, "run", _stop)
     out = tmp_path / "t.nc"
     args = ["corrections", dem_tif, "-m", demo_model_file, "-o", out, "--angles", "0"]
     result = invoke([*args, "--device", "cpu", "-q"])
@@ -109,7 +109,7 @@ def test_corrections_with_a_devine_torch_model_names_its_converter(
 def test_corrections_api_warns_before_computing(tmp_path, dem_tif, demo_model_file, monkeypatch):
     from devine_onnx.tables import build
 
-    monkeypatch.setattr(build._Loop, "run", _stop)
+    monkeypatch.setattr(build._BatchFeeder, "run", _stop)
     with pytest.warns(
         SyntheticWeightsWarning, match="this table will be a demonstration only, NOT physical"
     ):
