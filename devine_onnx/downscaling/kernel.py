@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devine_onnx.coarsen import coarsen_any, coarsen_mean
 from devine_onnx.errors import DevineWarning, option
 from devine_onnx.wind import uv_to_speed_dir
 
@@ -54,29 +55,6 @@ DEFAULT_MAX_SPEED = 100.0
 
 
 # --------------------------------------------------------------------------- coarsening
-def coarsen_mean(a: np.ndarray, n: int) -> np.ndarray:
-    """Mean over ``n x n`` blocks of the last two axes, ignoring NaN; NaN where a block has none.
-
-    The last rows/columns that do not fill a whole block are dropped. Same dtype as ``a``
-    (summed in float64).
-    """
-    ny, nx = a.shape[-2] // n, a.shape[-1] // n
-    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
-    finite = np.isfinite(b)
-    total = np.where(finite, b, 0).sum(axis=(-3, -1), dtype=np.float64)
-    count = finite.sum(axis=(-3, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-    return mean.astype(a.dtype, copy=False)
-
-
-def coarsen_any(a: np.ndarray, n: int) -> np.ndarray:
-    """Any over ``n x n`` blocks of the last two axes (trimmed like :func:`coarsen_mean`)."""
-    ny, nx = a.shape[-2] // n, a.shape[-1] // n
-    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
-    return b.any(axis=(-3, -1))
-
-
 # --------------------------------------------------------------------------- NaN count
 class NaNCount:
     """Output pixel-steps blanked by NaN in the NWP wind, summed over the chunks of a run.

@@ -3,7 +3,7 @@
 An :class:`OutputLayout` is built once from explicit parts (grid, times, variables, global
 attributes, static variables) and never changed afterwards; the table and per-step drivers
 build theirs with :func:`wind_variables`, :func:`global_attributes` and
-:func:`static_variables`. :func:`write_output` runs a driver into an in-memory result or an
+:func:`devine_onnx.tables.table.static_outputs`. :func:`write_output` runs a driver into an in-memory result or an
 atomically written NetCDF/Zarr file (:mod:`devine_onnx.io.writers`) and opens it back.
 
 Every output carries, besides its projected ``x``/``y`` axes and grid mapping, the CF
@@ -37,7 +37,6 @@ from devine_onnx.io.writers import (
     writing,
 )
 
-from .kernel import coarsen_any, coarsen_mean
 from .lookup import LOOKUP_THREADS
 
 __all__ = [
@@ -53,7 +52,6 @@ __all__ = [
     "lazy_lonlat",
     "lonlat_block",
     "memory_writer",
-    "static_variables",
     "wind_variables",
     "write_output",
 ]
@@ -207,39 +205,6 @@ def global_attributes(
     return attrs
 
 
-def static_variables(elevation=None, edge_influence=None, coarsen=None) -> dict:
-    """Time-independent outputs on the output grid: ``elevation`` (block means with
-    ``coarsen``; which altitude each wind value stands for) and ``edge_influence`` (a block
-    is flagged when any of its pixels is; docs/method.md §9.1). Each is a ``(y, x)``
-    DataArray or None (left out)."""
-    out = {}
-    gm = GRID_MAPPING
-    if elevation is not None and tuple(elevation.dims) == ("y", "x"):
-        z = np.asarray(elevation.values, dtype=np.float32)
-        if coarsen:
-            z = coarsen_mean(z[None], coarsen)[0]
-        attrs = {
-            "standard_name": "surface_altitude",
-            "long_name": "terrain elevation of the correction table"
-            + (" (block mean)" if coarsen else ""),
-            "units": "m",
-            "grid_mapping": gm,
-        }
-        out["elevation"] = xr.Variable(("y", "x"), z.astype(np.float32), attrs)
-    if edge_influence is not None and tuple(edge_influence.dims) == ("y", "x"):
-        flag = np.asarray(edge_influence.values) == 1
-        if coarsen:
-            flag = coarsen_any(flag, coarsen)
-        attrs = {**edge_influence.attrs, "grid_mapping": gm}
-        attrs["comment"] = (
-            "1 where the correction table's value was influenced, for some direction, by the "
-            "edge of its DEM or of its computed window (docs/method.md §9.1); the wind there "
-            "is less reliable. " + str(attrs.get("comment", ""))
-        ).strip()
-        out["edge_influence"] = xr.Variable(("y", "x"), flag.astype(np.uint8), attrs)
-    return out
-
-
 def coarsen_axis(values, coarsen) -> np.ndarray:
     """1-D coordinate in float64, as block centres with ``coarsen`` (whole blocks only)."""
     a = np.asarray(values, dtype=np.float64)
@@ -324,7 +289,7 @@ class OutputLayout:
     global_attrs : dict
         Global attributes (:func:`global_attributes`).
     static : dict
-        Time-independent variables (:func:`static_variables`).
+        Time-independent variables (:func:`devine_onnx.tables.table.static_outputs`).
     chunk_time : int
         Time steps computed at once.
     coarsened : bool

@@ -29,6 +29,7 @@ import os
 import numpy as np
 import xarray as xr
 
+from devine_onnx.coarsen import coarsen_mean
 from devine_onnx.engines.features import (
     DEFAULT_HALO,
     DEFAULT_MAX_PIXELS,
@@ -43,16 +44,16 @@ from devine_onnx.engines.features import (
 from devine_onnx.engines.terrain_features import FRAME, TerrainGeometry, terrain_geometry
 from devine_onnx.errors import OptionError, option
 from devine_onnx.regrid.cache import resolve_weights
+from devine_onnx.tables.table import static_outputs
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
 from .downscaler import open_wind
-from .kernel import coarsen_mean
 from .options import DownscaleOptions
 from .output import (
+    GRID_MAPPING,
     OutputLayout,
     coarsen_axis,
     global_attributes,
-    static_variables,
     wind_variables,
     write_output,
 )
@@ -262,7 +263,7 @@ def _layout(
         times=np.asarray(nwp.time),
         var_attrs=wind_variables(options.grid_relative, vertical=True),
         global_attrs=attrs,
-        static=static_variables(elevation=inner, coarsen=c),
+        static=static_outputs(elevation=inner, coarsen=c, grid_mapping=GRID_MAPPING),
         chunk_time=chunk_time,
         coarsened=bool(c),
         height=nwp.height,

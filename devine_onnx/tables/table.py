@@ -28,6 +28,7 @@ import xarray as xr
 from pyproj import CRS
 
 from devine_onnx._version import __version__
+from devine_onnx.coarsen import coarsen_any, coarsen_mean
 from devine_onnx.errors import OptionError, TableError, first_line, option
 from devine_onnx.io.cf import read_crs, write_grid_mapping
 from devine_onnx.io.dem import dem_fingerprint
@@ -698,36 +699,7 @@ class CorrectionTable:
             ``elevation`` (float32, m) and ``edge_influence`` (uint8, flag), each when the
             table has it, without coordinates.
         """
-        n = int(coarsen) if coarsen not in (None, 0, 1) else None
-        out = {}
-        elev = self.elevation
-        if elev is not None:
-            z = np.asarray(elev.values, dtype=np.float32)
-            if n:
-                z = _block_mean(z, n)
-            attrs = {
-                "standard_name": "surface_altitude",
-                "long_name": "terrain elevation of the correction table"
-                + (" (block mean)" if n else ""),
-                "units": "m",
-                "grid_mapping": grid_mapping,
-            }
-            out["elevation"] = xr.DataArray(z.astype(np.float32), dims=("y", "x"), attrs=attrs)
-        edge = self.edge_influence
-        if edge is not None:
-            flag = np.asarray(edge.values) == 1
-            if n:
-                flag = _block_any(flag, n)
-            attrs = {**edge.attrs, "grid_mapping": grid_mapping}
-            attrs["comment"] = (
-                "1 where the correction table's value was influenced, for some direction, by "
-                "the edge of its DEM or of its computed window (docs/method.md §9.1); the wind "
-                "there is less reliable. " + str(attrs.get("comment", ""))
-            ).strip()
-            out["edge_influence"] = xr.DataArray(
-                flag.astype(np.uint8), dims=("y", "x"), attrs=attrs
-            )
-        return out
+        return static_outputs(self.elevation, self.edge_influence, coarsen, grid_mapping)
 
     # ----------------------------------------------------------------------- lifetime
     def close(self) -> None:
@@ -797,22 +769,40 @@ def _read_variable(var: xr.DataArray, dtype, rows, cols, scale=None) -> np.ndarr
     return out
 
 
-def _block_mean(a: np.ndarray, n: int) -> np.ndarray:
-    """Mean over n x n blocks (trimmed), ignoring NaN; NaN where a block has none."""
-    ny, nx = a.shape[-2] // n, a.shape[-1] // n
-    b = a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n))
-    finite = np.isfinite(b)
-    total = np.where(finite, b, 0).sum(axis=(-3, -1), dtype=np.float64)
-    count = finite.sum(axis=(-3, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-    return mean.astype(a.dtype, copy=False)
+def static_outputs(elevation=None, edge_influence=None, coarsen=None, grid_mapping="spatial_ref"):
+    """Time-independent outputs on the output grid, from ``(y, x)`` DataArrays (or None).
 
-
-def _block_any(a: np.ndarray, n: int) -> np.ndarray:
-    """Any over n x n blocks (trimmed like :func:`_block_mean`)."""
-    ny, nx = a.shape[-2] // n, a.shape[-1] // n
-    return a[..., : ny * n, : nx * n].reshape(a.shape[:-2] + (ny, n, nx, n)).any(axis=(-3, -1))
+    ``elevation`` becomes the NaN-ignoring block mean with ``coarsen`` (which altitude each
+    wind value stands for; m), ``edge_influence`` a flag set where any pixel of the block is
+    (docs/method.md §9.1). Each is returned as a float32 / uint8 ``(y, x)`` DataArray without
+    coordinates, with CF attributes naming ``grid_mapping``; a missing input is left out.
+    """
+    n = int(coarsen) if coarsen not in (None, 0, 1) else None
+    out = {}
+    if elevation is not None and tuple(elevation.dims) == ("y", "x"):
+        z = np.asarray(elevation.values, dtype=np.float32)
+        if n:
+            z = coarsen_mean(z, n)
+        attrs = {
+            "standard_name": "surface_altitude",
+            "long_name": "terrain elevation of the correction table"
+            + (" (block mean)" if n else ""),
+            "units": "m",
+            "grid_mapping": grid_mapping,
+        }
+        out["elevation"] = xr.DataArray(z.astype(np.float32), dims=("y", "x"), attrs=attrs)
+    if edge_influence is not None and tuple(edge_influence.dims) == ("y", "x"):
+        flag = np.asarray(edge_influence.values) == 1
+        if n:
+            flag = coarsen_any(flag, n)
+        attrs = {**edge_influence.attrs, "grid_mapping": grid_mapping}
+        attrs["comment"] = (
+            "1 where the correction table's value was influenced, for some direction, by "
+            "the edge of its DEM or of its computed window (docs/method.md §9.1); the wind "
+            "there is less reliable. " + str(attrs.get("comment", ""))
+        ).strip()
+        out["edge_influence"] = xr.DataArray(flag.astype(np.uint8), dims=("y", "x"), attrs=attrs)
+    return out
 
 
 def angles_text(angles) -> str:
