@@ -31,7 +31,7 @@ from devine_onnx.errors import DevineWarning, ObservationError, OptionError, opt
 from devine_onnx.io.atomic import check_writable
 from devine_onnx.io.cf import lonlat_extent
 from devine_onnx.io.nwp import window_index
-from devine_onnx.io.observations import read_observations
+from devine_onnx.io.observations import names_text, read_observations, time_text
 from devine_onnx.regrid.barnes import GAMMA, KAPPA_STAR, barnes
 from devine_onnx.tables.table import CorrectionTable
 from devine_onnx.wind import speed_dir_to_uv
@@ -160,13 +160,9 @@ def _check_time_order(obs: pd.DataFrame, label: str, is_csv: bool) -> None:
         where = _where(is_csv, int(obs.index[i]))
         raise ObservationError(
             f"{label}: the times of station {row['station']!r} are not in increasing order "
-            f"({_fmt(row['time'])} on {where} comes after {_fmt(prev)}); sort each station's "
+            f"({time_text(row['time'])} on {where} comes after {time_text(prev)}); sort each station's "
             "rows by time"
         )
-
-
-def _fmt(t) -> str:
-    return str(np.datetime64(t, "s")).replace("T", " ")
 
 
 def _label(observations) -> tuple[str, bool]:
@@ -245,8 +241,7 @@ def _floor_outputs(outs, floor: float):
 
 
 def _times_text(times, steps) -> str:
-    shown = ", ".join(_fmt(times[i]) for i in steps[:_MAX_TIMES])
-    return shown + (f" and {len(steps) - _MAX_TIMES} more" if len(steps) > _MAX_TIMES else "")
+    return names_text([time_text(times[i]) for i in steps], _MAX_TIMES)
 
 
 # --------------------------------------------------------------------------- driver

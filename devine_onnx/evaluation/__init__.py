@@ -66,7 +66,7 @@ from devine_onnx.evaluation.stations import (
     wind_source,
 )
 from devine_onnx.io.atomic import atomic_output, check_writable
-from devine_onnx.io.observations import read_observations
+from devine_onnx.io.observations import names_text, read_observations, time_text
 from devine_onnx.progress import progress_bar
 
 __all__ = [
@@ -86,29 +86,17 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("devine_onnx")
-#: Station names listed at most in one warning line.
-_MAX_NAMES = 10
 
 
 class StationWarning(UserWarning):
     """Stations skipped (outside the grid, no model value) or far from the model elevation."""
 
 
-def _names(items, limit: int = _MAX_NAMES) -> str:
-    items = [str(i) for i in items]
-    text = ", ".join(items[:limit])
-    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def _fmt_time(t) -> str:
-    return str(np.datetime64(t, "s")).replace("T", " ")
-
-
 def _time_range(times) -> str:
     t = np.asarray(times)
     if t.size == 0:
         return "none"
-    return f"{_fmt_time(t.min())} .. {_fmt_time(t.max())}"
+    return f"{time_text(t.min())} .. {time_text(t.max())}"
 
 
 def _check_plots_dir(plots) -> Path:
@@ -273,7 +261,7 @@ def evaluate(
         if no_elevation and np.isfinite(alt).any():
             LOGGER.info(
                 "%s %s no elevation variable: the station altitude check is skipped for %s",
-                _names(no_elevation),
+                names_text(no_elevation),
                 "has" if len(no_elevation) == 1 else "have",
                 "it" if len(no_elevation) == 1 else "them",
             )
@@ -312,7 +300,7 @@ def evaluate(
             if outside.any():
                 _warn(
                     f"{src.name}: {int(outside.sum())} station(s) {src.outside_reason} are skipped: "
-                    f"{_names(station_names[outside])}"
+                    f"{names_text(station_names[outside])}"
                 )
             use = (idx >= 0) & src.inside[station_pos]
             plans.append((src, idx, use))
@@ -341,12 +329,12 @@ def evaluate(
                     _warn(
                         f"{src.name}: {int(no_value.sum())} station(s) have no model value (NaN "
                         f"pixel) at any matched time and are skipped: "
-                        f"{_names(station_names[no_value])}"
+                        f"{names_text(station_names[no_value])}"
                     )
                 if no_time.any():
                     _warn(
                         f"{src.name}: {int(no_time.sum())} station(s) have no observation at the "
-                        f"times of {src.label}: {_names(station_names[no_time])}"
+                        f"times of {src.label}: {names_text(station_names[no_time])}"
                     )
                 if src.elevation is not None:
                     diff = np.abs(alt - src.elevation)
@@ -373,7 +361,9 @@ def evaluate(
         _warn(
             f"{len(far_at)} station(s) differ from the model elevation by more than "
             f"{altitude_threshold:g} m (still evaluated): "
-            + _names(_altitude_text(station_names[s], alt[s], far_at[s]) for s in sorted(far_at))
+            + names_text(
+                _altitude_text(station_names[s], alt[s], far_at[s]) for s in sorted(far_at)
+            )
         )
     dropped: dict[str, int] = {}
     if pairing == "common" and len(values) > 1:

@@ -41,13 +41,15 @@ _OBS_COLUMNS = ("station", "time", "wind_speed", "wind_direction")
 _STATION_COLUMNS = ("station", "latitude", "longitude")
 
 
-def _names(items, limit: int = _MAX_NAMES) -> str:
+def names_text(items, limit: int = _MAX_NAMES) -> str:
+    """``"a, b, c and 7 more"``: at most ``limit`` items of a list, for one-line messages."""
     items = [str(i) for i in items]
     text = ", ".join(items[:limit])
     return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _fmt_time(t) -> str:
+def time_text(t) -> str:
+    """A time as ``YYYY-MM-DD hh:mm:ss`` (UTC), for messages."""
     return str(np.datetime64(t, "s")).replace("T", " ")
 
 
@@ -455,7 +457,7 @@ def read_observations(
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise ObservationError(
-            f"{label}: station {names[i]!r} has two rows at {_fmt_time(times[i])} (columns "
+            f"{label}: station {names[i]!r} has two rows at {time_text(times[i])} (columns "
             f"station, time, {_line_of(kind, i)}); keep one row per station and time"
         )
 
@@ -490,7 +492,7 @@ def read_observations(
                 f"{label}: station {unknown[0]!r} (column 'station', {_line_of(kind, i)}) is "
                 f"not in {slabel}"
                 + (
-                    f" ({len(unknown)} unknown stations: {_names(unknown, 5)})"
+                    f" ({len(unknown)} unknown stations: {names_text(unknown, 5)})"
                     if len(unknown) > 1
                     else ""
                 )
