@@ -134,13 +134,7 @@ class TableDownscaler:
         Warns (:class:`~devine_onnx.downscaling.options.CoarsenRemainderWarning`,
         :class:`~devine_onnx.downscaling.lookup.CoarseTableWarning`) about coarsening
         remainders and a nearest lookup on a coarse table."""
-        options = options if options is not None else DownscaleOptions()
-        table = CorrectionTable.open(table)
-        warn_if_synthetic(table, "the downscaled wind", stacklevel=_stacklevel)
-        options.check_grid(*table.shape, stacklevel=_stacklevel)
-        warn_if_coarse(
-            table.angles, options.angular_interpolation, label=table.label, stacklevel=_stacklevel
-        )
+        table, options = _checked(table, options, _stacklevel + 1)
         w = resolve_weights(weights, nwp, table, table.crs, cache_dir=cache_dir)
         return cls(table, w, options)
 
@@ -152,13 +146,7 @@ class TableDownscaler:
         analysis of station winds, :mod:`.stations`): only :meth:`correct` applies. Warns
         like :meth:`from_nwp` about coarsening remainders and a nearest lookup on a coarse
         table."""
-        options = options if options is not None else DownscaleOptions()
-        table = CorrectionTable.open(table)
-        warn_if_synthetic(table, "the downscaled wind", stacklevel=_stacklevel)
-        options.check_grid(*table.shape, stacklevel=_stacklevel)
-        warn_if_coarse(
-            table.angles, options.angular_interpolation, label=table.label, stacklevel=_stacklevel
-        )
+        table, options = _checked(table, options, _stacklevel + 1)
         return cls(table, None, options)
 
     # ----------------------------------------------------------------------- parts
@@ -338,3 +326,17 @@ def _read_all(table: CorrectionTable) -> tuple[np.ndarray, ...]:
     """All per-direction variables of ``table`` as float32 arrays (alpha in radians)."""
     arrays = table.read(None, np.float32)
     return tuple(arrays[name] for name in table.variables)
+
+
+def _checked(table, options, stacklevel):
+    """The table opened and the options defaulted, with the warnings every downscaler gives
+    (synthetic weights, coarsening remainder, nearest lookup on a coarse table) with
+    ``stacklevel`` as given to :func:`warnings.warn` from here."""
+    options = options if options is not None else DownscaleOptions()
+    table = CorrectionTable.open(table)
+    warn_if_synthetic(table, "the downscaled wind", stacklevel=stacklevel)
+    options.check_grid(*table.shape, stacklevel=stacklevel)
+    warn_if_coarse(
+        table.angles, options.angular_interpolation, label=table.label, stacklevel=stacklevel
+    )
+    return table, options
