@@ -332,3 +332,31 @@ def test_process_usage_error_exit_2(tmp_path):
 def test_process_version():
     proc = run_main("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("devine-onnx ")
+
+
+def test_main_freezes_the_collector_only_after_the_output_is_complete(
+    tmp_path, dem_tif, monkeypatch
+):
+    """``main`` ends with ``gc.freeze()`` (the interpreter's last cycle walk is skipped): by
+    then the table is finished, renamed from its partial name and readable."""
+    import gc
+
+    from devine_onnx.cli import main
+
+    out = tmp_path / "table.nc"
+    seen = []
+
+    def freeze():
+        complete = out.exists() and not partial_path(out).exists()
+        if complete:
+            with xr.open_dataset(out) as ds:
+                complete = "directions_done" not in ds.attrs and ds.sizes["angle"] == 2
+        seen.append(complete)
+
+    monkeypatch.setattr(gc, "freeze", freeze)
+    args = ["corrections", dem_tif, "--engine", "micromet", "-o", out, "--angles", "0,90", "-q"]
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        assert not exc.code, exc
+    assert seen == [True]
