@@ -21,8 +21,8 @@ from devine_onnx.engines.features import (
 from devine_onnx.engines.terrain_features import (
     COARSE_CELL,
     FRAME,
+    NetworkInput,
     direction_features,
-    normalise,
     terrain_geometry,
 )
 from devine_onnx.errors import OptionError, OutputError, option
@@ -62,7 +62,10 @@ def compute_features(
         Optional feature-network model: its coarse cell default, training resolution
         (warning) and normalisation.
     normalised
-        Write the normalised network input (float32) instead of the raw features.
+        Write the normalised network input (float32) instead of the raw features: exactly
+        what the table engine and per-step downscaling give the network
+        (:class:`~devine_onnx.engines.terrain_features.NetworkInput`, equal to normalising
+        the raw features within float32 rounding).
     fill_nodata, dem_crs
         As for :func:`devine_onnx.load_dem` (``dem_crs``: CRS of a DEM file without one).
 
@@ -101,11 +104,13 @@ def compute_features(
         geom = terrain_geometry(z, cell, cc)
     except ValueError as exc:
         raise OptionError(f"{option('coarse_cell', cc)}: {exc}") from None
-    defl, ydsc = direction_features(geom, ang.reshape(-1, 1, 1))
-    rel = np.broadcast_to(geom.reldem, defl.shape)
     if normalised:
-        x = normalise(defl, geom.reldem, ydsc, net.mean, net.std)
+        # exactly the input the table engine and per-step mode give the network
+        x = NetworkInput(geom, net.mean, net.std).from_angles(ang)
         defl, rel, ydsc = x[:, 0], x[:, 1], x[:, 2]
+    else:
+        defl, ydsc = direction_features(geom, ang.reshape(-1, 1, 1))
+        rel = np.broadcast_to(geom.reldem, defl.shape)
 
     def orient(a):
         return a[..., :: -1 if flip_y else 1, :: -1 if flip_x else 1]

@@ -356,7 +356,11 @@ def features(
     ] = None,
     normalised: Annotated[
         bool,
-        typer.Option("--normalised", help="Write the normalised network input (needs --model)."),
+        typer.Option(
+            "--normalised",
+            help="Write the normalised network input, as the table and per-step mode give it "
+            "to the network (needs --model).",
+        ),
     ] = False,
     dem_crs: DemCrsOpt = None,
     fill_nodata: Annotated[

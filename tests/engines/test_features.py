@@ -645,11 +645,18 @@ def test_compute_features_layout(tmp_path, model):
     np.testing.assert_array_equal(ds["x"], dem.x.values[2:-2])
     geom = terrain_geometry(dem.values.astype(np.float64), 30.0)
     np.testing.assert_array_equal(ds["ydsc"][1], direction_features(geom, 90.0)[1])
-    normed = compute_features(dem, [270], model=onnx_path, normalised=True)
+    normed = compute_features(dem, [270, 90], model=onnx_path, normalised=True)
     mean, std = FeatureNetwork(onnx_path, "cpu").mean, FeatureNetwork(onnx_path, "cpu").std
-    np.testing.assert_allclose(
-        normed["reldem"][0], ((ds["reldem"][0] - mean[1]) / std[1]).astype(np.float32), rtol=1e-6
-    )
+    for k, name in enumerate(["deflLis", "reldem", "ydsc"]):
+        # the raw features (the transcription, float64) normalised by hand
+        by_hand = ((ds[name].values - mean[k]) / std[k]).astype(np.float32)
+        np.testing.assert_allclose(normed[name], by_hand, rtol=1e-5, atol=1e-5)
+    # the network's output on them is the table engine's for the same directions
+    engine = FeatureNetworkEngine(onnx_path, device="cpu")
+    prepared = engine.prepare_dem(dem, [])
+    engine.bind(prepared, engine.coverage(prepared))
+    x = np.stack([normed[n].values for n in ("deflLis", "reldem", "ydsc")], axis=1)
+    np.testing.assert_array_equal(engine.network.run(x), engine.uvw([270, 90]))
     with pytest.raises(OptionError, match="model"):
         compute_features(dem, [270], normalised=True)
     with xr.open_dataset(tmp_path / "f.nc", engine="netcdf4") as back:
