@@ -48,6 +48,7 @@ from devine_onnx.tables.table import static_outputs
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
 from .downscaler import open_wind
+from .kernel import NaNCount, warn_nan
 from .options import DownscaleOptions
 from .output import (
     GRID_MAPPING,
@@ -160,17 +161,21 @@ class PerStepKernel:
     pass_memory : int, optional
         Bytes for the network passes (see
         :class:`~devine_onnx.engines.features.FeatureStepKernel`); from :func:`plan_memory`.
+    speed_count : NaNCount, optional
+        Counts the downscaled speeds above its ``max_speed`` (as table mode does).
     """
 
     def __init__(
-        self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo, pass_memory=None
-    ):
+        self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo, pass_memory=None,
+        speed_count: NaNCount | None = None,
+    ):  # fmt: skip
         self.network = network
         self.geom = geom
         self.weights = weights
         self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float32)
         self.flips = flips
         self.coarsen = coarsen
+        self.speed_count = speed_count
         self.stepper = FeatureStepKernel(
             network, geom, flips, max_pixels=max_pixels, halo=halo, memory=pass_memory
         )
@@ -206,6 +211,8 @@ class PerStepKernel:
                     coarsen_mean(np.asarray(a, np.float32), self.coarsen) for a in (uo, vo, wo)
                 )
             speed, dirs = uv_to_speed_dir(uo, vo)
+            if self.speed_count is not None:
+                self.speed_count.add_speed(speed)
             if outputs is None:
                 outputs = [np.empty((ur.shape[0],) + uo.shape[1:], np.float32) for _ in range(5)]
             for out, r in zip(outputs, (speed, dirs, uo, vo, wo), strict=True):
@@ -374,12 +381,16 @@ def downscale_per_step(
         gamma = meridian_convergence(grid.x[None, :], grid.y[:, None], crs)
     pass_memory, chunk = plan_memory(geom.shape, options.max_memory, options.chunk_time, max_pixels)
     layout = _layout(nwp, inner, crs, network, options, label, cc, chunk)
+    speed_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
     kernel = PerStepKernel(
         network, geom, w8, gamma, (flip_y, flip_x), options.coarsen, max_pixels, halo,
-        pass_memory,
+        pass_memory, speed_count,
     )  # fmt: skip
 
     def run(writer):
         stream(nwp, kernel, writer, chunk, options.quiet, " per step")
 
-    return write_output(output, layout, run, options.complevel)
+    result = write_output(output, layout, run, options.complevel)
+    # only speeds: per step the network sees every NWP value, no table pixel is blanked
+    warn_nan(speed_count, nwp.source, nwp.u_name, nwp.v_name, nwp.n_times, layout.shape)
+    return result

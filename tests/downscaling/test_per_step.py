@@ -337,3 +337,28 @@ def test_per_step_coarsen_is_the_block_mean(model, dem):
         np.testing.assert_allclose(coarse[name].values, ref, atol=1e-5)
     speed = np.hypot(coarse["eastward_wind"].values, coarse["northward_wind"].values)
     np.testing.assert_allclose(coarse["wind_speed"].values, speed, atol=1e-5)
+
+
+def test_per_step_reports_implausible_speeds(model, dem):
+    """As table mode: one ImplausibleSpeedWarning counting the output pixel-steps above
+    max_speed, the values kept; none below the threshold the user sets."""
+    from devine_onnx.downscaling.kernel import ImplausibleSpeedWarning
+
+    _, onnx_path = model
+    nwp = uniform_nwp(n_times=3)
+    nwp["u10"][1] *= 1e4  # a damaged step (cm/s read as m/s, and more)
+    kw = dict(
+        model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=False, quiet=True
+    )  # fmt: skip
+    with pytest.warns(ImplausibleSpeedWarning) as rec:
+        res = dv.downscale(nwp, **kw)
+    speed = res["wind_speed"].values
+    over = int(np.count_nonzero(speed > 100.0))
+    assert over > 0 and np.all(speed[[0, 2]] < 100.0)
+    messages = [str(w.message) for w in rec if w.category is ImplausibleSpeedWarning]
+    assert len(messages) == 1
+    assert f"{over} output pixel-steps" in messages[0]
+    assert f"up to {float(speed.max()):.4g} m/s" in messages[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplausibleSpeedWarning)
+        dv.downscale(nwp, max_speed=2.0 * float(speed.max()), **kw)
