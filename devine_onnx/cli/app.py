@@ -278,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     The process ends right after the command: its objects are left to the interpreter's
     shutdown, which frees them by reference counting, then a last garbage collection would walk
     every object of xarray, pandas, dask and rasterio for cycles (0.15-0.3 s of each command).
-    Outputs are complete and closed by then, so :func:`gc.freeze` skips that walk.
+    Outputs are complete and closed by then, so :func:`gc.freeze` skips that walk. ``main``
+    is therefore meant to end its process (as the console script and ``python -m
+    devine_onnx.cli`` do); from a Python session, call the API (:mod:`devine_onnx`) instead.
     """
     try:
         with _sigterm_as_interrupt():
