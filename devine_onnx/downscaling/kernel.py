@@ -120,10 +120,13 @@ class NaNCount:
         self._tables = (acc, alpha)
         self._has_data = None
 
-    def has_data(self) -> np.ndarray:
-        """``(ny, nx)`` True where the table has values for some direction (computed once)."""
+    def has_data(self) -> np.ndarray | bool:
+        """``(ny, nx)`` True where the table has values for some direction (computed once);
+        True without a table (per-step mode: the network gives every pixel a value)."""
         if self._has_data is None:
             acc, alpha = self._tables
+            if acc is None:
+                return True
             self._has_data = (np.isfinite(acc) & np.isfinite(alpha)).any(axis=0)
         return self._has_data
 

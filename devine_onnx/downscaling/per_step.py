@@ -161,13 +161,14 @@ class PerStepKernel:
     pass_memory : int, optional
         Bytes for the network passes (see
         :class:`~devine_onnx.engines.features.FeatureStepKernel`); from :func:`plan_memory`.
-    speed_count : NaNCount, optional
-        Counts the downscaled speeds above its ``max_speed`` (as table mode does).
+    nan_count : NaNCount, optional
+        Counts the output pixel-steps blanked by NaN or infinite NWP values and the downscaled
+        speeds above its ``max_speed``, as table mode does.
     """
 
     def __init__(
         self, network, geom, weights, gamma, flips, coarsen, max_pixels, halo, pass_memory=None,
-        speed_count: NaNCount | None = None,
+        nan_count: NaNCount | None = None,
     ):  # fmt: skip
         self.network = network
         self.geom = geom
@@ -175,7 +176,8 @@ class PerStepKernel:
         self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float32)
         self.flips = flips
         self.coarsen = coarsen
-        self.speed_count = speed_count
+        self.nan_count = nan_count
+        self.t0 = 0  # time index of the next chunk, for the count of blanked steps
         self.stepper = FeatureStepKernel(
             network, geom, flips, max_pixels=max_pixels, halo=halo, memory=pass_memory
         )
@@ -198,6 +200,16 @@ class PerStepKernel:
         w8 = self.weights
         u = np.asarray(u).reshape((-1,) + w8.source_shape)
         v = np.asarray(v).reshape((-1,) + w8.source_shape)
+        t0 = self.t0
+        self.t0 += u.shape[0]
+        # Infinite values (and their other component) are blanked like NaN, as in table mode:
+        # an infinite speed has no direction.
+        finite = np.isfinite(u) & np.isfinite(v)
+        count = None
+        if not finite.all():
+            u = np.where(finite, u, np.nan)
+            v = np.where(finite, v, np.nan)
+            count = self.nan_count
         ur = w8.apply(np.asarray(u, dtype=np.float32))
         vr = w8.apply(np.asarray(v, dtype=np.float32))
         if self.gamma is not None:
@@ -210,9 +222,12 @@ class PerStepKernel:
                 uo, vo, wo = (
                     coarsen_mean(np.asarray(a, np.float32), self.coarsen) for a in (uo, vo, wo)
                 )
+            if count is not None:
+                valid = w8.valid.reshape(w8.target_shape)
+                count.add(ur[sl], vr[sl], valid, self.coarsen, uo, t0 + sl.start)
             speed, dirs = uv_to_speed_dir(uo, vo)
-            if self.speed_count is not None:
-                self.speed_count.add_speed(speed)
+            if self.nan_count is not None:
+                self.nan_count.add_speed(speed)
             if outputs is None:
                 outputs = [np.empty((ur.shape[0],) + uo.shape[1:], np.float32) for _ in range(5)]
             for out, r in zip(outputs, (speed, dirs, uo, vo, wo), strict=True):
@@ -381,16 +396,15 @@ def downscale_per_step(
         gamma = meridian_convergence(grid.x[None, :], grid.y[:, None], crs)
     pass_memory, chunk = plan_memory(geom.shape, options.max_memory, options.chunk_time, max_pixels)
     layout = _layout(nwp, inner, crs, network, options, label, cc, chunk)
-    speed_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
+    nan_count = NaNCount(None, None, nwp.n_times, max_speed=options.max_speed)
     kernel = PerStepKernel(
         network, geom, w8, gamma, (flip_y, flip_x), options.coarsen, max_pixels, halo,
-        pass_memory, speed_count,
+        pass_memory, nan_count,
     )  # fmt: skip
 
     def run(writer):
         stream(nwp, kernel, writer, chunk, options.quiet, " per step")
 
     result = write_output(output, layout, run, options.complevel)
-    # only speeds: per step the network sees every NWP value, no table pixel is blanked
-    warn_nan(speed_count, nwp.source, nwp.u_name, nwp.v_name, nwp.n_times, layout.shape)
+    warn_nan(nan_count, nwp.source, nwp.u_name, nwp.v_name, nwp.n_times, layout.shape)
     return result

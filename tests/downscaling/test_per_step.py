@@ -362,3 +362,34 @@ def test_per_step_reports_implausible_speeds(model, dem):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ImplausibleSpeedWarning)
         dv.downscale(nwp, max_speed=2.0 * float(speed.max()), **kw)
+
+
+def test_per_step_blanks_and_counts_missing_forecast_values(model, dem):
+    """NaN and infinite NWP values blank the pixels whose interpolation uses them (never an
+    infinite output), counted in one NWPNaNWarning, as table mode does."""
+    from devine_onnx.downscaling.kernel import NWPNaNWarning
+
+    _, onnx_path = model
+    clean = varying_nwp(3)
+    nwp = clean.copy(deep=True)
+    j, i = nwp.sizes["latitude"] // 2, nwp.sizes["longitude"] // 2
+    nwp["u10"][1, j, i] = np.nan
+    nwp["v10"][2, j, i] = np.inf
+    kw = dict(
+        model=onnx_path, per_step=True, dem=dem, device="cpu", cache_dir=False, quiet=True,
+        chunk_time=2,
+    )  # fmt: skip
+    with pytest.warns(NWPNaNWarning) as rec:
+        res = dv.downscale(nwp, **kw)
+    speed = res["wind_speed"].values
+    assert np.isfinite(speed[0]).all() and not np.isinf(speed).any()
+    blanked = np.isnan(speed)
+    assert blanked[1].any() and blanked[2].any()
+    messages = [str(w.message) for w in rec if w.category is NWPNaNWarning]
+    assert len(messages) == 1
+    assert f"blanked {int(blanked.sum())} output pixel-steps" in messages[0]
+    assert "in 2 of 3 time steps" in messages[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = dv.downscale(clean, **kw)
+    np.testing.assert_array_equal(speed[0], ref["wind_speed"].values[0])
