@@ -94,9 +94,13 @@ class TableEngine(abc.ABC):
         """
         return dem
 
-    @abc.abstractmethod
     def coverage(self, dem: xr.DataArray) -> TableWindow:
-        """The part of ``dem`` the table covers when no target is given."""
+        """The part of ``dem`` the table covers when no target is given.
+
+        The default is the whole DEM (engines whose network leaves a frame override it).
+        """
+        ny, nx = dem.shape[-2:]
+        return TableWindow(slice(0, int(ny)), slice(0, int(nx)))
 
     def target_window(
         self, dem: xr.DataArray, bounds: tuple[float, float, float, float]

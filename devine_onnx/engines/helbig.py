@@ -234,11 +234,6 @@ class HelbigEngine(TableEngine):
         self._factor: np.ndarray | None = None
         self._edge: np.ndarray | None = None
 
-    def coverage(self, dem: xr.DataArray) -> TableWindow:
-        """The whole DEM."""
-        ny, nx = dem.shape[-2:]
-        return TableWindow(slice(0, int(ny)), slice(0, int(nx)))
-
     def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
         """The speed factor of the whole DEM, kept for the window."""
         if {"y", "x"} <= set(dem.dims):

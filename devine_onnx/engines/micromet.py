@@ -546,11 +546,6 @@ class MicroMetEngine(TableEngine):
         self._edge: np.ndarray | None = None
         self._inc: int | None = None
 
-    def coverage(self, dem: xr.DataArray) -> TableWindow:
-        """The whole DEM."""
-        ny, nx = dem.shape[-2:]
-        return TableWindow(slice(0, int(ny)), slice(0, int(nx)))
-
     def bind(self, dem: xr.DataArray, window: TableWindow) -> None:
         """Slope, aspect, curvature and the domain references from the whole DEM."""
         if {"y", "x"} <= set(dem.dims):
