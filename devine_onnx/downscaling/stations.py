@@ -30,6 +30,7 @@ import xarray as xr
 from devine_onnx.errors import DevineWarning, ObservationError, OptionError, option
 from devine_onnx.io.atomic import check_writable
 from devine_onnx.io.cf import lonlat_extent
+from devine_onnx.io.formats import sniff_format
 from devine_onnx.io.nwp import window_index
 from devine_onnx.io.observations import names_text, read_observations, time_text
 from devine_onnx.regrid.barnes import GAMMA, KAPPA_STAR, barnes
@@ -55,7 +56,6 @@ LOGGER = logging.getLogger("devine_onnx")
 MIN_SPEED = 0.1
 #: Suffixes always read as observation CSV files.
 _CSV_SUFFIXES = (".csv", ".txt")
-_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
 #: Times listed at most in a warning.
 _MAX_TIMES = 5
 
@@ -78,12 +78,7 @@ def is_observation_input(source) -> bool:
     p = Path(source)
     if p.suffix.lower() in _CSV_SUFFIXES:
         return True
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(8)
-    except OSError:
-        return False
-    if not any(magic.startswith(m) for m in _NETCDF_MAGIC):
+    if sniff_format(p) != "netcdf":
         return False
     try:
         import netCDF4
@@ -169,12 +164,7 @@ def _label(observations) -> tuple[str, bool]:
     if isinstance(observations, pd.DataFrame):
         return "observations (DataFrame)", False
     p = Path(observations)
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(8)
-    except OSError:
-        magic = b""
-    return str(p), not any(magic.startswith(m) for m in _NETCDF_MAGIC)
+    return str(p), sniff_format(p) != "netcdf"
 
 
 def _display(label: str) -> str:
