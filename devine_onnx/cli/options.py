@@ -88,6 +88,9 @@ def parse_target(text: str | None):
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on success.")
 ]
+DeviceOpt = Annotated[
+    Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
+]
 TableOpt = Annotated[
     Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
 ]

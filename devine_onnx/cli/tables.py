@@ -12,6 +12,7 @@ from .options import (
     MODEL_ENV,
     DemCrsOpt,
     Device,
+    DeviceOpt,
     DevineMethod,
     Dtype,
     EngineName,
@@ -160,9 +161,7 @@ def corrections(
             "with it, the values do not change).",
         ),
     ] = None,
-    device: Annotated[
-        Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
-    ] = Device.auto,
+    device: DeviceOpt = Device.auto,
     dtype: Annotated[
         Dtype,
         typer.Option(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app, done, quiet_notes
-from .options import Device, EngineName, QuietOpt, prepare_output
+from .options import Device, DeviceOpt, EngineName, QuietOpt, prepare_output
 
 
 @app.command(
@@ -34,9 +34,7 @@ def demo(
             "'demo': the demonstration model.",
         ),
     ] = None,
-    device: Annotated[
-        Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
-    ] = Device.auto,
+    device: DeviceOpt = Device.auto,
     engine: Annotated[
         EngineName | None,
         typer.Option(
