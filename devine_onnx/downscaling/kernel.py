@@ -147,6 +147,18 @@ class NaNCount:
         self._hit[t0:end] |= n > 0
 
 
+def blank_nonfinite(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(u, v, blanked)``: NWP components with every non-finite value (and the other
+    component of it) set to NaN, and whether any was. An infinite speed has no direction: it
+    is blanked like a missing value, and counted with them (:meth:`NaNCount.add`)."""
+    finite = np.isfinite(u) & np.isfinite(v)
+    if finite.all():
+        return u, v, False
+    u = np.where(finite, u, np.nan).astype(u.dtype, copy=False)
+    v = np.where(finite, v, np.nan).astype(v.dtype, copy=False)
+    return u, v, True
+
+
 def warn_nan(nan_count: NaNCount, source, u_name, v_name, n_times: int, shape) -> None:
     """One warning per run: how many output pixel-steps NaN (or infinite values) in the
     forecast blanked; one more when downscaled speeds exceed ``max_speed``."""
@@ -260,14 +272,9 @@ def downscale_chunk(
     outs = tuple(np.empty((n,) + out_shape, dtype=np.float32) for _ in range(n_out))
     table = _lookup.TableLookup(acc, alpha, params.angles, params.method)
     step = max(1, MAX_BLOCK_ELEMENTS // max(1, n_target))
-    # Infinite values (and their other component) are blanked like NaN: an infinite speed
-    # has no direction.
-    finite = np.isfinite(u) & np.isfinite(v)
-    if not finite.all():
-        u = np.where(finite, u, np.nan).astype(u.dtype, copy=False)
-        v = np.where(finite, v, np.nan).astype(v.dtype, copy=False)
+    u, v, blanked = blank_nonfinite(u, v)
     # NaN in the (small) NWP chunk: count what it blanks in the output.
-    count = nan_count if nan_count is not None and not finite.all() else None
+    count = nan_count if blanked else None
     if count is not None:
         valid = w.valid.reshape(w.target_shape) if w is not None else np.ones(grid_shape, bool)
     for a in range(0, n, step):

@@ -48,7 +48,7 @@ from devine_onnx.tables.table import static_outputs
 from devine_onnx.wind import earth_to_grid, grid_to_earth, meridian_convergence, uv_to_speed_dir
 
 from .downscaler import open_wind
-from .kernel import NaNCount, warn_nan
+from .kernel import NaNCount, blank_nonfinite, warn_nan
 from .options import DownscaleOptions
 from .output import (
     GRID_MAPPING,
@@ -202,14 +202,8 @@ class PerStepKernel:
         v = np.asarray(v).reshape((-1,) + w8.source_shape)
         t0 = self.t0
         self.t0 += u.shape[0]
-        # Infinite values (and their other component) are blanked like NaN, as in table mode:
-        # an infinite speed has no direction.
-        finite = np.isfinite(u) & np.isfinite(v)
-        count = None
-        if not finite.all():
-            u = np.where(finite, u, np.nan)
-            v = np.where(finite, v, np.nan)
-            count = self.nan_count
+        u, v, blanked = blank_nonfinite(u, v)  # as table mode
+        count = self.nan_count if blanked else None
         ur = w8.apply(np.asarray(u, dtype=np.float32))
         vr = w8.apply(np.asarray(v, dtype=np.float32))
         if self.gamma is not None:
