@@ -13,6 +13,7 @@ from .options import (
     DemCrsOpt,
     Device,
     Interp,
+    NwpCrsOpt,
     QuietOpt,
     TableOpt,
     WindFrame,
@@ -35,14 +36,7 @@ def regrid(
         Path,
         typer.Option("-o", "--output", help="Regridding weights file to write (NetCDF, .nc)."),
     ],
-    nwp_crs: Annotated[
-        str | None,
-        typer.Option(
-            "--nwp-crs",
-            help="CRS of the NWP coordinates (default: from the file, "
-            "else EPSG:4326 for latitude/longitude).",
-        ),
-    ] = None,
+    nwp_crs: NwpCrsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the Delaunay interpolation weights from an NWP grid to a table's grid."""
@@ -97,9 +91,7 @@ def downscale(
     v_var: Annotated[
         str | None, typer.Option("--v-var", help="Name of the northward wind variable.")
     ] = None,
-    nwp_crs: Annotated[
-        str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
-    ] = None,
+    nwp_crs: NwpCrsOpt = None,
     nwp_wind_frame: Annotated[
         WindFrame | None,
         typer.Option(

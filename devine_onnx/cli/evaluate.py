@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import app, quiet_notes
-from .options import QuietOpt, prepare_output
+from .options import NwpCrsOpt, QuietOpt, prepare_output
 
 
 @app.command(
@@ -36,9 +36,7 @@ def evaluate(
         Path | None,
         typer.Option("--nwp", help="Raw NWP forecast, evaluated as the source 'nwp'."),
     ] = None,
-    nwp_crs: Annotated[
-        str | None, typer.Option("--nwp-crs", help="CRS of the NWP coordinates.")
-    ] = None,
+    nwp_crs: NwpCrsOpt = None,
     stations: Annotated[
         Path | None,
         typer.Option(

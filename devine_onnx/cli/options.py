@@ -91,6 +91,14 @@ QuietOpt = Annotated[
 DeviceOpt = Annotated[
     Device, typer.Option("--device", help="Where a network runs (auto: CUDA when usable).")
 ]
+NwpCrsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nwp-crs",
+        help="CRS of the NWP coordinates (default: from the file, else EPSG:4326 for "
+        "latitude/longitude).",
+    ),
+]
 TableOpt = Annotated[
     Path, typer.Option("--table", "-t", help="Correction table from 'corrections'.")
 ]
