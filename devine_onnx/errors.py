@@ -11,6 +11,7 @@ Messages name a parameter with :func:`option`: ``coarsen=300`` when called from 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -88,6 +89,32 @@ def cli_spelling(options: Mapping[str, str] | None = None) -> Iterator[None]:
         yield
     finally:
         _CLI_OPTIONS.reset(token)
+
+
+def number_option(
+    name: str,
+    value,
+    expected: str,
+    *,
+    minimum: float = 0.0,
+    inclusive: bool = False,
+    finite: bool = True,
+    error: type[Exception] = OptionError,
+    label=_NO_VALUE,
+) -> float:
+    """``float(value)`` of a numeric option, or one-line ``error``: ``"{option}: {expected}"``.
+
+    Refused: what is not a number, NaN, infinity unless ``finite`` is False, and values not above ``minimum`` (not at least ``minimum`` with ``inclusive``).
+    ``label`` replaces the value shown in the message (default: ``value`` as given).
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    low_ok = number >= minimum if inclusive else number > minimum
+    if not low_ok or (finite and not math.isfinite(number)):
+        raise error(f"{option(name, value if label is _NO_VALUE else label)}: {expected}")
+    return number
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:

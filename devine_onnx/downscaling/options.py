@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devine_onnx.errors import DevineWarning, OptionError, option
+from devine_onnx.errors import DevineWarning, OptionError, number_option, option
 
 from .kernel import DEFAULT_MAX_SPEED
 from .lookup import METHODS
@@ -254,15 +254,13 @@ class DownscaleOptions:
             raise OptionError(
                 f"{option('complevel', self.complevel)}: expected an integer from 0 (none) to 9"
             )
-        try:
-            max_speed = float(self.max_speed)
-        except (TypeError, ValueError):
-            max_speed = float("nan")
-        if isinstance(self.max_speed, bool) or not max_speed > 0:
-            raise OptionError(
-                f"{option('max_speed', self.max_speed)}: expected a wind speed in m/s above 0 "
-                f"(default {DEFAULT_MAX_SPEED:g}; inf: no check)"
-            )
+        max_speed = number_option(
+            "max_speed",
+            float("nan") if isinstance(self.max_speed, bool) else self.max_speed,
+            f"expected a wind speed in m/s above 0 (default {DEFAULT_MAX_SPEED:g}; inf: no check)",
+            finite=False,
+            label=self.max_speed,
+        )
         object.__setattr__(self, "max_speed", max_speed)
         coarsen = int(self.coarsen) if self.coarsen not in (None, 1) else None
         object.__setattr__(self, "chunk_time", int(self.chunk_time))

@@ -17,7 +17,6 @@ Used by :func:`devine_onnx.downscaling.api.downscale` when its input is an obser
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from devine_onnx.errors import DevineWarning, ObservationError, OptionError, option
+from devine_onnx.errors import DevineWarning, ObservationError, OptionError, number_option, option
 from devine_onnx.io.atomic import check_writable
 from devine_onnx.io.cf import lonlat_extent
 from devine_onnx.io.formats import sniff_format
@@ -93,16 +92,9 @@ def is_observation_input(source) -> bool:
 # --------------------------------------------------------------------------- options
 def _check_options(barnes_spacing, min_stations, min_speed) -> tuple[float | None, int, float]:
     if barnes_spacing is not None:
-        try:
-            spacing = float(barnes_spacing)
-        except (TypeError, ValueError):
-            spacing = float("nan")
-        if not (math.isfinite(spacing) and spacing > 0):
-            raise OptionError(
-                f"{option('barnes_spacing', barnes_spacing)}: expected a positive station "
-                "spacing in metres"
-            )
-        barnes_spacing = spacing
+        barnes_spacing = number_option(
+            "barnes_spacing", barnes_spacing, "expected a positive station spacing in metres"
+        )
     if min_stations is None:
         min_stations = 1
     if (
@@ -115,14 +107,9 @@ def _check_options(barnes_spacing, min_stations, min_speed) -> tuple[float | Non
         )
     if min_speed is None:
         min_speed = MIN_SPEED
-    try:
-        floor = float(min_speed)
-    except (TypeError, ValueError):
-        floor = float("nan")
-    if not (math.isfinite(floor) and floor >= 0):
-        raise OptionError(
-            f"{option('min_speed', min_speed)}: expected a speed of 0 m/s or more (0: no floor)"
-        )
+    floor = number_option(
+        "min_speed", min_speed, "expected a speed of 0 m/s or more (0: no floor)", inclusive=True
+    )
     return barnes_spacing, int(min_stations), floor
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from devine_onnx.errors import DEMError, first_line, option
+from devine_onnx.errors import DEMError, first_line, number_option, option
 from devine_onnx.io.cf import crs_label, find_xy_dims, local_projected_crs, lonlat_extent, read_crs
 from devine_onnx.io.formats import guess_format, open_any
 
@@ -418,12 +418,9 @@ def _assign_crs(da: xr.DataArray, dem_crs, label: str, notes: list[str]) -> xr.D
 
 def _resample(da: xr.DataArray, size, pixel: tuple[float, float], label: str, notes: list[str]):
     """Resample to square ``size`` m pixels from ``pixel`` = (dx, dy), square or not."""
-    try:
-        size = float(size)
-    except (TypeError, ValueError):
-        size = float("nan")
-    if not np.isfinite(size) or size <= 0:
-        raise DEMError(f"{option('resample', size)}: expected a pixel size in metres > 0, e.g. 30")
+    size = number_option(
+        "resample", size, "expected a pixel size in metres > 0, e.g. 30", error=DEMError
+    )
     dx, dy = pixel
     if abs(size - dx) <= 1e-6 * dx and abs(size - dy) <= 1e-6 * dy:
         return da

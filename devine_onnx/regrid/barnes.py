@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from devine_onnx.errors import OptionError, option
+from devine_onnx.errors import OptionError, number_option, option
 
 __all__ = [
     "GAMMA",
@@ -86,13 +86,7 @@ def weight_parameter(spacing: float, kappa_star: float = KAPPA_STAR) -> float:
 
 
 def _check_positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
-        raise OptionError(f"{option(name, value)}: expected a positive number")
-    return v
+    return number_option(name, value, "expected a positive number")
 
 
 #: Sums of weights below this are recomputed with the weights of the row's own stations.
