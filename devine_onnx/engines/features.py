@@ -47,7 +47,7 @@ from devine_onnx.engines.runtime import (
     file_sha256,
     open_model_session,
 )
-from devine_onnx.errors import DEMError, ModelError, OptionError
+from devine_onnx.errors import DEMError, ModelError, OptionError, number_option
 
 from .base import TableEngine, TableWindow
 from .terrain_features import (
@@ -451,16 +451,11 @@ class FeatureNetworkEngine(TableEngine):
             if isinstance(model, FeatureNetwork)
             else FeatureNetwork(model, device=device, threads=threads)
         )
-        cc = self.network.coarse_cell if coarse_cell is None else coarse_cell
-        try:
-            cc = float(cc)
-        except (TypeError, ValueError):
-            cc = float("nan")
-        if not (math.isfinite(cc) and cc > 0):
-            raise OptionError(
-                f"--coarse-cell {coarse_cell!r}: expected a length in metres > 0 (the NWP "
-                "resolution, 1000 by default)"
-            )
+        cc = number_option(
+            "coarse_cell",
+            self.network.coarse_cell if coarse_cell is None else coarse_cell,
+            "expected a length in metres > 0 (the NWP resolution, 1000 by default)",
+        )
         if max_pixels is not None and (int(max_pixels) < MIN_INTERIOR**2):
             raise OptionError(f"max_pixels={max_pixels}: expected at least {MIN_INTERIOR**2}")
         if int(halo) < 0 or int(halo) % 8:
