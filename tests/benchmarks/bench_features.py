@@ -33,6 +33,10 @@ Run from the repository root (needs PyTorch, only to convert the synthetic model
   dask.array, rioxarray with rasterio, ONNX Runtime, netCDF4/h5py, pyproj, typer), before any
   work: what no change inside devine-onnx can remove. devine-onnx's bytecode is compiled first
   when Python does not write it (``PYTHONDONTWRITEBYTECODE``), as ``pip install`` does.
+- ``python -m tests.benchmarks.bench_features shutdown [PAIRS]`` (issue 17): the interpreter's
+  shutdown after a command, with and without the CLI's ``gc.freeze()``: PAIRS (default 5)
+  alternating runs of a 12-direction ``corrections`` (320x360, synthetic model, 2 threads),
+  medians of the whole command and of the time after the last ``atexit`` handler.
 - ``python -m tests.benchmarks.bench_features stages [ROWSxCOLS] [BATCHES]`` (issue 17): the
   cost of each stage around the network on one process, wall and CPU time (CPU counts ONNX
   Runtime's threads: usable on a busy machine): the features per direction (the transcription
@@ -648,6 +652,52 @@ def _print_steps(a, ny, nx, steps, one, startup) -> None:
     print(f"\nstart-up (1-step command minus one bare pass): {startup:.1f} s")
 
 
+# --------------------------------------------------------------------------- shutdown
+_SHUTDOWN_CHILD = """
+import atexit, gc, sys, time
+if sys.argv[1] == "off":
+    gc.freeze = lambda: None
+atexit.register(lambda: print("ATEXIT", time.time(), file=sys.stderr))
+from devine_onnx.cli import main
+main(sys.argv[2:])
+"""
+
+
+def shutdown(pairs: int = 5) -> None:
+    import statistics
+
+    from devine_onnx.sample_data import sample_dem
+
+    _compile_package()
+    env = dict(os.environ, **_thread_env(2))
+    print(f"machine: {machine()}")
+    times: dict[str, list[tuple[float, float]]] = {"with gc.freeze": [], "without": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = synthetic_model(tmp)
+        sample_dem((324, 364), 50.0).rio.to_raster(tmp / "dem.tif")
+        angles = ",".join(str(a) for a in range(0, 360, 30))
+        for _ in range(int(pairs)):
+            for label, mode in (("with gc.freeze", "on"), ("without", "off")):
+                args = ["corrections", str(tmp / "dem.tif"), "-m", str(model), "-o",
+                        str(tmp / "t.nc"), "--angles", angles, "--device", "cpu", "-q",
+                        "--overwrite"]  # fmt: skip
+                t0 = time.time()
+                proc = subprocess.run(
+                    [sys.executable, "-c", _SHUTDOWN_CHILD, mode, *args],
+                    cwd=ROOT, capture_output=True, text=True, env=env, check=True,
+                )  # fmt: skip
+                t1 = time.time()
+                last = [x for x in proc.stderr.splitlines() if x.startswith("ATEXIT")][-1]
+                times[label].append((t1 - t0, t1 - float(last.split()[1])))
+    print("\n| 12-direction corrections | whole command (median) | after the last atexit |")
+    print("|---|---|---|")
+    for label, v in times.items():
+        whole = statistics.median(a for a, _ in v)
+        after = statistics.median(b for _, b in v)
+        print(f"| {label} | {whole:.2f} s | {after:.3f} s |")
+
+
 # --------------------------------------------------------------------------- stages
 def _timed(fn, repeat: int = 3) -> tuple[float, float]:
     """Smallest wall and CPU seconds of ``repeat`` calls (after one warm-up call)."""
@@ -753,6 +803,8 @@ def main(argv: list[str]) -> None:
         _child_memory(args[0], int(args[1]))
     elif cmd == "peer":
         peer(args)
+    elif cmd == "shutdown":
+        shutdown(*(int(a) for a in args))
     elif cmd == "stages":
         stages(*args)
     elif cmd == "_child_cli":
